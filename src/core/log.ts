@@ -1,0 +1,112 @@
+import chalk from 'chalk'
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+export type LogFormat = 'human' | 'json'
+export type LogFields = Record<string, unknown>
+
+export interface Logger {
+  debug(message: string, fields?: LogFields): void
+  info(message: string, fields?: LogFields): void
+  warn(message: string, fields?: LogFields): void
+  error(message: string, fields?: LogFields): void
+  /** A logger that adds these fields to every line (e.g. {component: 'drain'}). */
+  child(fields: LogFields): Logger
+  readonly level: LogLevel
+}
+
+export interface LoggerOptions {
+  level?: LogLevel
+  /** human on a TTY, json otherwise, unless set. */
+  format?: LogFormat
+  stream?: NodeJS.WritableStream & {isTTY?: boolean}
+  fields?: LogFields
+  /** Extra secret values (tokens read from env or files) to mask wherever they appear. */
+  secrets?: string[]
+}
+
+const ORDER: Record<LogLevel, number> = {debug: 10, info: 20, warn: 30, error: 40}
+export const LOG_LEVELS = Object.keys(ORDER) as LogLevel[]
+
+// Field names whose values are never written, whatever they hold.
+const SECRET_KEY = /secret|token|password|passwd|credential|authorization|api[-_]?key|session|private/i
+const REDACTED = '[redacted]'
+
+/** Secret values registered process-wide (read from env/files at start-up) are masked in every line. */
+const knownSecrets = new Set<string>()
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 4) knownSecrets.add(value)
+}
+
+function maskString(text: string, extra: string[]): string {
+  let out = text
+  for (const secret of [...knownSecrets, ...extra]) {
+    if (secret && out.includes(secret)) out = out.split(secret).join(REDACTED)
+  }
+  return out
+}
+
+/** Deep copy with secret-named keys and known secret values removed. */
+export function redact(value: unknown, extra: string[] = [], depth = 0): unknown {
+  if (depth > 6) return '[deep]'
+  if (typeof value === 'string') return maskString(value, extra)
+  if (value instanceof Error) return {name: value.name, message: maskString(value.message, extra)}
+  if (Array.isArray(value)) return value.map((item) => redact(item, extra, depth + 1))
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [key, item] of Object.entries(value)) {
+      out[key] = SECRET_KEY.test(key) ? REDACTED : redact(item, extra, depth + 1)
+    }
+    return out
+  }
+  return value
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const stream = options.stream ?? process.stderr
+  const level = options.level ?? 'info'
+  const format = options.format ?? (stream.isTTY ? 'human' : 'json')
+  const base = options.fields ?? {}
+  const secrets = options.secrets ?? []
+
+  const colour: Record<LogLevel, (s: string) => string> = {
+    debug: chalk.gray,
+    info: chalk.cyan,
+    warn: chalk.yellow,
+    error: chalk.red,
+  }
+
+  function write(at: LogLevel, message: string, fields?: LogFields) {
+    if (ORDER[at] < ORDER[level]) return
+    const merged = redact({...base, ...fields}, secrets) as LogFields
+    const msg = maskString(message, secrets)
+    if (format === 'json') {
+      stream.write(JSON.stringify({time: new Date().toISOString(), level: at, msg, ...merged}) + '\n')
+      return
+    }
+    const extras = Object.entries(merged)
+      .map(([key, item]) => `${key}=${typeof item === 'string' ? item : JSON.stringify(item)}`)
+      .join(' ')
+    stream.write(`${colour[at](at.padEnd(5))} ${msg}${extras ? ' ' + chalk.gray(extras) : ''}\n`)
+  }
+
+  return {
+    level,
+    debug: (m, f) => write('debug', m, f),
+    info: (m, f) => write('info', m, f),
+    warn: (m, f) => write('warn', m, f),
+    error: (m, f) => write('error', m, f),
+    child: (fields) => createLogger({...options, level, format, stream, fields: {...base, ...fields}}),
+  }
+}
+
+/** A logger that drops everything: the default for library calls made without one. */
+export const silentLogger: Logger = {
+  level: 'error',
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger
+  },
+}

@@ -1,0 +1,23 @@
+import {CisternError, ExitCode} from '../errors.js'
+import type {BatchFailure} from './types.js'
+
+/** A receipt handle that is no longer the current lease (re-received, deleted or expired). */
+export class StaleReceiptError extends CisternError {
+  constructor(readonly receiptHandle: string) {
+    super('the receipt handle is stale: the message was received again, deleted, or its visibility timeout lapsed', {
+      exitCode: ExitCode.failure,
+    })
+    this.name = 'StaleReceiptError'
+  }
+}
+
+/** Some entries of a batch failed after retries; `failures` says which and why. */
+export class QueueBatchError extends CisternError {
+  constructor(
+    readonly operation: 'send' | 'delete',
+    readonly failures: BatchFailure[],
+  ) {
+    super(`${failures.length} of a ${operation} batch failed: ${failures.map((f) => `#${f.index} ${f.code}: ${f.message}`).join('; ')}`)
+    this.name = 'QueueBatchError'
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The queue contract every backend meets (embedded SQLite, AWS SQS, the API Gateway facade).
+ * Semantics follow SQS: a received message is hidden for its visibility timeout under a receipt
+ * handle that is fresh per receive; it comes back when the timeout lapses unless deleted.
+ */
+
+export interface QueueMessage {
+  /** Stable id of the message (SQS MessageId). */
+  id: string
+  /** The body, byte-for-byte as sent (UTF-8 text, as SQS carries it). */
+  body: string
+  /** Fresh per receive: delete/changeVisibility with an older one fails. */
+  receiptHandle: string
+  /** 1 on the first receive. */
+  receiveCount: number
+  /** When the message was first sent (if the backend knows). */
+  sentAt?: Date
+  /** FIFO message group (the spigot uses the repository's full name). */
+  groupId?: string
+  deduplicationId?: string
+  /** String message attributes. */
+  attributes: Record<string, string>
+}
+
+export interface SendInput {
+  body: string
+  /** Hide the message for this many seconds after sending (0–900). */
+  delaySeconds?: number
+  /** FIFO group: messages of one group are delivered in order, one in flight at a time. */
+  groupId?: string
+  /**
+   * Deduplication: a send whose id matches a message still in the queue (visible, delayed or in
+   * flight) is not stored again and returns that message's id (`duplicate: true`). On SQS FIFO
+   * this is SQS's own 5-minute window; SQS standard queues cannot dedup.
+   */
+  deduplicationId?: string
+  attributes?: Record<string, string>
+}
+
+export interface SendResult {
+  id: string
+  duplicate?: boolean
+}
+
+export interface ReceiveOptions {
+  /** 1–10, default 10. */
+  maxMessages?: number
+  /** Long poll: wait up to this many seconds (0–20) for a first message. Default 0. */
+  waitSeconds?: number
+  /** Seconds the received messages stay hidden; default the queue's (30). */
+  visibilityTimeout?: number
+  /** Abort a long poll early (shutdown). */
+  signal?: AbortSignal
+}
+
+export interface QueueStats {
+  visible: number
+  inFlight: number
+  delayed: number
+  /** Messages in the dead-letter queue (or dead state); -1 when the backend cannot tell. */
+  dead: number
+}
+
+export interface QueueCapabilities {
+  /** The facade can only receive and delete. */
+  send: boolean
+  fifo: boolean
+  /** Largest body the backend accepts, in bytes (SQS: 262,144 by default, 1 MiB max). */
+  maxBodyBytes: number
+  /** deadLetter() moves the message to a dead-letter queue now (else the redrive policy does it). */
+  deadLetter: boolean
+  /** peek() shows messages without receiving them. */
+  peek: boolean
+}
+
+/** One entry of a batch that could not be done after retries; the rest of the batch succeeded. */
+export interface BatchFailure {
+  index: number
+  code: string
+  message: string
+}
+
+export interface Queue {
+  /** The URL it was opened with (secrets removed). */
+  readonly url: string
+  readonly kind: 'sqlite' | 'sqs' | 'apigw'
+  readonly capabilities: QueueCapabilities
+
+  send(message: SendInput): Promise<SendResult>
+  /** Up to 10 per call (more is split by the backend); throws QueueBatchError listing entries that failed. */
+  sendBatch(messages: SendInput[]): Promise<SendResult[]>
+  receive(options?: ReceiveOptions): Promise<QueueMessage[]>
+  /** A stale or unknown receipt handle is an error (StaleReceiptError), never a silent delete. */
+  delete(receiptHandle: string): Promise<void>
+  /** Up to 10 per request; throws QueueBatchError listing handles that could not be deleted. */
+  deleteBatch(receiptHandles: string[]): Promise<void>
+  /** Hide an in-flight message for `seconds` more from now (0 = release it now). */
+  changeVisibility(receiptHandle: string, seconds: number): Promise<void>
+  /**
+   * Give up on an in-flight message: move it to the dead-letter queue now with the reason, when
+   * the backend can; otherwise leave it for the queue's redrive policy. Returns where it went.
+   */
+  deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'>
+  /** Look at up to `max` waiting messages without receiving them (when capabilities.peek). */
+  peek(max?: number): Promise<QueueMessage[]>
+  stats(): Promise<QueueStats>
+  /** Delete every message (not the dead ones); returns how many, -1 if unknown. */
+  purge(): Promise<number>
+  /** Move dead-letter messages back to the queue; returns how many. */
+  redrive(): Promise<number>
+  close(): Promise<void>
+}
+
+export interface OpenQueueOptions {
+  /** Default visibility timeout for receive (seconds). */
+  visibilityTimeout?: number
+  /** Embedded queue: receives after which a message is dead (default 5; 0 = never). */
+  maxReceiveCount?: number
+  /** Embedded queue: create as FIFO. */
+  fifo?: boolean
+  region?: string
+  profile?: string
+  /** Facade API key (x-api-key); else API_KEY from the environment. */
+  apiKey?: string
+  /** SQS: explicit dead-letter queue URL (else read from the RedrivePolicy). */
+  deadLetterUrl?: string
+  /** Opening must not create anything (read-only commands such as stats on a missing queue). */
+  mustExist?: boolean
+  log?: import('../log.js').Logger
+}

@@ -1,0 +1,78 @@
+/**
+ * The spigot's queue message. It keeps the original Lambda's shape — the API Gateway
+ * mapping-template event `{spigot_state, from_queue, body, headers}` with `body` parsed — so the
+ * original `send_from_queue` Lambda can drain what cistern queues and cistern can drain what the
+ * original queued. cistern adds the raw request bytes (`raw_body`, base64) so a replay is
+ * byte-identical and the X-Hub-Signature(-256) still verifies.
+ */
+export interface SpigotMessage {
+  spigot_state: 'ON' | 'OFF' | string
+  from_queue: 'true' | 'false' | string
+  /** The parsed JSON payload (what the original Lambda re-serialised). */
+  body: unknown
+  /** The kept GitHub headers, original casing. */
+  headers: Record<string, string>
+  /** cistern: the request bytes exactly as GitHub sent them, base64. */
+  raw_body?: string
+  /** cistern: a named Jenkins target when the route table has several. */
+  target?: string
+  /** cistern: ISO time the webhook reached the spigot. */
+  received_at?: string
+  /** cistern: S3 pointer when the payload was larger than the queue allows. */
+  large_payload?: {bucket: string; key: string; bytes: number}
+}
+
+/** Headers the spigot keeps and replays (DESIGN.md). */
+export const KEPT_HEADERS = [
+  'X-GitHub-Event',
+  'X-GitHub-Delivery',
+  'X-GitHub-Hook-ID',
+  'X-Hub-Signature',
+  'X-Hub-Signature-256',
+  'Content-Type',
+  'User-Agent',
+] as const
+
+/** Header lookup that ignores case (API Gateway, fastify and GitHub disagree on casing). */
+export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const wanted = name.toLowerCase()
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() === wanted) return Array.isArray(value) ? value[0] : value
+  }
+  return undefined
+}
+
+/** The kept headers of a request, with their canonical names. */
+export function keptHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of KEPT_HEADERS) {
+    const value = header(headers, name)
+    if (value !== undefined) out[name] = value
+  }
+  return out
+}
+
+/** The bytes to replay: the raw body when cistern queued it, else the original Lambda's re-serialised body. */
+export function replayBytes(message: SpigotMessage): Buffer {
+  if (message.raw_body !== undefined) return Buffer.from(message.raw_body, 'base64')
+  return Buffer.from(typeof message.body === 'string' ? message.body : JSON.stringify(message.body))
+}
+
+/** Parse a queued body; throws a plain Error on anything that is not a spigot message. */
+export function decodeMessage(text: string): SpigotMessage {
+  const value = JSON.parse(text) as Partial<SpigotMessage>
+  if (!value || typeof value !== 'object' || !('body' in value) || !value.headers || typeof value.headers !== 'object') {
+    throw new Error('not a spigot message: expected {spigot_state, from_queue, body, headers}')
+  }
+  return value as SpigotMessage
+}
+
+export function encodeMessage(message: SpigotMessage): string {
+  return JSON.stringify(message)
+}
+
+/** The FIFO group: the repository's full name, so replay keeps each repository's order. */
+export function groupOf(message: SpigotMessage): string {
+  const body = message.body as {repository?: {full_name?: string}} | undefined
+  return body?.repository?.full_name ?? 'no-repository'
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// npm run bench -- <name> [args…]: runs bench/<name>.js (all of them without a name).
+// Benchmarks import the built code from dist/: run `npm run build` first.
+import {readdirSync} from 'node:fs'
+
+const [name, ...args] = process.argv.slice(2)
+const here = new URL('.', import.meta.url)
+const all = readdirSync(here)
+  .filter((f) => f.endsWith('.js') && !['run.js', 'lib.js'].includes(f))
+  .map((f) => f.slice(0, -3))
+const names = name ? [name] : all
+for (const bench of names) {
+  if (!all.includes(bench)) {
+    console.error(`unknown benchmark "${bench}"; have: ${all.join(', ')}`)
+    process.exit(2)
+  }
+  console.log(`\n## ${bench}  (node ${process.version}, ${new Date().toISOString()})`)
+  const mod = await import(new URL(`${bench}.js`, here))
+  await mod.default(args)
+}

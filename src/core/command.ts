@@ -1,7 +1,7 @@
 import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
 import {CisternError, ExitCode, errorMessage} from './errors.js'
-import {LOG_LEVELS, type LogFormat, type LogLevel, type Logger, createLogger} from './log.js'
+import {LOG_LEVELS, type LogFormat, type LogLevel, type Logger, createLogger, redact} from './log.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof CisternCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -40,11 +40,13 @@ export abstract class CisternCommand<T> extends Command {
   private stopController?: AbortController
 
   public override async init(): Promise<void> {
+    // Known before parsing, so that a parse error is reported with the stack when asked for.
+    this.debugEnabled = this.argv.includes('--debug') || isTruthy(process.env.CISTERN_DEBUG)
     await super.init()
     // Parsing is pure over argv: parse the full flag set here for the logging flags; run() parses again.
     const {flags} = await this.parse(this.constructor as typeof CisternCommand)
     const f = flags as unknown as {'log-level': LogLevel; 'log-format'?: LogFormat; debug: boolean}
-    this.debugEnabled = f.debug || process.argv.includes('--debug')
+    this.debugEnabled = f.debug || this.debugEnabled
     this.log_ = createLogger({level: f.debug ? 'debug' : f['log-level'], format: f['log-format']})
   }
 
@@ -74,9 +76,9 @@ export abstract class CisternCommand<T> extends Command {
     return controller.signal
   }
 
-  /** Errors always reach stderr, --json or not (oclif's logToStderr is muted under --json). */
+  /** Errors always reach stderr, --json or not (oclif's logToStderr is muted under --json); secrets masked. */
   private stderr(line: string): void {
-    process.stderr.write(line + '\n')
+    process.stderr.write(String(redact(line)) + '\n')
   }
 
   /** Prints for humans only; with --json the returned value is the output. */
@@ -88,23 +90,52 @@ export abstract class CisternCommand<T> extends Command {
 
   protected override async catch(error: Error & {oclif?: {exit?: number}}): Promise<unknown> {
     if (error instanceof Errors.ExitError) throw error
+    let exitCode: ExitCode
     if (error instanceof CisternError) {
-      if (this.jsonEnabled()) {
-        this.logJson({error: {name: error.name, message: error.message, fix: error.fix, exitCode: error.exitCode}})
-      }
+      exitCode = error.exitCode
+      this.jsonError(error.name, error.message, exitCode, error.fix)
       this.stderr(`Error: ${error.oneLine}`)
       if (this.debugEnabled && error.stack) this.stderr(error.stack)
-      return this.exit(error.exitCode)
+    } else if (error instanceof Errors.CLIError) {
+      // oclif's own errors (unknown flag, missing arg, bad option value) are usage errors: exit 2.
+      exitCode = error.oclif?.exit && error.oclif.exit > 1 ? (error.oclif.exit as ExitCode) : ExitCode.usage
+      const message = parseErrorLine(errorMessage(error))
+      const fix = this.id ? `see ${this.config.bin} ${this.id.replaceAll(':', ' ')} --help` : undefined
+      this.jsonError('UsageError', message, exitCode, fix)
+      this.stderr(`Error: ${message}${fix ? ` — ${fix}` : ''}`)
+      if (this.debugEnabled && error.stack) this.stderr(error.stack)
+    } else {
+      // Anything else is a bug: one line, and the stack only with --debug.
+      exitCode = ExitCode.failure
+      this.jsonError(error?.name ?? 'Error', errorMessage(error), exitCode)
+      if (this.debugEnabled) this.stderr(error?.stack ?? String(error))
+      else this.stderr(`Error: ${firstLine(errorMessage(error))} (unexpected; run with --debug for the stack)`)
     }
-    // oclif's own errors (unknown flag, missing arg, bad option value) are usage errors: exit 2.
-    if (error instanceof Errors.CLIError) {
-      this.stderr(`Error: ${errorMessage(error)}`)
-      return this.exit(error.oclif?.exit && error.oclif.exit > 1 ? error.oclif.exit : ExitCode.usage)
-    }
-    if (this.debugEnabled) this.stderr(error.stack ?? String(error))
-    else this.stderr(`Error: ${errorMessage(error)} (unexpected; run with --debug for the stack)`)
-    return this.exit(ExitCode.failure)
+    return this.exit(exitCode)
   }
+
+  /** With --json the error is also the output: {error: {name, message, fix?, exitCode}} on stdout. */
+  private jsonError(name: string, message: string, exitCode: ExitCode, fix?: string): void {
+    if (!this.jsonEnabled()) return
+    this.logJson(redact({error: {name, message, ...(fix ? {fix} : {}), exitCode}}))
+  }
+}
+
+/** oclif's parse errors span lines ("Missing 1 required arg:\nfile  The file…\nSee more help…"): make one. */
+function parseErrorLine(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((line) => line.trim().replace(/\s+/g, ' '))
+    .filter((line) => line && !/^See more help with/.test(line) && !/^The following errors? occurred:?$/.test(line))
+  return lines.join(' ').replace(/: ?$/, '') || text
+}
+
+function firstLine(text: string): string {
+  return text.split('\n').find((line) => line.trim() !== '')?.trim() ?? text
+}
+
+function isTruthy(value: string | undefined): boolean {
+  return value !== undefined && value !== '' && value !== '0' && value.toLowerCase() !== 'false'
 }
 
 /** Flags most commands share, with environment fallbacks. */

@@ -1,6 +1,7 @@
-// CONTRACT STUB — the implementation is being written (helper "core-consume"). Signatures are fixed.
-import type {CisternError} from './errors.js'
-import type {Logger} from './log.js'
+import {CisternError, ExitCode, errorMessage} from './errors.js'
+import {type Logger, silentLogger} from './log.js'
+import {backoffDelay, deferred, isPaused, sleep} from './loop.js'
+import {QueueBatchError, StaleReceiptError} from './queue/errors.js'
 import type {Queue, QueueMessage} from './queue/types.js'
 
 /** What a handler decided for one message. */
@@ -36,6 +37,8 @@ export interface ConsumeCounters {
   /** Released unfinished at shutdown (visibility set to 0). */
   released: number
   inFlight: number
+  /** Receives that failed (each backed off before the next). */
+  receiveErrors: number
 }
 
 export interface ConsumeOptions {
@@ -58,6 +61,20 @@ export interface ConsumeOptions {
   /** Called whenever counters change (progress bars, metrics). */
   onProgress?: (counters: Readonly<ConsumeCounters>) => void
   log?: Logger
+  /** Foreground: an empty receive that returned sooner than this waits out the rest (backends without long polling). Default 1000 ms. */
+  idleMs?: number
+  /** How often paused() is re-checked while paused (default 1000 ms). */
+  pausePollMs?: number
+  /** Backoff after failed receives (default 1 s doubling to 30 s, with jitter). */
+  receiveBackoff?: {baseMs?: number; maxMs?: number}
+  /**
+   * Give up after this many failed receives in a row: consume() rejects with the last error once
+   * in-flight work has settled. Default 5 in once mode (a cron run should fail, not hang), never in
+   * foreground mode. A usage error (exit 2: the queue does not exist, a bad URL) is never retried.
+   */
+  maxReceiveErrors?: number
+  /** Deletes are collected and sent in batches of 10, or after this many ms (default 50). */
+  deleteFlushMs?: number
 }
 
 export interface ConsumeResult extends ConsumeCounters {
@@ -65,6 +82,361 @@ export interface ConsumeResult extends ConsumeCounters {
   stoppedBy: 'empty' | 'signal' | 'handler'
 }
 
-export async function consume(_queue: Queue, _handler: Handler, _options: ConsumeOptions = {}): Promise<ConsumeResult> {
-  throw new Error('consume: not implemented yet')
+/** SQS allows at most 12 h, but a retry later than 15 minutes is a lost message in practice. */
+const MAX_RETRY_SECONDS = 900
+
+/** Default retry delay: 2 s doubling per receive (1 → 1-2 s, 2 → 2-4 s, …), capped at 15 min, with jitter. */
+export function retryDelaySeconds(receiveCount: number, random: () => number = Math.random): number {
+  return Math.round(backoffDelay(Math.max(1, receiveCount), {baseMs: 2000, maxMs: MAX_RETRY_SECONDS * 1000, random}) / 1000)
+}
+
+interface Flight {
+  message: QueueMessage
+  heartbeat?: NodeJS.Timeout
+  /** Released at the drain deadline: whatever the handler returns later is ignored. */
+  abandoned: boolean
+  promise?: Promise<void>
+}
+
+/**
+ * The one consumer loop: receive in batches, run up to `concurrency` handlers, keep their messages
+ * hidden while they run (heartbeat), and settle each by its outcome. See ConsumeOptions for modes.
+ */
+export async function consume(queue: Queue, handler: Handler, options: ConsumeOptions = {}): Promise<ConsumeResult> {
+  const log = options.log ?? silentLogger
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 4))
+  const batchSize = clamp(Math.floor(options.batchSize ?? 10), 1, 10)
+  const once = options.once ?? false
+  const waitSeconds = once ? 0 : clamp(options.waitSeconds ?? 20, 0, 20)
+  const visibility = Math.max(1, options.visibilityTimeout ?? 30)
+  const drainDeadlineMs = Math.max(0, options.drainDeadlineMs ?? 30_000)
+  const idleMs = options.idleMs ?? 1000
+  const heartbeatMs = Math.max(250, (visibility * 1000) / 2)
+  const maxReceiveErrors = options.maxReceiveErrors ?? (once ? 5 : Number.POSITIVE_INFINITY)
+
+  const counters: ConsumeCounters = {received: 0, done: 0, retried: 0, dead: 0, errors: 0, released: 0, inFlight: 0, receiveErrors: 0}
+  const progress = () => {
+    if (!options.onProgress) return
+    try {
+      options.onProgress({...counters})
+    } catch (error) {
+      log.debug('onProgress failed', {error: errorMessage(error)})
+    }
+  }
+
+  // Aborted when we stop receiving (signal or a stop outcome): cuts a long poll short.
+  const receiving = new AbortController()
+  // Aborted at the drain deadline: handlers see it as context.signal.
+  const handlersAbort = new AbortController()
+  let stopError: unknown
+  let stoppedBy: ConsumeResult['stoppedBy'] | undefined
+  const beginStop = (why: 'signal' | 'handler') => {
+    stoppedBy ??= why
+    receiving.abort()
+    wake()
+  }
+  // The receive loop sleeps on this when all slots are busy; every settle wakes it.
+  let change = deferred()
+  function wake() {
+    change.resolve()
+    change = deferred()
+  }
+  const onSignal = () => beginStop('signal')
+  options.signal?.addEventListener('abort', onSignal, {once: true})
+  if (options.signal?.aborted) beginStop('signal')
+
+  const deletes = new DeleteBatcher(queue, log, options.deleteFlushMs ?? 50)
+  const flights = new Set<Flight>()
+
+  const settle = async (flight: Flight, outcome: Outcome) => {
+    const {message} = flight
+    if (!isOutcome(outcome)) {
+      // A handler returned something that is not an Outcome: a bug, treated like a throw.
+      counters.errors++
+      counters.retried++
+      log.error('handler returned no outcome; retrying later', {messageId: message.id, outcome: String(outcome)})
+      await queue.changeVisibility(message.receiptHandle, retryDelaySeconds(message.receiveCount)).catch(() => {})
+      return
+    }
+    switch (outcome.kind) {
+      case 'done':
+        counters.done++
+        deletes.add(message)
+        break
+      case 'retry': {
+        const asked = outcome.delaySeconds
+        const delay = clamp(Math.round(asked !== undefined && Number.isFinite(asked) ? asked : retryDelaySeconds(message.receiveCount)), 0, MAX_RETRY_SECONDS)
+        counters.retried++
+        log.debug('retry later', {messageId: message.id, delaySeconds: delay, reason: outcome.reason})
+        await queue.changeVisibility(message.receiptHandle, delay).catch((error) => {
+          // The message still comes back when its current visibility lapses: only the delay is lost.
+          log.warn('could not set the retry delay', {messageId: message.id, error: errorMessage(error)})
+        })
+        break
+      }
+      case 'dead': {
+        counters.dead++
+        try {
+          const where = await queue.deadLetter(message, outcome.reason)
+          log.warn('message given up', {messageId: message.id, reason: outcome.reason, to: where})
+        } catch (error) {
+          log.error('could not dead-letter the message; it will be received again', {messageId: message.id, error: errorMessage(error)})
+        }
+        break
+      }
+      case 'stop': {
+        counters.released++
+        stopError ??= outcome.error
+        log.error(`stopping: ${outcome.error instanceof CisternError ? outcome.error.oneLine : errorMessage(outcome.error)}`, {messageId: message.id})
+        beginStop('handler')
+        await release(message)
+        break
+      }
+    }
+  }
+
+  const release = (message: QueueMessage) =>
+    queue.changeVisibility(message.receiptHandle, 0).catch((error) => {
+      log.warn('could not release the message; it comes back when its visibility lapses', {messageId: message.id, error: errorMessage(error)})
+    })
+
+  const start = (message: QueueMessage) => {
+    const flight: Flight = {message, abandoned: false}
+    flights.add(flight)
+    counters.received++
+    counters.inFlight++
+    progress()
+    const messageLog = log.child({messageId: message.id})
+    // Keep the message hidden while the handler runs: extend at half the visibility timeout.
+    flight.heartbeat = setInterval(() => {
+      queue.changeVisibility(message.receiptHandle, visibility).catch((error) => {
+        if (!flights.has(flight) || flight.abandoned) return
+        if (error instanceof StaleReceiptError) {
+          // The lease is gone (it lapsed, or the message was redelivered): extending again cannot help.
+          clearInterval(flight.heartbeat)
+          messageLog.warn('lost the lease on a message still being handled; it may be handled twice', {error: errorMessage(error)})
+          return
+        }
+        messageLog.warn('heartbeat failed; retrying at the next beat', {error: errorMessage(error)})
+      })
+    }, heartbeatMs)
+    flight.promise = (async () => {
+      let outcome: Outcome
+      try {
+        outcome = await handler(message, {signal: handlersAbort.signal, log: messageLog})
+      } catch (error) {
+        counters.errors++
+        messageLog.error('handler failed; retrying later', {error: errorMessage(error), receiveCount: message.receiveCount})
+        if (error instanceof Error && error.stack) messageLog.debug(error.stack)
+        outcome = {kind: 'retry', reason: errorMessage(error)}
+      } finally {
+        clearInterval(flight.heartbeat)
+      }
+      if (flight.abandoned) {
+        messageLog.debug('handler finished after its message was released', {outcome: outcome?.kind})
+        return
+      }
+      await settle(flight, outcome)
+    })()
+      .catch((error) => log.error('settling a message failed', {messageId: message.id, error: errorMessage(error)}))
+      .finally(() => {
+        if (flight.abandoned) return
+        flights.delete(flight)
+        counters.inFlight--
+        progress()
+        wake()
+      })
+  }
+
+  // --- the receive loop ---
+  let failuresInARow = 0
+  while (!receiving.signal.aborted) {
+    if (await isPaused(options.paused, log)) {
+      await sleep(options.pausePollMs ?? 1000, receiving.signal)
+      continue
+    }
+    const free = concurrency - flights.size
+    if (free <= 0) {
+      await change.promise
+      continue
+    }
+    const waitFor = change.promise
+    const began = Date.now()
+    let messages: QueueMessage[]
+    try {
+      messages = await queue.receive({
+        maxMessages: Math.min(batchSize, free),
+        waitSeconds,
+        visibilityTimeout: visibility,
+        signal: receiving.signal,
+      })
+      failuresInARow = 0
+    } catch (error) {
+      if (receiving.signal.aborted) break
+      failuresInARow++
+      counters.receiveErrors++
+      progress()
+      if (isUsageError(error) || failuresInARow >= maxReceiveErrors) {
+        log.error('receive failed; giving up', {error: errorMessage(error), attempt: failuresInARow})
+        // A network or service error is the operator's to fix, not a bug: say which queue.
+        stopError ??=
+          error instanceof CisternError
+            ? error
+            : new CisternError(`cannot receive from ${queue.url}: ${errorMessage(error)} (${failuresInARow} attempts)`, {
+                fix: 'check the queue URL, credentials and network',
+                cause: error,
+              })
+        beginStop('handler')
+        break
+      }
+      const delay = backoffDelay(failuresInARow, options.receiveBackoff)
+      log.warn(`receive failed; retrying in ${Math.round(delay / 100) / 10}s`, {error: errorMessage(error), attempt: failuresInARow})
+      await sleep(delay, receiving.signal)
+      continue
+    }
+    if (receiving.signal.aborted) {
+      // Received while the stop began: give them straight back.
+      await Promise.all(messages.map((message) => release(message)))
+      break
+    }
+    if (messages.length === 0) {
+      if (once) {
+        if (flights.size === 0) {
+          // Deletes still waiting in the batch hold back FIFO groups (a group is blocked while its
+          // head is in flight): send them, then look once more before calling the queue empty.
+          if (await deletes.settle()) continue
+          stoppedBy = 'empty'
+          break
+        }
+        // Handlers still running may retry or finish; look again once one settles.
+        await waitFor
+        continue
+      }
+      const elapsed = Date.now() - began
+      if (elapsed < idleMs) await sleep(idleMs - elapsed, receiving.signal)
+      continue
+    }
+    // Paused during the long poll (spigot turned OFF, maintenance began): hand them back untouched.
+    if (options.paused && (await isPaused(options.paused, log))) {
+      log.debug('paused while receiving: releasing the batch', {count: messages.length})
+      await Promise.all(messages.map((message) => release(message)))
+      continue
+    }
+    for (const message of messages) start(message)
+  }
+
+  // --- shutdown: let in-flight work finish within the deadline, then abort and release the rest ---
+  if (flights.size > 0) {
+    const allSettled = Promise.all([...flights].map((flight) => flight.promise))
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), drainDeadlineMs)))
+    const first = await Promise.race([allSettled.then(() => 'settled' as const), deadline])
+    clearTimeout(timer)
+    if (first === 'deadline' && flights.size > 0) {
+      handlersAbort.abort(new Error('drain deadline passed'))
+      const unfinished = [...flights]
+      log.warn(`drain deadline passed: releasing ${unfinished.length} unfinished message(s)`)
+      for (const flight of unfinished) {
+        flight.abandoned = true
+        clearInterval(flight.heartbeat)
+        flights.delete(flight)
+        counters.inFlight--
+        counters.released++
+      }
+      progress()
+      await Promise.all(unfinished.map((flight) => release(flight.message)))
+    }
+  }
+  await deletes.close()
+  options.signal?.removeEventListener('abort', onSignal)
+  if (stopError) throw stopError
+  return {...counters, stoppedBy: stoppedBy ?? 'signal'}
+}
+
+/**
+ * Deletes of finished messages, sent 10 at a time or after a short tick, so a busy consumer makes
+ * one request per 10 messages. A failed batch is retried; entries that still fail are logged (the
+ * message comes back after its visibility timeout and is handled again: at-least-once).
+ */
+class DeleteBatcher {
+  private pending: QueueMessage[] = []
+  private timer?: NodeJS.Timeout
+  private inFlight = new Set<Promise<void>>()
+
+  constructor(
+    private readonly queue: Queue,
+    private readonly log: Logger,
+    private readonly flushMs: number,
+  ) {}
+
+  add(message: QueueMessage): void {
+    this.pending.push(message)
+    // A FIFO group stays blocked until its head is deleted: do not hold that delete for the tick.
+    if (this.pending.length >= 10 || message.groupId) this.flush()
+    else this.timer ??= setTimeout(() => this.flush(), this.flushMs)
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, 10)
+      const sending = this.send(batch).finally(() => this.inFlight.delete(sending))
+      this.inFlight.add(sending)
+    }
+  }
+
+  private async send(batch: QueueMessage[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.queue.deleteBatch(batch.map((message) => message.receiptHandle))
+        return
+      } catch (error) {
+        if (error instanceof QueueBatchError) {
+          // The backend already retried what could be retried: report the entries that failed.
+          for (const failure of error.failures) {
+            this.log.warn('could not delete a finished message; it will be handled again', {
+              messageId: batch[failure.index]?.id,
+              code: failure.code,
+              error: failure.message,
+            })
+          }
+          return
+        }
+        if (attempt >= 3) {
+          this.log.error('could not delete finished messages; they will be handled again', {
+            messageIds: batch.map((message) => message.id),
+            error: errorMessage(error),
+          })
+          return
+        }
+        await sleep(backoffDelay(attempt, {baseMs: 200, maxMs: 2000}))
+      }
+    }
+  }
+
+  /** Send what is pending and wait for every delete; true if there was anything to wait for. */
+  async settle(): Promise<boolean> {
+    const busy = this.pending.length > 0 || this.inFlight.size > 0
+    this.flush()
+    await Promise.all([...this.inFlight])
+    return busy
+  }
+
+  async close(): Promise<void> {
+    await this.settle()
+  }
+}
+
+function isOutcome(value: unknown): value is Outcome {
+  const kind = (value as {kind?: unknown} | null | undefined)?.kind
+  return kind === 'done' || kind === 'retry' || kind === 'dead' || kind === 'stop'
+}
+
+function isUsageError(error: unknown): boolean {
+  return error instanceof CisternError && error.exitCode === ExitCode.usage
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, value))
 }

@@ -1,4 +1,10 @@
-// CONTRACT STUB — the implementation is being written (helper "core-consume"). Signatures are fixed.
+import {statSync} from 'node:fs'
+import {StringDecoder} from 'node:string_decoder'
+import type {Readable} from 'node:stream'
+import {z} from 'zod'
+
+import {loadConfig} from './config.js'
+import {UsageError, errorMessage} from './errors.js'
 
 /** One job of jobs.yml. */
 export interface JobSpec {
@@ -41,10 +47,322 @@ export interface JobResult {
   startError?: string
 }
 
-export async function loadJobs(_path: string): Promise<JobsConfig> {
-  throw new Error('loadJobs: not implemented yet')
+// --- jobs.yml ---------------------------------------------------------------------------------------
+
+/**
+ * Split a command line into argv the way a shell would split words, without a shell: whitespace
+ * separates, '…' is literal, "…" is literal except \" \\ \$ \`, a backslash outside quotes escapes
+ * the next character. Nothing is expanded ($VAR, $(…), globs, ~, ; and | are plain characters).
+ */
+export function splitCommand(line: string): string[] {
+  const words: string[] = []
+  let word = ''
+  let inWord = false
+  let i = 0
+  while (i < line.length) {
+    const ch = line[i]
+    if (ch === "'") {
+      const end = line.indexOf("'", i + 1)
+      if (end < 0) throw new Error('unterminated single quote')
+      word += line.slice(i + 1, end)
+      inWord = true
+      i = end + 1
+    } else if (ch === '"') {
+      i++
+      let closed = false
+      while (i < line.length) {
+        const c = line[i]
+        if (c === '"') {
+          closed = true
+          i++
+          break
+        }
+        if (c === '\\' && i + 1 < line.length && '"\\$`\n'.includes(line[i + 1])) {
+          if (line[i + 1] !== '\n') word += line[i + 1]
+          i += 2
+          continue
+        }
+        word += c
+        i++
+      }
+      if (!closed) throw new Error('unterminated double quote')
+      inWord = true
+    } else if (ch === '\\') {
+      if (i + 1 >= line.length) throw new Error('a trailing backslash escapes nothing')
+      if (line[i + 1] !== '\n') {
+        word += line[i + 1]
+        inWord = true
+      }
+      i += 2
+    } else if (/\s/.test(ch)) {
+      if (inWord) words.push(word)
+      word = ''
+      inWord = false
+      i++
+    } else {
+      word += ch
+      inWord = true
+      i++
+    }
+  }
+  if (inWord) words.push(word)
+  return words
 }
 
-export async function runJob(_job: JobSpec, _options: RunJobOptions = {}): Promise<JobResult> {
-  throw new Error('runJob: not implemented yet')
+const envValue = z.union([z.string(), z.number(), z.boolean()]).transform((value) => String(value))
+
+/** One job as written in YAML: exactly one of `argv` or `command`. */
+export const jobSchema = z
+  .object({
+    argv: z.array(z.string().min(1)).min(1).optional(),
+    command: z.string().optional(),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), envValue).optional(),
+    cwd: z.string().min(1).optional(),
+    timeout: z.number().positive().optional(),
+    description: z.string().optional(),
+  })
+  .strict()
+  .superRefine((job, ctx) => {
+    if (job.argv && job.command !== undefined) {
+      ctx.addIssue({code: 'custom', path: ['command'], message: 'give either argv (a list) or command (a string), not both'})
+      return
+    }
+    if (!job.argv && job.command === undefined) {
+      ctx.addIssue({code: 'custom', path: [], message: 'missing what to run; expected argv (a list) or command (a string)'})
+      return
+    }
+    if (job.command !== undefined) {
+      try {
+        if (splitCommand(job.command).length === 0) ctx.addIssue({code: 'custom', path: ['command'], message: 'expected a command line, got an empty one'})
+      } catch (error) {
+        ctx.addIssue({code: 'custom', path: ['command'], message: `cannot split the command line: ${errorMessage(error)}`})
+      }
+    }
+  })
+
+export type JobYaml = z.input<typeof jobSchema>
+
+/** The jobs mapping (jobs.yml, or the `jobs:` section of cistern.yml), validated into JobSpecs. */
+export const jobsSchema = z
+  .record(z.string().min(1), jobSchema)
+  .transform((jobs): JobsConfig => new Map(Object.entries(jobs).map(([name, job]) => [name, toSpec(name, job)])))
+
+function toSpec(name: string, job: z.output<typeof jobSchema>): JobSpec {
+  const spec: JobSpec = {name, argv: job.argv ?? splitCommand(job.command ?? '')}
+  if (job.env) spec.env = job.env
+  if (job.cwd) spec.cwd = job.cwd
+  if (job.timeout !== undefined) spec.timeoutSeconds = job.timeout
+  return spec
+}
+
+/** True when every top-level value looks like a job (`argv:` or `command:`): how `config check` tells jobs.yml apart. */
+export function looksLikeJobs(data: unknown): boolean {
+  if (!data || typeof data !== 'object' || Array.isArray(data)) return false
+  const values = Object.values(data)
+  return values.length > 0 && values.every((job) => job && typeof job === 'object' && ('argv' in job || 'command' in job))
+}
+
+export async function loadJobs(path: string): Promise<JobsConfig> {
+  return loadConfig(path, jobsSchema)
+}
+
+/** The named job, or a UsageError naming it and the jobs that exist. */
+export function requireJob(jobs: JobsConfig, name: string, source = 'jobs.yml'): JobSpec {
+  const job = jobs.get(name)
+  if (job) return job
+  const known = [...jobs.keys()].sort()
+  throw new UsageError(
+    `unknown job "${name}" in ${source}`,
+    known.length ? `known jobs: ${known.join(', ')}` : `${source} defines no jobs`,
+  )
+}
+
+// --- runner -----------------------------------------------------------------------------------------
+
+const MAX_LINE = 64 * 1024
+/** After the job exits, how long to keep reading output that a leftover background child holds open. */
+const OUTPUT_GRACE_MS = 1000
+
+/** Jobs still running, killed (with their process group) if cistern itself exits. */
+const running = new Set<number>()
+let exitHookInstalled = false
+function trackExit(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once('exit', () => {
+    for (const pid of running) killGroup(pid, 'SIGTERM')
+  })
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    // Negative pid: the job's whole process group (a shell script's children die with it).
+    process.kill(-pid, signal)
+  } catch {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * Run a job without a shell. Parameters are appended to argv and exposed as CISTERN_PARAMS (JSON)
+ * and CISTERN_PARAM_1..N. The job runs in its own process group so a timeout or abort kills what
+ * it started too: SIGTERM, then SIGKILL after killGraceMs. Never throws for a job that fails.
+ */
+export async function runJob(job: JobSpec, options: RunJobOptions = {}): Promise<JobResult> {
+  const started = Date.now()
+  const keep = Math.max(0, options.keepLines ?? 20)
+  const lastLines: string[] = []
+  const parameters = options.parameters ?? []
+  const timeoutSeconds = options.timeoutSeconds ?? job.timeoutSeconds
+  const killGraceMs = options.killGraceMs ?? 5000
+  const cwd = options.cwd ?? job.cwd
+  const result = (fields: Partial<JobResult>): JobResult => ({
+    exitCode: null,
+    timedOut: false,
+    aborted: false,
+    lastLines,
+    durationMs: Date.now() - started,
+    ...fields,
+  })
+
+  if (options.signal?.aborted) return result({aborted: true, startError: 'aborted before it started'})
+  if (job.argv.length === 0 || !job.argv[0]) return result({startError: `job ${job.name} has no program to run`})
+  if (cwd) {
+    try {
+      if (!statSync(cwd).isDirectory()) return result({startError: `cwd ${cwd} is not a directory`})
+    } catch {
+      return result({startError: `cwd ${cwd} does not exist`})
+    }
+  }
+
+  const paramEnv: Record<string, string> = {CISTERN_PARAMS: JSON.stringify(parameters)}
+  parameters.forEach((value, index) => (paramEnv[`CISTERN_PARAM_${index + 1}`] = value))
+
+  const {execa} = await import('execa')
+  const [file, ...args] = job.argv
+  const child = execa(file, [...args, ...parameters], {
+    shell: false,
+    cwd,
+    env: {...job.env, ...options.env, ...paramEnv},
+    extendEnv: true,
+    stdin: 'ignore',
+    buffer: false,
+    reject: false,
+    detached: true,
+    cleanup: false,
+    windowsHide: true,
+  })
+
+  const onLine = (line: string, stream: 'stdout' | 'stderr') => {
+    if (keep > 0) {
+      lastLines.push(line)
+      if (lastLines.length > keep) lastLines.shift()
+    }
+    try {
+      options.onLine?.(line, stream)
+    } catch {
+      // a faulty callback must not break the job's output
+    }
+  }
+  const reading = Promise.all([readLines(child.stdout, 'stdout', onLine), readLines(child.stderr, 'stderr', onLine)])
+
+  let timedOut = false
+  let aborted = false
+  let killTimer: NodeJS.Timeout | undefined
+  const terminate = () => {
+    if (child.pid === undefined || killTimer) return
+    killGroup(child.pid, 'SIGTERM')
+    killTimer = setTimeout(() => child.pid !== undefined && killGroup(child.pid, 'SIGKILL'), killGraceMs)
+  }
+  const timeoutTimer =
+    timeoutSeconds && timeoutSeconds > 0
+      ? setTimeout(() => {
+          timedOut = true
+          terminate()
+        }, timeoutSeconds * 1000)
+      : undefined
+  const onAbort = () => {
+    aborted = true
+    terminate()
+  }
+  options.signal?.addEventListener('abort', onAbort, {once: true})
+  if (options.signal?.aborted) onAbort()
+  if (child.pid !== undefined) {
+    running.add(child.pid)
+    trackExit()
+  }
+
+  // The job is over when its process exits. A background child it left behind may still hold the
+  // output pipes open: read what is there for a moment, then stop listening rather than wait for it.
+  const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) =>
+    child.once('exit', (code, signal) => resolve({code, signal})),
+  )
+  const settled = child.then((outcome) => ({outcome}))
+  try {
+    const first = await Promise.race([settled, exited])
+    if ('outcome' in first) {
+      const {outcome} = first
+      await reading
+      if (outcome.failed && outcome.exitCode === undefined && outcome.signal === undefined) {
+        // Spawn failure (ENOENT, EACCES): say which command.
+        const code = (outcome as {code?: string}).code
+        return result({startError: code === 'ENOENT' ? `${file}: command not found` : outcome.shortMessage || outcome.message})
+      }
+      return result({exitCode: outcome.exitCode ?? null, signal: outcome.signal, timedOut, aborted})
+    }
+    let grace: NodeJS.Timeout | undefined
+    await Promise.race([reading, new Promise<void>((resolve) => (grace = setTimeout(resolve, OUTPUT_GRACE_MS)))])
+    clearTimeout(grace)
+    child.stdout?.destroy()
+    child.stderr?.destroy()
+    return result({exitCode: first.code, signal: first.signal ?? undefined, timedOut, aborted})
+  } finally {
+    clearTimeout(timeoutTimer)
+    // The main process has exited; a group member may linger (a background child). Kill the group
+    // now if we were stopping it anyway, so the SIGKILL escalation does not outlive the job.
+    if (killTimer) {
+      clearTimeout(killTimer)
+      if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL')
+    }
+    if (child.pid !== undefined) running.delete(child.pid)
+    options.signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+/** Lines of a stream, in order, split on \n (\r\n trimmed), very long lines cut into pieces. */
+function readLines(stream: Readable | null | undefined, name: 'stdout' | 'stderr', onLine: (line: string, stream: 'stdout' | 'stderr') => void): Promise<void> {
+  if (!stream) return Promise.resolve()
+  return new Promise((resolve) => {
+    const decoder = new StringDecoder('utf8')
+    let pending = ''
+    const emit = (text: string) => {
+      pending += text
+      let at: number
+      while ((at = pending.indexOf('\n')) >= 0) {
+        onLine(pending.slice(0, at).replace(/\r$/, ''), name)
+        pending = pending.slice(at + 1)
+      }
+      while (pending.length > MAX_LINE) {
+        onLine(pending.slice(0, MAX_LINE), name)
+        pending = pending.slice(MAX_LINE)
+      }
+    }
+    stream.on('data', (chunk: Buffer) => emit(decoder.write(chunk)))
+    let finished = false
+    const finish = () => {
+      if (finished) return
+      finished = true
+      emit(decoder.end())
+      if (pending) onLine(pending.replace(/\r$/, ''), name)
+      pending = ''
+      resolve()
+    }
+    stream.once('end', finish)
+    stream.once('error', finish)
+    stream.once('close', finish)
+  })
 }

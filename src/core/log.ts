@@ -1,4 +1,4 @@
-import chalk from 'chalk'
+import {Chalk, supportsColorStderr} from 'chalk'
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 export type LogFormat = 'human' | 'json'
@@ -22,6 +22,23 @@ export interface LoggerOptions {
   fields?: LogFields
   /** Extra secret values (tokens read from env or files) to mask wherever they appear. */
   secrets?: string[]
+  /** Colour human lines (default: the stream is a TTY and neither NO_COLOR nor FORCE_COLOR=0 is set). */
+  color?: boolean
+}
+
+/**
+ * Whether to colour lines written to `stream`. NO_COLOR (any non-empty value, see no-color.org)
+ * wins; FORCE_COLOR forces; otherwise only a TTY gets colour.
+ */
+export function colorLevel(stream: {isTTY?: boolean}, env: NodeJS.ProcessEnv = process.env): 0 | 1 | 2 | 3 {
+  if (env.NO_COLOR) return 0
+  if (env.FORCE_COLOR !== undefined) {
+    if (env.FORCE_COLOR === '0' || env.FORCE_COLOR === 'false') return 0
+    const forced = Number.parseInt(env.FORCE_COLOR, 10)
+    return (Number.isNaN(forced) ? 1 : Math.min(3, Math.max(1, forced))) as 1 | 2 | 3
+  }
+  if (!stream.isTTY || env.TERM === 'dumb') return 0
+  return (supportsColorStderr ? supportsColorStderr.level : 1) || 1
 }
 
 const ORDER: Record<LogLevel, number> = {debug: 10, info: 20, warn: 30, error: 40}
@@ -37,8 +54,12 @@ export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 4) knownSecrets.add(value)
 }
 
+// Credentials inside URLs (https://user:pass@host, ?token=…) are masked even when nobody registered them.
+const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^/@\s:]+):[^/@\s]+@/gi
+const SECRET_QUERY = /([?&](?:access_token|token|api[-_]?key|apikey|secret|password|sig|signature|x-amz-signature|x-amz-security-token)=)[^&\s"']+/gi
+
 function maskString(text: string, extra: string[]): string {
-  let out = text
+  let out = text.replace(URL_PASSWORD, `$1:${REDACTED}@`).replace(SECRET_QUERY, `$1${REDACTED}`)
   for (const secret of [...knownSecrets, ...extra]) {
     if (secret && out.includes(secret)) out = out.split(secret).join(REDACTED)
   }
@@ -68,6 +89,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const base = options.fields ?? {}
   const secrets = options.secrets ?? []
 
+  const chalk = new Chalk({level: options.color === undefined ? colorLevel(stream) : options.color ? colorLevel({isTTY: true}, {}) || 1 : 0})
   const colour: Record<LogLevel, (s: string) => string> = {
     debug: chalk.gray,
     info: chalk.cyan,
@@ -80,7 +102,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     const merged = redact({...base, ...fields}, secrets) as LogFields
     const msg = maskString(message, secrets)
     if (format === 'json') {
-      stream.write(JSON.stringify({time: new Date().toISOString(), level: at, msg, ...merged}) + '\n')
+      const line: LogFields = {time: new Date().toISOString(), level: at, msg}
+      // A field may not overwrite the line's own time/level/msg.
+      for (const [key, item] of Object.entries(merged)) line[key in line ? `field_${key}` : key] = item
+      stream.write(JSON.stringify(line) + '\n')
       return
     }
     const extras = Object.entries(merged)

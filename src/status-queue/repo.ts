@@ -1,0 +1,82 @@
+/**
+ * Repository URL → owner/name. Buildkite pipelines carry the clone URL the operator typed, so all
+ * the usual forms appear: scp-like `git@host:o/n.git`, `https://host/o/n(.git)` and
+ * `ssh://git@host[:port]/o/n(.git)`. Names may contain dots (`o/my.repo.name`): only a trailing
+ * `.git` is removed — the original worker cut at the first dot.
+ */
+export interface RepositoryRef {
+  /** Lower-cased host name, without port or credentials. */
+  host: string
+  owner: string
+  name: string
+}
+
+export type RepositoryParse = {ok: true; repo: RepositoryRef} | {ok: false; reason: string}
+
+// GitHub owner and repository names: letters, digits, '-', '_' and '.'.
+const SEGMENT = /^[A-Za-z0-9_.-]+$/
+
+export function parseRepositoryUrl(input: string): RepositoryParse {
+  const url = input.trim()
+  if (!url) return {ok: false, reason: 'repository URL is empty'}
+
+  let host: string
+  let path: string
+  const scp = /^(?:[^@/\s]+@)?([^:/\s]+):(?!\/\/)(.*)$/.exec(url)
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch {
+      return {ok: false, reason: `repository URL "${url}" is not a valid URL`}
+    }
+    if (!['https:', 'http:', 'ssh:', 'git:', 'git+ssh:', 'ssh+git:'].includes(parsed.protocol)) {
+      return {ok: false, reason: `repository URL "${url}" has an unsupported scheme ${parsed.protocol}`}
+    }
+    host = parsed.hostname
+    path = decodeURIComponent(parsed.pathname)
+  } else if (scp) {
+    host = scp[1]!
+    path = scp[2]!
+  } else {
+    return {ok: false, reason: `repository URL "${url}" is neither host:owner/name nor a URL`}
+  }
+
+  const segments = path
+    .replace(/\/+$/, '')
+    .replace(/\.git$/i, '')
+    .split('/')
+    .filter((segment) => segment !== '')
+  if (segments.length < 2) {
+    return {ok: false, reason: `repository URL "${url}" has no owner (expected <host>/<owner>/<name>)`}
+  }
+  if (segments.length > 2) {
+    return {ok: false, reason: `repository URL "${url}" has a path deeper than <owner>/<name>`}
+  }
+  const [owner, name] = segments as [string, string]
+  if (!SEGMENT.test(owner) || !SEGMENT.test(name) || name === '.' || name === '..') {
+    return {ok: false, reason: `repository URL "${url}" has an owner or name GitHub does not allow`}
+  }
+  return {ok: true, repo: {host: host.toLowerCase().replace(/^\[|\]$/g, ''), owner, name}}
+}
+
+/**
+ * The web/git host that belongs to a GitHub API base URL: api.github.com ↔ github.com, a GitHub
+ * Enterprise `https://ghe.example.com/api/v3` ↔ ghe.example.com (and GHE.com `api.<sub>.ghe.com`
+ * ↔ `<sub>.ghe.com`).
+ */
+export function gitHostForApi(apiUrl: string): string {
+  const host = new URL(apiUrl).hostname.toLowerCase()
+  if (host === 'api.github.com') return 'github.com'
+  if (/^api\.[^.]+\.ghe\.com$/.test(host)) return host.slice('api.'.length)
+  return host
+}
+
+/** Whether a repository host belongs to the GitHub we post to (ssh.github.com is github.com too). */
+export function hostMatches(repoHost: string, allowed: readonly string[]): boolean {
+  const host = repoHost.toLowerCase()
+  return allowed.some((candidate) => {
+    const want = candidate.toLowerCase()
+    return host === want || (want === 'github.com' && host === 'ssh.github.com')
+  })
+}

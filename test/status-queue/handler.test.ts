@@ -1,0 +1,102 @@
+import {describe, expect, it} from 'vitest'
+
+import {silentLogger} from '../../src/core/log.js'
+import type {QueueMessage} from '../../src/core/queue/types.js'
+import type {GitHubClient, PostResult, StatusTarget} from '../../src/status-queue/github.js'
+import type {CommitStatus} from '../../src/status-queue/status.js'
+import {statusHandler} from '../../src/status-queue/worker.js'
+import {SHA, body, detail} from './fixtures.js'
+
+let seq = 0
+const message = (text: string, groupId?: string): QueueMessage => ({
+  id: `m-${++seq}`,
+  body: text,
+  receiptHandle: `r-${seq}`,
+  receiveCount: 1,
+  groupId,
+  attributes: {},
+})
+const context = {signal: new AbortController().signal, log: silentLogger}
+const repo = 'git@github.com:acme/web-app.git'
+
+/** A GitHub client that records calls and answers from a script, optionally after a pause. */
+function fakeGitHub(answer: (status: CommitStatus, target: StatusTarget) => PostResult | Promise<PostResult> = () => ({kind: 'posted', httpStatus: 201})) {
+  const calls: Array<{target: StatusTarget; status: CommitStatus}> = []
+  const client: GitHubClient = {
+    apiUrl: 'https://api.github.com',
+    // recorded when GitHub has answered: the order statuses land in
+    async postStatus(target, status) {
+      const result = await answer(status, target)
+      calls.push({target, status})
+      return result
+    },
+  }
+  return {client, calls}
+}
+
+describe('statusHandler', () => {
+  it('posts the events of one commit from a FIFO group in order, other commits alongside', async () => {
+    const {client, calls} = fakeGitHub(async (status) => {
+      // the first message of the group is the slowest: without ordering it would post last
+      if (status.target_url.endsWith('/builds/1')) await new Promise((resolve) => setTimeout(resolve, 60))
+      return {kind: 'posted', httpStatus: 201}
+    })
+    const handler = statusHandler({github: client, hosts: ['github.com']})
+    const outcomes = await Promise.all([
+      handler(message(body(detail({number: 1, state: 'running', repo})), 'g'), context),
+      handler(message(body(detail({number: 2, state: 'running', repo})), 'g'), context),
+      handler(message(body(detail({number: 3, state: 'passed', repo, commit: SHA.replace('0', 'f')})), 'g'), context),
+      handler(message(body(detail({number: 2, state: 'passed', repo})), 'g'), context),
+    ])
+    expect(outcomes.map((o) => o.kind)).toEqual(['done', 'done', 'done', 'done'])
+    const inGroup = calls.filter((c) => c.target.sha === SHA).map((c) => c.status.description)
+    expect(inGroup).toEqual(['Build #1 is running', 'Build #2 is running', 'Build #2 passed'])
+    // the other commit did not wait for the slow first event of this one
+    expect(calls.findIndex((c) => c.target.sha !== SHA)).toBeLessThan(calls.findIndex((c) => c.status.description === 'Build #2 is running'))
+  })
+
+  it('retries the later events of a commit in a FIFO batch when an earlier one is retried', async () => {
+    const {client, calls} = fakeGitHub((status) =>
+      status.target_url.endsWith('/builds/1') ? {kind: 'retry', reason: 'GitHub answered 502'} : {kind: 'posted', httpStatus: 201},
+    )
+    const handler = statusHandler({github: client, hosts: ['github.com']})
+    const outcomes = await Promise.all([
+      handler(message(body(detail({number: 1, repo})), 'g'), context),
+      handler(message(body(detail({number: 2, repo})), 'g'), context),
+    ])
+    expect(outcomes).toEqual([
+      {kind: 'retry', delaySeconds: undefined, reason: 'GitHub answered 502'},
+      {kind: 'retry', delaySeconds: 0, reason: 'an earlier event for this commit is being retried'},
+    ])
+    expect(calls).toHaveLength(1)
+  })
+
+  it('does not let an overtaken event turn a finished status back', async () => {
+    const {client, calls} = fakeGitHub()
+    const handler = statusHandler({github: client, hosts: ['github.com']})
+    const run = (number: number, state: string) => handler(message(body(detail({number, state, repo}))), context)
+    await run(5, 'passed')
+    await run(5, 'running') // delivered late: skipped
+    await run(4, 'failed') // an older build: skipped
+    await run(5, 'failed') // a final state of the same build (a retried job): posted
+    await run(6, 'scheduled') // a newer build: posted
+    expect(calls.map((c) => c.status.description)).toEqual(['Build #5 passed', 'Build #5 failed', 'Build #6 is scheduled'])
+  })
+
+  it('dead-letters at max-attempts and retries below it', async () => {
+    const {client} = fakeGitHub(() => ({kind: 'retry', delaySeconds: 3, reason: 'GitHub rate limit (429): slow down'}))
+    const handler = statusHandler({github: client, hosts: ['github.com'], maxAttempts: 3})
+    const early = {...message(body(detail({repo}))), receiveCount: 2}
+    const late = {...message(body(detail({repo}))), receiveCount: 3}
+    expect(await handler(early, context)).toEqual({kind: 'retry', delaySeconds: 3, reason: 'GitHub rate limit (429): slow down'})
+    expect(await handler(late, context)).toMatchObject({kind: 'dead', reason: /gave up after 3 attempts: GitHub rate limit/})
+  })
+
+  it('stops naming GITHUB_URL when GitHub answers like something else', async () => {
+    const {client} = fakeGitHub(() => ({kind: 'misdirected', httpStatus: 404, reason: 'GitHub answered 404 with a non-JSON page: GITHUB_URL does not look like the GitHub API'}))
+    const handler = statusHandler({github: client, hosts: ['github.com']})
+    const outcome = await handler(message(body(detail({repo}))), context)
+    expect(outcome.kind).toBe('stop')
+    if (outcome.kind === 'stop') expect(outcome.error.oneLine).toMatch(/GITHUB_URL https:\/\/api\.github\.com.*set GITHUB_URL to the API base/)
+  })
+})

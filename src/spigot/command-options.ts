@@ -3,8 +3,7 @@ import {Flags} from '@oclif/core'
 import {sharedFlags} from '../core/command.js'
 import {UsageError} from '../core/errors.js'
 import type {Logger} from '../core/log.js'
-import {defaultQueueUrl} from '../core/paths.js'
-import {openQueue} from '../core/queue/index.js'
+import {openQueue, queueScheme} from '../core/queue/index.js'
 import type {Queue} from '../core/queue/types.js'
 import {type PrCommenter, createCommenter} from './comments.js'
 import type {SpigotConfig} from './config.js'
@@ -75,13 +74,16 @@ export function openStateFrom(flags: StateFlagValues, log: Logger): Promise<Stat
   })
 }
 
-/** The spigot queue; the embedded default is a FIFO queue (one group per repository keeps order). */
+/**
+ * The spigot queue. An embedded queue is created FIFO (one group per repository keeps replay in
+ * order) unless its URL says fifo=false; on SQS the queue's own type (.fifo) decides.
+ */
 export function openSpigotQueue(
   config: Pick<SpigotConfig, 'queue'>,
   options: {region?: string; profile?: string; visibilityTimeout?: number; log?: Logger},
 ): Promise<Queue> {
-  const isDefault = config.queue === defaultQueueUrl('spigot')
-  return openQueue(config.queue, {...options, ...(isDefault ? {fifo: true} : {})})
+  const embeddedFifo = queueScheme(config.queue) === 'sqlite' && !/[?&]fifo=/.test(config.queue)
+  return openQueue(config.queue, {...options, ...(embeddedFifo ? {fifo: true} : {})})
 }
 
 export function commenterFrom(flags: {comment?: boolean; 'github-url'?: string}, log: Logger, env: NodeJS.ProcessEnv = process.env): PrCommenter | undefined {

@@ -1,0 +1,248 @@
+import {readFile} from 'node:fs/promises'
+
+import {z} from 'zod'
+
+import {loadConfig} from '../core/config.js'
+import {ConfigError, UsageError} from '../core/errors.js'
+import {registerSecret} from '../core/log.js'
+import {defaultQueueUrl} from '../core/paths.js'
+
+/** A Jenkins the spigot forwards to. `url` always ends with '/'. */
+export interface JenkinsTarget {
+  name: string
+  url: string
+  user?: string
+  token?: string
+}
+
+/** Where one GitHub event goes: a path relative to each target's URL. */
+export interface RouteRule {
+  path: string
+  targets: string[]
+}
+
+export interface SpigotConfig {
+  queue: string
+  /** The first is 'default' (from --jenkins-url / JENKINS_URL). */
+  targets: JenkinsTarget[]
+  /** GitHub event name → rule. */
+  routes: Record<string, RouteRule>
+  /** An event with no route: 202 + log ('accept') or 400 ('reject'). */
+  unrouted: 'accept' | 'reject'
+  /** The drain's health-check path (default: /health/, then /login, then /api/json). */
+  healthPath?: string
+  /** Intake's forward timeout: GitHub gives up after 10 s (GHES 30 s), so keep it short. */
+  forwardTimeoutMs: number
+  webhookSecret?: string
+  largePayloadBucket?: string
+}
+
+export const DEFAULT_FORWARD_TIMEOUT_MS = 3000
+export const DEFAULT_TARGET = 'default'
+
+/** The routes of the original spigot's Jenkins (GitHub plugin + GitHub pull request builder). */
+export const DEFAULT_ROUTES: Readonly<Record<string, RouteRule>> = Object.freeze({
+  push: {path: 'github-webhook/', targets: [DEFAULT_TARGET]},
+  pull_request: {path: 'ghprbhook/', targets: [DEFAULT_TARGET]},
+  issue_comment: {path: 'ghprbhook/', targets: [DEFAULT_TARGET]},
+})
+
+const httpUrl = z
+  .string()
+  .refine((value) => /^https?:\/\/[^/\s]+/.test(value), {message: 'expected an http(s) URL such as https://jenkins.example.com/'})
+
+const relativePath = z
+  .string()
+  .min(1)
+  .refine((value) => !/^[a-z]+:\/\//i.test(value), {message: 'expected a path relative to the Jenkins URL, e.g. github-webhook/'})
+
+/**
+ * The `spigot:` section of cistern.yml:
+ *
+ *   spigot:
+ *     queue: sqs://spigot.fifo
+ *     jenkinsUrl: https://jenkins.example.com/
+ *     targets:                                 # more Jenkins, by name (token from the named env var)
+ *       - {name: legacy, url: https://old-jenkins.example.com/, user: bot, tokenEnv: LEGACY_JENKINS_TOKEN}
+ *     routes:
+ *       push: github-webhook/                  # shorthand: the default target
+ *       pull_request: {path: ghprbhook/, targets: [default, legacy]}
+ *       release: {path: generic-webhook-trigger/invoke}
+ *       issue_comment: null                    # drop a default route
+ *     unrouted: accept                         # or reject (400)
+ *     healthPath: /health/
+ *     forwardTimeoutMs: 3000
+ *     largePayloadBucket: my-webhook-overflow
+ *     webhookSecretFile: /etc/cistern/webhook-secret
+ */
+export const spigotSchema = z
+  .object({
+    queue: z.string().min(1).optional(),
+    jenkinsUrl: httpUrl.optional(),
+    targets: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            url: httpUrl,
+            user: z.string().min(1).optional(),
+            tokenEnv: z.string().min(1).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+    routes: z
+      .record(
+        z.string().min(1),
+        z.union([relativePath, z.object({path: relativePath, targets: z.array(z.string().min(1)).min(1).optional()}).strict(), z.null()]),
+      )
+      .optional(),
+    unrouted: z.enum(['accept', 'reject']).optional(),
+    healthPath: z.string().min(1).optional(),
+    forwardTimeoutMs: z.number().int().min(100).max(60_000).optional(),
+    largePayloadBucket: z.string().min(3).optional(),
+    webhookSecretFile: z.string().min(1).optional(),
+  })
+  .strict()
+
+export type SpigotFileConfig = z.infer<typeof spigotSchema>
+
+/** The flags spigot commands share; keys are the oclif flag names, so a command passes `flags` as is. */
+export interface SpigotFlags {
+  queue?: string
+  'jenkins-url'?: string
+  config?: string
+  'webhook-secret-file'?: string
+  'large-payload-bucket'?: string
+  /** Milliseconds. */
+  'forward-timeout'?: number
+  'health-path'?: string
+  unrouted?: 'accept' | 'reject'
+}
+
+export const SECTION = 'spigot'
+
+/**
+ * Flags > environment > config file (--config / CISTERN_CONFIG, section `spigot`) > defaults.
+ * A missing Jenkins URL is a UsageError naming --jenkins-url / JENKINS_URL.
+ */
+export async function resolveSpigotConfig(flags: SpigotFlags, env: NodeJS.ProcessEnv = process.env): Promise<SpigotConfig> {
+  const configPath = flags.config ?? env.CISTERN_CONFIG
+  const file = configPath ? await loadSection(configPath) : {}
+  const source = configPath ?? 'config'
+
+  const jenkinsUrl = flags['jenkins-url'] ?? env.JENKINS_URL ?? file.jenkinsUrl
+  if (!jenkinsUrl) {
+    throw new UsageError('no Jenkins URL', 'pass --jenkins-url https://jenkins.example.com/ or set JENKINS_URL (or spigot.jenkinsUrl in the config file)')
+  }
+  const user = env.JENKINS_USER || undefined
+  const token = env.JENKINS_TOKEN || undefined
+  registerSecret(token)
+  const targets: JenkinsTarget[] = [{name: DEFAULT_TARGET, url: normaliseJenkinsUrl(jenkinsUrl, '--jenkins-url'), user, token}]
+  for (const extra of file.targets ?? []) {
+    if (targets.some((t) => t.name === extra.name)) {
+      throw new ConfigError(`${source}: spigot.targets: the target name "${extra.name}" is used twice`, configPath, undefined, 'spigot.targets')
+    }
+    const extraToken = extra.tokenEnv ? env[extra.tokenEnv] || undefined : undefined
+    if (extra.tokenEnv && !extraToken) {
+      throw new ConfigError(`${source}: spigot.targets.${extra.name}.tokenEnv: the environment variable ${extra.tokenEnv} is not set`, configPath, undefined, 'spigot.targets')
+    }
+    registerSecret(extraToken)
+    targets.push({name: extra.name, url: normaliseJenkinsUrl(extra.url, `spigot.targets.${extra.name}.url`), user: extra.user, token: extraToken})
+  }
+
+  const routes: Record<string, RouteRule> = {}
+  for (const [event, rule] of Object.entries(DEFAULT_ROUTES)) routes[event] = {path: rule.path, targets: [...rule.targets]}
+  for (const [event, rule] of Object.entries(file.routes ?? {})) {
+    if (rule === null) {
+      delete routes[event]
+      continue
+    }
+    const path = typeof rule === 'string' ? rule : rule.path
+    const names = typeof rule === 'string' ? [DEFAULT_TARGET] : (rule.targets ?? [DEFAULT_TARGET])
+    for (const name of names) {
+      if (!targets.some((t) => t.name === name)) {
+        throw new ConfigError(
+          `${source}: spigot.routes.${event}.targets: unknown target "${name}" (known: ${targets.map((t) => t.name).join(', ')})`,
+          configPath,
+          undefined,
+          `spigot.routes.${event}.targets`,
+        )
+      }
+    }
+    routes[event] = {path: path.replace(/^\/+/, ''), targets: names}
+  }
+
+  const unrouted = flags.unrouted ?? parseUnrouted(env.CISTERN_SPIGOT_UNROUTED) ?? file.unrouted ?? 'accept'
+  const forwardTimeoutMs = flags['forward-timeout'] ?? file.forwardTimeoutMs ?? DEFAULT_FORWARD_TIMEOUT_MS
+  if (!Number.isInteger(forwardTimeoutMs) || forwardTimeoutMs < 1) {
+    throw new UsageError(`--forward-timeout must be a positive number of milliseconds, got ${forwardTimeoutMs}`)
+  }
+
+  const secretFile = flags['webhook-secret-file'] ?? file.webhookSecretFile
+  let webhookSecret: string | undefined
+  if (secretFile) webhookSecret = await readSecretFile(secretFile)
+  else if (env.GITHUB_WEBHOOK_SECRET) webhookSecret = env.GITHUB_WEBHOOK_SECRET
+  registerSecret(webhookSecret)
+
+  return {
+    queue: flags.queue ?? env.CISTERN_QUEUE ?? file.queue ?? defaultQueueUrl('spigot', env),
+    targets,
+    routes,
+    unrouted,
+    healthPath: flags['health-path'] ?? file.healthPath,
+    forwardTimeoutMs,
+    webhookSecret,
+    largePayloadBucket: flags['large-payload-bucket'] ?? env.CISTERN_LARGE_PAYLOAD_BUCKET ?? file.largePayloadBucket,
+  }
+}
+
+/** The target by name; the default target when no name (messages queued by the original Lambda). */
+export function targetNamed(config: SpigotConfig, name: string | undefined): JenkinsTarget | undefined {
+  if (!name) return config.targets[0]
+  return config.targets.find((t) => t.name === name)
+}
+
+/** Parse and check a Jenkins base URL, ending it with '/' so relative route paths resolve under it. */
+export function normaliseJenkinsUrl(value: string, where = '--jenkins-url'): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new UsageError(`${where}: "${value}" is not a URL`, 'use the Jenkins base URL, e.g. https://jenkins.example.com/')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`${where}: "${value}" is not an http(s) URL`, 'use the Jenkins base URL, e.g. https://jenkins.example.com/')
+  }
+  if (url.username || url.password) {
+    throw new UsageError(`${where}: credentials in the URL are not allowed`, 'set JENKINS_USER and JENKINS_TOKEN instead')
+  }
+  url.search = ''
+  url.hash = ''
+  if (!url.pathname.endsWith('/')) url.pathname += '/'
+  return url.toString()
+}
+
+async function readSecretFile(path: string): Promise<string> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    throw new UsageError(`cannot read the webhook secret file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, 'check --webhook-secret-file')
+  }
+  const secret = text.replace(/\r?\n$/, '')
+  if (!secret) throw new UsageError(`the webhook secret file ${path} is empty`, 'write the secret set on the GitHub webhook into it')
+  return secret
+}
+
+function parseUnrouted(value: string | undefined): 'accept' | 'reject' | undefined {
+  if (!value) return undefined
+  if (value === 'accept' || value === 'reject') return value
+  throw new UsageError(`CISTERN_SPIGOT_UNROUTED must be accept or reject, got "${value}"`)
+}
+
+async function loadSection(path: string): Promise<SpigotFileConfig> {
+  const wrapped = z.object({[SECTION]: spigotSchema.optional()}).loose()
+  const whole = (await loadConfig(path, wrapped)) as Record<string, unknown>
+  return (whole[SECTION] as SpigotFileConfig | undefined) ?? {}
+}

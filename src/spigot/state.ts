@@ -64,6 +64,8 @@ export function stateBackendFor(options: {backend?: string; apiId?: string; apiN
 
 function openLocalState(dbPath: string): StateStore {
   let db: import('better-sqlite3').Database | undefined
+  // serve reads the state on every webhook: prepare the statement once per connection.
+  let select: import('better-sqlite3').Statement | undefined
 
   async function open() {
     if (db) return db
@@ -79,6 +81,7 @@ function openLocalState(dbPath: string): StateStore {
         state TEXT NOT NULL CHECK (state IN ('ON', 'OFF')),
         updated_at TEXT NOT NULL
       )`)
+      select = db.prepare('SELECT state FROM spigot_state WHERE id = 1')
     } catch (error) {
       db = undefined
       throw new CisternError(`cannot open the spigot state in ${dbPath}: ${errorMessage(error)}`, {
@@ -90,33 +93,34 @@ function openLocalState(dbPath: string): StateStore {
   }
 
   // Default ON: a fresh install forwards webhooks.
-  const read = (handle: import('better-sqlite3').Database): SpigotState =>
-    ((handle.prepare('SELECT state FROM spigot_state WHERE id = 1').get() as {state?: SpigotState} | undefined)?.state ?? 'ON')
+  const read = (): SpigotState => ((select!.get() as {state?: SpigotState} | undefined)?.state ?? 'ON')
 
   return {
     backend: 'local',
     where: dbPath,
     async get() {
-      return read(await open())
+      await open()
+      return read()
     },
     async set(state) {
       const handle = await open()
       // One IMMEDIATE transaction: the "before" is what this write replaced, even with two togglers.
       const swap = handle.transaction((next: SpigotState) => {
-        const before = read(handle)
+        const before = read()
         handle
           .prepare(
             `INSERT INTO spigot_state (id, state, updated_at) VALUES (1, ?, ?)
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
           )
           .run(next, new Date().toISOString())
-        return {before, after: read(handle)}
+        return {before, after: read()}
       })
       return swap.immediate(state)
     },
     async close() {
       db?.close()
       db = undefined
+      select = undefined
     },
   }
 }

@@ -1,6 +1,259 @@
-// STUB — being written by the queue helper.
-import type {OpenQueueOptions, Queue} from './types.js'
+/**
+ * The status-queue service's API Gateway facade over SQS: `GET /message` receives,
+ * `DELETE /message?receiptHandle=…` deletes, `x-api-key` authenticates. It can do nothing else:
+ * send/peek/purge/redrive are refused, changeVisibility is a no-op (the message simply comes back
+ * after the facade's visibility timeout) and deadLetter leaves the message to the SQS redrive policy.
+ *
+ * API Gateway answers 200 even when SQS failed (GET then says `messages: null`; DELETE carries the
+ * SQS error in the body), and 403 {"message":"Forbidden"} for a bad key.
+ */
+import {CisternError, UsageError, errorMessage} from '../errors.js'
+import {type Logger, registerSecret, silentLogger} from '../log.js'
+import {QueueBatchError, StaleReceiptError} from './errors.js'
+import type {BatchFailure, OpenQueueOptions, Queue, QueueCapabilities, QueueMessage, QueueStats, ReceiveOptions, SendResult} from './types.js'
+import {LIMITS, linkSignals, pause, receiveParams} from './validate.js'
 
-export async function openFacadeQueue(_url: string, _options: OpenQueueOptions): Promise<Queue> {
-  throw new Error('apigw queue: not implemented yet')
+/** Each HTTP call gets this long (API Gateway itself gives up at 29 s). */
+const REQUEST_TIMEOUT_MS = 30_000
+/** Parallel DELETEs in a deleteBatch. */
+const DELETE_CONCURRENCY = 5
+const POLL_MIN_MS = 250
+const POLL_MAX_MS = 2000
+
+interface FacadeMessage {
+  Body?: string
+  ReceiptHandle?: string
+  MessageId?: string
+  Attributes?: Record<string, string>
+  MessageAttributes?: Record<string, {StringValue?: string; stringValue?: string}>
+}
+
+/** `apigw+https://…/<stage>/` → the https base URL (no trailing slash). */
+export function facadeBase(url: string): string {
+  const raw = url.replace(/^apigw\+/, '')
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new UsageError(`"${url}" is not a valid facade URL`, 'use apigw+https://<api>.execute-api.<region>.amazonaws.com/<stage>/')
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    throw new UsageError(`"${url}" is not a valid facade URL`, 'use apigw+https://<api>.execute-api.<region>.amazonaws.com/<stage>/')
+  }
+  if (parsed.username || parsed.password || parsed.search) {
+    throw new UsageError(`the facade URL "${parsed.origin}${parsed.pathname}" must not carry credentials or a query`, 'give the API key in API_KEY')
+  }
+  return `${parsed.origin}${parsed.pathname.replace(/\/+$/, '')}`
+}
+
+export async function openFacadeQueue(url: string, options: OpenQueueOptions = {}): Promise<Queue> {
+  const base = facadeBase(url)
+  const apiKey = options.apiKey ?? process.env.API_KEY
+  if (!apiKey) throw new UsageError(`no API key for the facade ${base}`, 'set API_KEY (the x-api-key of the API Gateway usage plan)')
+  registerSecret(apiKey)
+  return new FacadeQueue(`apigw+${base}/`, base, apiKey, options.log ?? silentLogger)
+}
+
+function toMessage(m: FacadeMessage): QueueMessage {
+  const system = m.Attributes ?? {}
+  const attributes: Record<string, string> = {}
+  for (const [key, value] of Object.entries(m.MessageAttributes ?? {})) {
+    const text = value?.StringValue ?? value?.stringValue
+    if (text !== undefined) attributes[key] = text
+  }
+  const out: QueueMessage = {
+    id: m.MessageId ?? '',
+    body: m.Body ?? '',
+    receiptHandle: m.ReceiptHandle ?? '',
+    receiveCount: Number(system.ApproximateReceiveCount ?? 1),
+    attributes,
+  }
+  if (system.SentTimestamp) out.sentAt = new Date(Number(system.SentTimestamp))
+  if (system.MessageGroupId) out.groupId = system.MessageGroupId
+  if (system.MessageDeduplicationId) out.deduplicationId = system.MessageDeduplicationId
+  return out
+}
+
+/** The SQS error an API Gateway 200 may carry (JSON or the XML SQS answered with). */
+function sqsErrorIn(text: string): {code: string; message: string} | undefined {
+  try {
+    const json = JSON.parse(text) as Record<string, unknown>
+    const error = (json.Error ?? (json.ErrorResponse as Record<string, unknown> | undefined)?.Error) as {Code?: string; Message?: string} | undefined
+    if (error && (error.Code || error.Message)) return {code: error.Code ?? 'Error', message: error.Message ?? ''}
+    if (typeof json.__type === 'string') return {code: json.__type.split('#').pop()!, message: String(json.message ?? json.Message ?? '')}
+    return undefined
+  } catch {
+    const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1]
+    return code ? {code, message: /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? ''} : undefined
+  }
+}
+
+class FacadeQueue implements Queue {
+  readonly kind = 'apigw' as const
+  readonly capabilities: QueueCapabilities = {send: false, fifo: false, maxBodyBytes: 262_144, deadLetter: false, peek: false}
+  private readonly closing = new AbortController()
+  /**
+   * The facade decides how many messages a GET returns. Those beyond maxMessages wait here for
+   * the next receive, while their lease is young enough to be worth handing out.
+   */
+  private buffer: {message: QueueMessage; at: number}[] = []
+
+  constructor(
+    readonly url: string,
+    private readonly base: string,
+    private readonly apiKey: string,
+    private readonly log: Logger,
+  ) {}
+
+  private async request(method: 'GET' | 'DELETE', path: string, signal?: AbortSignal): Promise<string> {
+    const timeout = new AbortController()
+    const timer = setTimeout(() => timeout.abort(), REQUEST_TIMEOUT_MS)
+    const linked = linkSignals(this.closing.signal, signal, timeout.signal)
+    try {
+      let response: Response
+      try {
+        response = await fetch(`${this.base}${path}`, {method, headers: {'x-api-key': this.apiKey, accept: 'application/json'}, signal: linked.signal})
+      } catch (error) {
+        if (signal?.aborted || this.closing.signal.aborted) throw error
+        const why = timeout.signal.aborted ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : errorMessage((error as Error).cause ?? error)
+        throw new CisternError(`the facade ${this.base} did not answer ${method} /message: ${why}`, {fix: 'check the URL and the network', cause: error})
+      }
+      const text = await response.text()
+      if (response.status === 403) {
+        if (/missing authentication token/i.test(text)) {
+          throw new UsageError(`the facade ${this.base} has no ${method} /message (403 Missing Authentication Token)`, 'check the stage in the URL')
+        }
+        throw new UsageError(`the facade ${this.base} refused the API key (403)`, 'check API_KEY against the API Gateway usage plan')
+      }
+      if (!response.ok) {
+        throw new CisternError(`the facade ${this.base} answered ${method} /message with HTTP ${response.status}: ${text.slice(0, 200)}`)
+      }
+      return text
+    } finally {
+      clearTimeout(timer)
+      linked.dispose()
+    }
+  }
+
+  async send(): Promise<SendResult> {
+    throw new UsageError('the API Gateway facade cannot send messages (it only receives and deletes)', 'send to the SQS queue behind it instead')
+  }
+
+  async sendBatch(): Promise<SendResult[]> {
+    return [await this.send()]
+  }
+
+  private async fetchMessages(signal: AbortSignal): Promise<QueueMessage[]> {
+    const text = await this.request('GET', '/message', signal)
+    let json: {ReceiveMessageResponse?: {ReceiveMessageResult?: {messages?: FacadeMessage[] | null}}}
+    try {
+      json = JSON.parse(text)
+    } catch {
+      throw new CisternError(`the facade ${this.base} answered GET /message with something that is not JSON: ${text.slice(0, 120)}`)
+    }
+    const result = json?.ReceiveMessageResponse?.ReceiveMessageResult
+    if (!result || !('messages' in result)) {
+      const error = sqsErrorIn(text)
+      throw new CisternError(`the facade ${this.base} answered GET /message without ReceiveMessageResponse${error ? `: ${error.code} ${error.message}` : ''}`)
+    }
+    // messages: null is an empty queue — or an SQS error API Gateway hid behind a 200.
+    return (result.messages ?? []).map(toMessage)
+  }
+
+  async receive(options: ReceiveOptions = {}): Promise<QueueMessage[]> {
+    const {maxMessages, waitSeconds} = receiveParams(options, LIMITS.defaultVisibilityTimeout)
+    const {signal, dispose} = linkSignals(options.signal, this.closing.signal)
+    try {
+      return await this.receiveUntil(signal, maxMessages, waitSeconds)
+    } finally {
+      dispose()
+    }
+  }
+
+  private async receiveUntil(signal: AbortSignal, maxMessages: number, waitSeconds: number): Promise<QueueMessage[]> {
+    const deadline = Date.now() + waitSeconds * 1000
+    // Buffered messages whose lease is more than half gone are dropped: they come back on their own.
+    const fresh = Date.now() - (LIMITS.defaultVisibilityTimeout * 1000) / 2
+    this.buffer = this.buffer.filter((entry) => entry.at > fresh)
+    let interval = POLL_MIN_MS
+    for (;;) {
+      if (this.buffer.length > 0) return this.buffer.splice(0, maxMessages).map((entry) => entry.message)
+      if (signal.aborted) return []
+      let messages: QueueMessage[]
+      try {
+        messages = await this.fetchMessages(signal)
+      } catch (error) {
+        if (signal.aborted) return []
+        throw error
+      }
+      if (messages.length > 0) {
+        const at = Date.now()
+        this.buffer.push(...messages.map((message) => ({message, at})))
+        continue
+      }
+      const left = deadline - Date.now()
+      if (left <= 0) return []
+      await pause(Math.min(interval, left), signal)
+      interval = Math.min(interval * 2, POLL_MAX_MS)
+    }
+  }
+
+  async delete(receiptHandle: string): Promise<void> {
+    this.buffer = this.buffer.filter((entry) => entry.message.receiptHandle !== receiptHandle)
+    const text = await this.request('DELETE', `/message?receiptHandle=${encodeURIComponent(receiptHandle)}`)
+    const error = sqsErrorIn(text)
+    if (!error) return
+    if (/ReceiptHandleIsInvalid|InvalidParameterValue/i.test(error.code)) throw new StaleReceiptError(receiptHandle)
+    throw new CisternError(`the facade ${this.base} could not delete a message: ${error.code} ${error.message}`)
+  }
+
+  async deleteBatch(receiptHandles: string[]): Promise<void> {
+    const failures: BatchFailure[] = []
+    let next = 0
+    const worker = async () => {
+      while (next < receiptHandles.length) {
+        const index = next++
+        try {
+          await this.delete(receiptHandles[index]!)
+        } catch (error) {
+          if (error instanceof UsageError && !(error instanceof StaleReceiptError)) throw error // bad key: not per entry
+          failures.push({index, code: error instanceof StaleReceiptError ? 'ReceiptHandleIsInvalid' : 'Failed', message: errorMessage(error)})
+        }
+      }
+    }
+    await Promise.all(Array.from({length: Math.min(DELETE_CONCURRENCY, receiptHandles.length)}, worker))
+    if (failures.length > 0) throw new QueueBatchError('delete', failures.sort((a, b) => a.index - b.index))
+  }
+
+  /** Not supported by the facade: a no-op, the message reappears after the facade's own timeout. */
+  async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
+    this.log.debug('the API Gateway facade cannot change visibility: the message comes back after its timeout', {seconds, receiptHandle: receiptHandle.slice(0, 12)})
+  }
+
+  /** Not supported by the facade: the SQS redrive policy behind it moves the message eventually. */
+  async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
+    this.log.debug('the API Gateway facade has no dead-letter call: leaving the message to the redrive policy', {id: message.id, reason})
+    return 'redrive-policy'
+  }
+
+  async peek(): Promise<QueueMessage[]> {
+    throw new UsageError('the API Gateway facade cannot show messages without receiving them', 'use "cistern queue receive"')
+  }
+
+  async stats(): Promise<QueueStats> {
+    return {visible: -1, inFlight: -1, delayed: -1, dead: -1}
+  }
+
+  async purge(): Promise<number> {
+    throw new UsageError('the API Gateway facade cannot purge', 'purge the SQS queue behind it')
+  }
+
+  async redrive(): Promise<number> {
+    throw new UsageError('the API Gateway facade cannot redrive', 'redrive the SQS queue behind it')
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort()
+    this.buffer = []
+  }
 }

@@ -1,6 +1,530 @@
-// STUB — being written by the queue helper.
-import type {OpenQueueOptions, Queue} from './types.js'
+/**
+ * The embedded queue: one SQLite file (better-sqlite3, WAL, synchronous=FULL) with SQS semantics.
+ * Several processes may share the file: every receive claims its rows inside a BEGIN IMMEDIATE
+ * transaction, so two receivers never hold the same message. Other pieces keep their own tables
+ * in the same file; everything here is prefixed `queue_`.
+ *
+ * A message row is in one of four states, derived from its columns at time `now`:
+ *   dead=1                                        dead (kept with its reason until redrive/purge)
+ *   dead=0, visible_at <= now                     visible
+ *   dead=0, visible_at >  now, receipt NOT NULL   in flight (leased under `receipt`)
+ *   dead=0, visible_at >  now, receipt IS NULL    delayed
+ * A receipt handle is `<seq>.<random hex>`: fresh per receive, and a delete/changeVisibility must
+ * match it while the lease is live, so an old handle can never touch someone else's lease.
+ */
+import Database from 'better-sqlite3'
+import {randomBytes, randomUUID} from 'node:crypto'
+import {existsSync, mkdirSync, statSync} from 'node:fs'
+import {homedir} from 'node:os'
+import {dirname, resolve} from 'node:path'
 
-export async function openSqliteQueue(_url: string, _options: OpenQueueOptions): Promise<Queue> {
-  throw new Error('sqlite queue: not implemented yet')
+import {CisternError, UsageError, errorMessage} from '../errors.js'
+import {type Logger, silentLogger} from '../log.js'
+import {QueueBatchError, StaleReceiptError} from './errors.js'
+import type {
+  BatchFailure,
+  OpenQueueOptions,
+  Queue,
+  QueueCapabilities,
+  QueueMessage,
+  QueueStats,
+  ReceiveOptions,
+  SendInput,
+  SendResult,
+} from './types.js'
+import {LIMITS, checkSend, checkVisibilityTimeout, pause, receiveParams} from './validate.js'
+
+/** The embedded queue stores large webhook payloads itself (GitHub sends up to 25 MB). */
+export const SQLITE_MAX_BODY_BYTES = 32 * 1024 * 1024
+const BUSY_TIMEOUT_MS = 10_000
+const POLL_MIN_MS = 20
+const POLL_MAX_MS = 100
+
+export interface SqliteQueueUrl {
+  path: string
+  name: string
+  fifo?: boolean
+  maxReceiveCount?: number
+  visibilityTimeout?: number
+}
+
+const URL_FORM = 'sqlite:<path>#<name>[?fifo=true&maxReceiveCount=N&visibilityTimeout=S]'
+
+/** Parses `sqlite:<path>#<name>[?fifo=true&maxReceiveCount=N&visibilityTimeout=S]`. */
+export function parseSqliteUrl(url: string): SqliteQueueUrl {
+  if (!url.startsWith('sqlite:')) throw new UsageError(`not a sqlite queue URL: "${url}"`, `use ${URL_FORM}`)
+  let rest = url.slice('sqlite:'.length)
+  if (rest.startsWith('//')) rest = rest.slice(2) // sqlite:///abs/path
+  const hash = rest.lastIndexOf('#')
+  if (hash < 0) throw new UsageError(`queue URL "${url}" has no queue name`, `add #<name>: ${URL_FORM}`)
+  let file = rest.slice(0, hash)
+  let fragment = rest.slice(hash + 1)
+  let query = ''
+  const fragmentQuery = fragment.indexOf('?')
+  if (fragmentQuery >= 0) {
+    query = fragment.slice(fragmentQuery + 1)
+    fragment = fragment.slice(0, fragmentQuery)
+  } else if (file.includes('?')) {
+    query = file.slice(file.indexOf('?') + 1)
+    file = file.slice(0, file.indexOf('?'))
+  }
+  if (!file) throw new UsageError(`queue URL "${url}" has no file path`, `use ${URL_FORM}`)
+  const name = decodeURIComponent(fragment)
+  if (!/^[A-Za-z0-9_.-]{1,80}$/.test(name)) {
+    throw new UsageError(`queue name "${name}" in "${url}" is not valid`, 'use 1–80 letters, digits, "-", "_" or "."')
+  }
+  if (file === '~' || file.startsWith('~/')) file = homedir() + file.slice(1)
+  const parsed: SqliteQueueUrl = {path: resolve(file), name}
+  for (const [key, value] of new URLSearchParams(query)) {
+    switch (key) {
+      case 'fifo':
+        if (!['true', 'false', '1', '0'].includes(value)) throw new UsageError(`fifo=${value} in "${url}": use fifo=true or fifo=false`)
+        parsed.fifo = value === 'true' || value === '1'
+        break
+      case 'maxReceiveCount':
+        parsed.maxReceiveCount = urlInteger(url, key, value, 0, 1000)
+        break
+      case 'visibilityTimeout':
+        parsed.visibilityTimeout = urlInteger(url, key, value, 0, LIMITS.maxVisibilityTimeout)
+        break
+      default:
+        throw new UsageError(`unknown parameter "${key}" in queue URL "${url}"`, 'known: fifo, maxReceiveCount, visibilityTimeout')
+    }
+  }
+  // As on SQS, a name ending in .fifo is a FIFO queue.
+  if (parsed.fifo === undefined && name.endsWith('.fifo')) parsed.fifo = true
+  return parsed
+}
+
+function urlInteger(url: string, key: string, value: string, min: number, max: number): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || n < min || n > max) {
+    throw new UsageError(`${key}=${value} in queue URL "${url}" must be a whole number from ${min} to ${max}`)
+  }
+  return n
+}
+
+interface Row {
+  seq: number
+  id: string
+  body: string
+  group_id: string | null
+  dedup_id: string | null
+  attributes: string | null
+  sent_at: number
+  receive_count: number
+  dead_reason?: string | null
+}
+
+const COLUMNS = 'seq, id, body, group_id, dedup_id, attributes, sent_at, receive_count'
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS queue_queues (
+  name TEXT PRIMARY KEY,
+  fifo INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+  seq INTEGER PRIMARY KEY,
+  queue TEXT NOT NULL,
+  id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  group_id TEXT,
+  dedup_id TEXT,
+  attributes TEXT,
+  sent_at INTEGER NOT NULL,
+  visible_at INTEGER NOT NULL,
+  receipt TEXT,
+  receive_count INTEGER NOT NULL DEFAULT 0,
+  dead INTEGER NOT NULL DEFAULT 0,
+  dead_reason TEXT,
+  dead_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, dead, visible_at, seq);
+CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (queue, group_id, dead, seq) WHERE group_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_messages_group_lease ON queue_messages (queue, group_id, visible_at) WHERE group_id IS NOT NULL AND receipt IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_messages_dedup ON queue_messages (queue, dedup_id) WHERE dedup_id IS NOT NULL;
+`
+
+function openDatabase(path: string, mustExist: boolean): Database.Database {
+  if (mustExist && !existsSync(path)) {
+    throw new UsageError(`queue database ${path} does not exist`, 'check the path in the queue URL, or send a message first to create it')
+  }
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw new UsageError(`queue database ${path} is a directory`, 'point the queue URL at a file: sqlite:<path>/cistern.db#<name>')
+  }
+  let db: Database.Database | undefined
+  try {
+    if (!mustExist) mkdirSync(dirname(path), {recursive: true})
+    db = new Database(path, {fileMustExist: mustExist})
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
+    db.pragma('journal_mode = WAL')
+    db.pragma('synchronous = FULL')
+    return db
+  } catch (error) {
+    db?.close()
+    throw new UsageError(`cannot open queue database ${path}: ${errorMessage(error)}`, 'check that the file is a SQLite database this user can read and write', error)
+  }
+}
+
+/** Opens (creating unless `mustExist`) the embedded queue named in a `sqlite:` URL. */
+export async function openSqliteQueue(url: string, options: OpenQueueOptions = {}): Promise<Queue> {
+  const parsed = parseSqliteUrl(url)
+  const db = openDatabase(parsed.path, options.mustExist ?? false)
+  try {
+    const fifo = registerQueue(db, parsed, options)
+    const maxReceiveCount = options.maxReceiveCount ?? parsed.maxReceiveCount ?? LIMITS.defaultMaxReceiveCount
+    if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 0) throw new UsageError(`maxReceiveCount must be a whole number ≥ 0 (got ${maxReceiveCount})`)
+    const visibilityTimeout = checkVisibilityTimeout(options.visibilityTimeout ?? parsed.visibilityTimeout ?? LIMITS.defaultVisibilityTimeout)
+    return new SqliteQueue(db, url, parsed, {fifo, maxReceiveCount, visibilityTimeout, log: options.log ?? silentLogger})
+  } catch (error) {
+    db.close()
+    if (error instanceof CisternError) throw error
+    throw new UsageError(`cannot use queue database ${parsed.path}: ${errorMessage(error)}`, 'check that the file is a SQLite database this user can read and write', error)
+  }
+}
+
+/** Creates the tables and the queue's row (unless mustExist); returns whether it is FIFO. */
+function registerQueue(db: Database.Database, parsed: SqliteQueueUrl, options: OpenQueueOptions): boolean {
+  const wantFifo = options.fifo ?? parsed.fifo
+  if (options.mustExist) {
+    const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_queues'").get()
+    const row = table ? (db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(parsed.name) as {fifo: number} | undefined) : undefined
+    if (!row) throw new UsageError(`no queue "${parsed.name}" in ${parsed.path}`, 'check the name after # in the queue URL')
+    return row.fifo === 1
+  }
+  const row = db
+    .transaction(() => {
+      db.exec(SCHEMA)
+      db.prepare('INSERT OR IGNORE INTO queue_queues (name, fifo, created_at) VALUES (?, ?, ?)').run(parsed.name, wantFifo ? 1 : 0, Date.now())
+      return db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(parsed.name) as {fifo: number}
+    })
+    .immediate()
+  const fifo = row.fifo === 1
+  if (wantFifo !== undefined && wantFifo !== fifo) {
+    throw new UsageError(
+      `queue "${parsed.name}" in ${parsed.path} already exists as a ${fifo ? 'FIFO' : 'standard'} queue`,
+      `drop fifo=${wantFifo} from the URL or use another queue name`,
+    )
+  }
+  return fifo
+}
+
+interface Settings {
+  fifo: boolean
+  maxReceiveCount: number
+  visibilityTimeout: number
+  log: Logger
+}
+
+class SqliteQueue implements Queue {
+  readonly kind = 'sqlite' as const
+  readonly capabilities: QueueCapabilities
+  readonly url: string
+  private closed = false
+  private readonly closing = new AbortController()
+  private readonly name: string
+  private readonly path: string
+  private readonly stmt
+  // Transaction wrappers built once: better-sqlite3 compiles BEGIN/COMMIT per wrapper.
+  private readonly tx
+
+  constructor(
+    private readonly db: Database.Database,
+    url: string,
+    parsed: SqliteQueueUrl,
+    private readonly settings: Settings,
+  ) {
+    this.url = url
+    this.name = parsed.name
+    this.path = parsed.path
+    this.capabilities = {send: true, fifo: settings.fifo, maxBodyBytes: SQLITE_MAX_BODY_BYTES, deadLetter: true, peek: true}
+    // FIFO: only a group's head (its oldest live message), and only when nothing of the group is
+    // in flight. The groups are walked with a loose index scan (one seek per group), so a deep
+    // group of many thousand messages costs no more than a shallow one.
+    const readyFifo = `WITH RECURSIVE groups(g) AS (
+        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id IS NOT NULL)
+        UNION ALL
+        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id > groups.g) FROM groups WHERE groups.g IS NOT NULL
+      )
+      SELECT ${COLUMNS.split(', ').map((c) => 'm.' + c).join(', ')} FROM groups
+      JOIN queue_messages m ON m.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = groups.g AND dead = 0)
+      WHERE m.visible_at <= @now
+        AND NOT EXISTS (SELECT 1 FROM queue_messages o
+          WHERE o.queue = @queue AND o.group_id = m.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
+      ORDER BY m.visible_at, m.seq LIMIT @limit`
+    this.stmt = {
+      insert: db.prepare(
+        'INSERT INTO queue_messages (queue, id, body, group_id, dedup_id, attributes, sent_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      // A plain read (no lock in WAL mode): idle long polls skip the write transaction.
+      anyVisible: db.prepare('SELECT 1 FROM queue_messages WHERE queue = ? AND dead = 0 AND visible_at <= ? LIMIT 1').pluck(),
+      findDuplicate: db.prepare('SELECT id FROM queue_messages WHERE queue = ? AND dedup_id = ? AND dead = 0 LIMIT 1').pluck(),
+      // Standard queues claim in two statements: the over-count heads go dead, the rest are leased.
+      killStandard: db.prepare(`UPDATE queue_messages SET dead = 1, receipt = NULL, dead_at = @now,
+          dead_reason = 'received ' || receive_count || ' times (maxReceiveCount ' || @max || ')'
+        WHERE seq IN (SELECT seq FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit)
+          AND receive_count >= @max`),
+      claimStandard: db.prepare(`UPDATE queue_messages SET receipt = seq || '.' || lower(hex(randomblob(9))), visible_at = @until, receive_count = receive_count + 1
+        WHERE seq IN (SELECT seq FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit)
+        RETURNING ${COLUMNS}, receipt`),
+      readyFifo: db.prepare(readyFifo),
+      lease: db.prepare('UPDATE queue_messages SET receipt = ?, visible_at = ?, receive_count = receive_count + 1 WHERE seq = ?'),
+      kill: db.prepare('UPDATE queue_messages SET dead = 1, receipt = NULL, dead_reason = ?, dead_at = ? WHERE seq = ?'),
+      delete: db.prepare('DELETE FROM queue_messages WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
+      extend: db.prepare('UPDATE queue_messages SET visible_at = ? WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
+      release: db.prepare(
+        'UPDATE queue_messages SET visible_at = ?, receipt = NULL WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?',
+      ),
+      deadLetter: db.prepare(
+        'UPDATE queue_messages SET dead = 1, receipt = NULL, dead_reason = ?, dead_at = ? WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0',
+      ),
+      stats: db.prepare(`SELECT
+          coalesce(sum(dead = 0 AND visible_at <= @now), 0) AS visible,
+          coalesce(sum(dead = 0 AND visible_at > @now AND receipt IS NOT NULL), 0) AS inFlight,
+          coalesce(sum(dead = 0 AND visible_at > @now AND receipt IS NULL), 0) AS delayed,
+          coalesce(sum(dead = 1), 0) AS dead
+        FROM queue_messages WHERE queue = @queue`),
+      peek: db.prepare(
+        `SELECT ${COLUMNS} FROM queue_messages WHERE queue = ? AND dead = 0 AND (receipt IS NULL OR visible_at <= ?) ORDER BY visible_at, seq LIMIT ?`,
+      ),
+      peekDead: db.prepare(`SELECT ${COLUMNS}, dead_reason FROM queue_messages WHERE queue = ? AND dead = 1 ORDER BY dead_at, seq LIMIT ?`),
+      purge: db.prepare('DELETE FROM queue_messages WHERE queue = ? AND dead = 0'),
+      redrive: db.prepare(
+        'UPDATE queue_messages SET dead = 0, receive_count = 0, visible_at = ?, receipt = NULL, dead_reason = NULL, dead_at = NULL WHERE queue = ? AND dead = 1',
+      ),
+    }
+    this.tx = {
+      send: db.transaction((messages: SendInput[]) => this.sendNow(messages)),
+      receive: db.transaction((max: number, visibilityTimeout: number) => this.claim(max, visibilityTimeout)),
+      deleteBatch: db.transaction((handles: string[]) => {
+        const now = Date.now()
+        const failed: BatchFailure[] = []
+        handles.forEach((handle, index) => {
+          if (!this.deleteNow(handle, now)) failed.push({index, code: 'StaleReceipt', message: 'receipt handle is stale (re-received, deleted or expired)'})
+        })
+        return failed
+      }),
+      purge: db.transaction(() => this.stmt.purge.run(this.name).changes),
+      redrive: db.transaction(() => this.stmt.redrive.run(Date.now(), this.name).changes),
+    }
+  }
+
+  private open(): void {
+    if (this.closed) throw new CisternError(`queue ${this.url} is closed`)
+  }
+
+  /** Runs a database step, turning SQLite's operator-fixable failures into one-line errors. */
+  private guard<T>(work: () => T): T {
+    try {
+      return work()
+    } catch (error) {
+      throw sqliteError(error, this.path)
+    }
+  }
+
+  private sendNow(messages: SendInput[]): SendResult[] {
+    const now = Date.now()
+    const results: SendResult[] = []
+    const sentDedup = new Map<string, string>()
+    for (const message of messages) {
+      const dedup = message.deduplicationId || null
+      if (dedup) {
+        const existing = sentDedup.get(dedup) ?? (this.stmt.findDuplicate.get(this.name, dedup) as string | undefined)
+        if (existing) {
+          results.push({id: existing, duplicate: true})
+          continue
+        }
+      }
+      const id = randomUUID()
+      const group = message.groupId ?? (this.settings.fifo ? '' : null)
+      const attributes = message.attributes && Object.keys(message.attributes).length > 0 ? JSON.stringify(message.attributes) : null
+      this.stmt.insert.run(this.name, id, message.body, group, dedup, attributes, now, now + (message.delaySeconds ?? 0) * 1000)
+      if (dedup) sentDedup.set(dedup, id)
+      results.push({id})
+    }
+    return results
+  }
+
+  async send(message: SendInput): Promise<SendResult> {
+    return (await this.sendBatch([message]))[0]!
+  }
+
+  async sendBatch(messages: SendInput[]): Promise<SendResult[]> {
+    this.open()
+    for (const message of messages) checkSend(message, SQLITE_MAX_BODY_BYTES)
+    if (messages.length === 0) return []
+    // One transaction for the whole call: atomic, and one fsync instead of one per message.
+    return this.guard(() => this.tx.send.immediate(messages))
+  }
+
+  /** Claims up to `max` messages now; runs inside an IMMEDIATE transaction (the cross-process lock). */
+  private claim(max: number, visibilityTimeout: number): QueueMessage[] {
+    const now = Date.now()
+    const maxCount = this.settings.maxReceiveCount
+    if (!this.settings.fifo) {
+      // A message over maxReceiveCount goes to dead instead of being delivered; then look again.
+      for (let round = 0; maxCount > 0 && round < 100; round++) {
+        const killed = this.stmt.killStandard.run({queue: this.name, now, limit: max, max: maxCount}).changes
+        if (killed === 0) break
+        this.settings.log.debug('messages moved to dead after maxReceiveCount', {queue: this.name, count: killed})
+      }
+      const rows = this.stmt.claimStandard.all({queue: this.name, now, limit: max, until: now + visibilityTimeout * 1000}) as (Row & {receipt: string})[]
+      rows.sort((a, b) => a.seq - b.seq)
+      return rows.map((row) => toMessage(row, row.receipt, row.receive_count))
+    }
+    const out: QueueMessage[] = []
+    for (let round = 0; round < 100 && out.length < max; round++) {
+      const rows = this.stmt.readyFifo.all({queue: this.name, now, limit: max - out.length}) as Row[]
+      let killed = 0
+      for (const row of rows) {
+        if (maxCount > 0 && row.receive_count >= maxCount) {
+          this.stmt.kill.run(`received ${row.receive_count} times (maxReceiveCount ${maxCount})`, now, row.seq)
+          killed++
+          continue
+        }
+        const receipt = `${row.seq}.${randomBytes(9).toString('hex')}`
+        this.stmt.lease.run(receipt, now + visibilityTimeout * 1000, row.seq)
+        out.push(toMessage(row, receipt, row.receive_count + 1))
+      }
+      if (killed === 0) break
+      this.settings.log.debug('messages moved to dead after maxReceiveCount', {queue: this.name, count: killed})
+    }
+    return out
+  }
+
+  async receive(options: ReceiveOptions = {}): Promise<QueueMessage[]> {
+    this.open()
+    const {maxMessages, waitSeconds, visibilityTimeout} = receiveParams(options, this.settings.visibilityTimeout)
+    const deadline = Date.now() + waitSeconds * 1000
+    const signals = options.signal ? [options.signal, this.closing.signal] : [this.closing.signal]
+    let interval = POLL_MIN_MS
+    for (;;) {
+      if (this.closed || signals.some((s) => s.aborted)) return []
+      const messages =
+        this.guard(() => this.stmt.anyVisible.get(this.name, Date.now())) === undefined
+          ? []
+          : this.guard(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as QueueMessage[])
+      const left = deadline - Date.now()
+      if (messages.length > 0 || left <= 0) return messages
+      await pause(Math.min(interval, left), ...signals)
+      interval = Math.min(interval * 2, POLL_MAX_MS)
+    }
+  }
+
+  private parseReceipt(receiptHandle: string): number | undefined {
+    const match = /^(\d+)\.[0-9a-f]+$/.exec(receiptHandle ?? '')
+    return match ? Number(match[1]) : undefined
+  }
+
+  private deleteNow(receiptHandle: string, now: number): boolean {
+    const seq = this.parseReceipt(receiptHandle)
+    return seq !== undefined && this.stmt.delete.run(seq, this.name, receiptHandle, now).changes === 1
+  }
+
+  async delete(receiptHandle: string): Promise<void> {
+    this.open()
+    if (!this.guard(() => this.deleteNow(receiptHandle, Date.now()))) throw new StaleReceiptError(receiptHandle)
+  }
+
+  async deleteBatch(receiptHandles: string[]): Promise<void> {
+    this.open()
+    if (receiptHandles.length === 0) return
+    const failures = this.guard(() => this.tx.deleteBatch.immediate(receiptHandles) as BatchFailure[])
+    if (failures.length > 0) throw new QueueBatchError('delete', failures)
+  }
+
+  async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
+    this.open()
+    checkVisibilityTimeout(seconds)
+    const seq = this.parseReceipt(receiptHandle)
+    const now = Date.now()
+    // 0 releases the message: it is visible at once and the old receipt stops working.
+    const statement = seconds === 0 ? this.stmt.release : this.stmt.extend
+    if (seq === undefined || this.guard(() => statement.run(now + seconds * 1000, seq, this.name, receiptHandle, now).changes) !== 1) {
+      throw new StaleReceiptError(receiptHandle)
+    }
+  }
+
+  async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
+    this.open()
+    const seq = this.parseReceipt(message.receiptHandle)
+    if (seq === undefined || this.guard(() => this.stmt.deadLetter.run(String(reason), Date.now(), seq, this.name, message.receiptHandle).changes) !== 1) {
+      throw new StaleReceiptError(message.receiptHandle)
+    }
+    return 'dead-letter-queue'
+  }
+
+  async peek(max = 10): Promise<QueueMessage[]> {
+    this.open()
+    const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as Row[])
+    return rows.map((row) => toMessage(row, '', row.receive_count))
+  }
+
+  /** Dead messages with their reason in `attributes['cistern.deadReason']` (operator view). */
+  async peekDead(max = 10): Promise<QueueMessage[]> {
+    this.open()
+    const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as Row[])
+    return rows.map((row) => {
+      const message = toMessage(row, '', row.receive_count)
+      if (row.dead_reason) message.attributes = {...message.attributes, 'cistern.deadReason': row.dead_reason}
+      return message
+    })
+  }
+
+  async stats(): Promise<QueueStats> {
+    this.open()
+    return this.guard(() => this.stmt.stats.get({queue: this.name, now: Date.now()}) as QueueStats)
+  }
+
+  async purge(): Promise<number> {
+    this.open()
+    return this.guard(() => this.tx.purge.immediate() as number)
+  }
+
+  async redrive(): Promise<number> {
+    this.open()
+    return this.guard(() => this.tx.redrive.immediate() as number)
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.closing.abort()
+    this.db.close()
+  }
+}
+
+/** SQLite failures an operator can act on → CisternError; anything else stays a bug. */
+export function sqliteError(error: unknown, path: string): unknown {
+  const code = String((error as {code?: unknown})?.code ?? '')
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new CisternError(`queue database ${path} stayed locked for over ${BUSY_TIMEOUT_MS / 1000} s`, {
+      fix: 'another process holds a long write transaction on it; try again',
+      cause: error,
+    })
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM')) {
+    return new UsageError(`cannot write the queue database ${path} (${code})`, 'check the permissions of the file, its -wal/-shm files and its directory', error)
+  }
+  if (code.startsWith('SQLITE_FULL')) return new CisternError(`the disk holding ${path} is full`, {fix: 'free some space', cause: error})
+  if (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_NOTADB')) {
+    return new UsageError(`queue database ${path} is damaged or not a database (${code})`, 'restore it from a backup or point the queue URL at another file', error)
+  }
+  if (code.startsWith('SQLITE_IOERR')) return new CisternError(`I/O error on the queue database ${path} (${code})`, {cause: error})
+  return error
+}
+
+function toMessage(row: Row, receiptHandle: string, receiveCount: number): QueueMessage {
+  const message: QueueMessage = {
+    id: row.id,
+    body: row.body,
+    receiptHandle,
+    receiveCount,
+    sentAt: new Date(row.sent_at),
+    attributes: row.attributes ? (JSON.parse(row.attributes) as Record<string, string>) : {},
+  }
+  if (row.group_id) message.groupId = row.group_id
+  if (row.dedup_id) message.deduplicationId = row.dedup_id
+  return message
 }

@@ -103,6 +103,11 @@ export interface Queue {
   deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'>
   /** Look at up to `max` waiting messages without receiving them (when capabilities.peek). */
   peek(max?: number): Promise<QueueMessage[]>
+  /**
+   * Look at up to `max` dead messages (embedded queue only), the reason in
+   * `attributes['cistern.deadReason']`. Absent on backends that cannot.
+   */
+  peekDead?(max?: number): Promise<QueueMessage[]>
   stats(): Promise<QueueStats>
   /** Delete every message (not the dead ones); returns how many, -1 if unknown. */
   purge(): Promise<number>

@@ -9,5 +9,6 @@ export default defineConfig({
     pool: 'forks',
     // two cores: keep parallel files low so subprocess and timing-sensitive tests stay steady
     maxWorkers: 2,
+    env: {AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true'},
   },
 })

@@ -119,8 +119,6 @@ function isAbort(error: unknown, signal?: AbortSignal): boolean {
 /** Opens an SQS queue (sqs://<name> is resolved with GetQueueUrl now). */
 export async function openSqsQueue(url: string, options: OpenQueueOptions = {}): Promise<Queue> {
   const target = parseSqsUrl(url)
-  // The SDK's multi-line "node >=22 from 2027" notice would break JSON-lines stderr on every run.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const sdk = await import('@aws-sdk/client-sqs')
   const endpoint = process.env.AWS_ENDPOINT_URL_SQS || process.env.AWS_ENDPOINT_URL || undefined
   const region = target.region ?? options.region

@@ -124,21 +124,26 @@ export const SECTION = 'spigot'
 
 /**
  * Flags > environment > config file (--config / CISTERN_CONFIG, section `spigot`) > defaults.
- * A missing Jenkins URL is a UsageError naming --jenkins-url / JENKINS_URL.
+ * A missing Jenkins URL is a UsageError naming --jenkins-url / JENKINS_URL, unless jenkinsOptional.
  */
-export async function resolveSpigotConfig(flags: SpigotFlags, env: NodeJS.ProcessEnv = process.env): Promise<SpigotConfig> {
+export async function resolveSpigotConfig(
+  flags: SpigotFlags,
+  env: NodeJS.ProcessEnv = process.env,
+  options: {jenkinsOptional?: boolean} = {},
+): Promise<SpigotConfig> {
   const configPath = flags.config ?? env.CISTERN_CONFIG
   const file = configPath ? await loadSection(configPath) : {}
   const source = configPath ?? 'config'
 
   const jenkinsUrl = flags['jenkins-url'] ?? env.JENKINS_URL ?? file.jenkinsUrl
-  if (!jenkinsUrl) {
+  if (!jenkinsUrl && !options.jenkinsOptional) {
     throw new UsageError('no Jenkins URL', 'pass --jenkins-url https://jenkins.example.com/ or set JENKINS_URL (or spigot.jenkinsUrl in the config file)')
   }
   const user = env.JENKINS_USER || undefined
   const token = env.JENKINS_TOKEN || undefined
   registerSecret(token)
-  const targets: JenkinsTarget[] = [{name: DEFAULT_TARGET, url: normaliseJenkinsUrl(jenkinsUrl, '--jenkins-url'), user, token}]
+  // Read-only commands (status) work without a Jenkins: they then report none configured.
+  const targets: JenkinsTarget[] = jenkinsUrl ? [{name: DEFAULT_TARGET, url: normaliseJenkinsUrl(jenkinsUrl, '--jenkins-url'), user, token}] : []
   for (const extra of file.targets ?? []) {
     if (targets.some((t) => t.name === extra.name)) {
       throw new ConfigError(`${source}: spigot.targets: the target name "${extra.name}" is used twice`, configPath, undefined, 'spigot.targets')

@@ -19,7 +19,7 @@ export interface SpigotStatus {
   /** Waiting to be replayed: visible + in flight + delayed. */
   backlog: number
   jenkins: TargetHealth[]
-  /** Every target up (not quieting down, not down). */
+  /** Every target up (not quieting down, not down); false when no Jenkins is configured. */
   healthy: boolean
 }
 
@@ -69,7 +69,7 @@ export async function spigotStatus(options: {
     queue: {url: options.queue.url, ...stats},
     backlog: stats.visible + stats.inFlight + stats.delayed,
     jenkins,
-    healthy: jenkins.every(isUp),
+    healthy: jenkins.length > 0 && jenkins.every(isUp),
   }
 }
 
@@ -79,6 +79,8 @@ export function renderStatus(status: SpigotStatus): string {
   return [
     `spigot:  ${status.state}  (${status.backend}: ${status.stateAt})`,
     `backlog: ${status.backlog} waiting — ${status.queue.visible} visible, ${status.queue.inFlight} in flight, ${status.queue.delayed} delayed; ${dead} dead  (${status.queue.url})`,
-    ...status.jenkins.map((health, i) => `${i === 0 ? 'jenkins: ' : '         '}${describeHealth(health)}`),
+    ...(status.jenkins.length === 0
+      ? ['jenkins: not configured (--jenkins-url or JENKINS_URL)']
+      : status.jenkins.map((health, i) => `${i === 0 ? 'jenkins: ' : '         '}${describeHealth(health)}`)),
   ].join('\n')
 }

@@ -48,8 +48,16 @@ describe('cistern spigot toggle / status (local backend)', () => {
     expect(noApi.exitCode).toBe(2)
     expect(noApi.stderr).toMatch(/the apigw state backend needs the REST API — pass --api-id or --api-name/)
 
-    const noJenkins = await run(['spigot', 'status'])
+    const noJenkins = await run(['spigot', 'drain'])
     expect(noJenkins.exitCode).toBe(2)
     expect(noJenkins.stderr).toMatch(/no Jenkins URL — pass --jenkins-url/)
+  })
+
+  it('status works without a Jenkins: state and backlog, Jenkins reported as not configured', async () => {
+    const status = await run(['spigot', 'status'])
+    expect(status.exitCode).toBe(0)
+    expect(status.stdout).toMatch(/^jenkins: not configured \(--jenkins-url or JENKINS_URL\)$/m)
+    const json = await run(['spigot', 'status', '--json'])
+    expect(JSON.parse(json.stdout)).toMatchObject({state: expect.stringMatching(/^(ON|OFF)$/), backlog: 0, jenkins: [], healthy: false})
   })
 })

@@ -26,7 +26,7 @@ Exit codes: 0 shown (whatever the health), 1 the queue or the state could not be
 
   async run(): Promise<SpigotStatus> {
     const {flags} = await this.parse(SpigotStatusCommand)
-    const config = await resolveSpigotConfig(flags)
+    const config = await resolveSpigotConfig(flags, process.env, {jenkinsOptional: true})
     const state = await openStateFrom(flags, this.logger)
     try {
       const queue = await openSpigotQueue(config, {region: flags.region, profile: flags.profile, log: this.logger})

@@ -1,23 +1,26 @@
 import {z} from 'zod'
 
+import {workerSectionSchema} from '../codepipeline/config.js'
 import {loadConfig} from '../core/config.js'
 import {jobsSchema} from '../core/jobs.js'
+import {hooksConfigSchema} from '../hooks/config.js'
+import {spigotSchema} from '../spigot/config.js'
+import {listenerSchema} from '../sqs-listener/config.js'
+import {statusQueueSection} from '../status-queue/config.js'
 
 /**
- * cistern.yml: one file, one section per piece. `jobs` is the shared job table (same shape as a
- * jobs.yml); the other sections are validated by their piece's own schema (wired in here as each
- * piece lands — until then any mapping is accepted). Unknown top-level keys are refused so that a
+ * cistern.yml: one file, one section per piece, each validated by its piece's own schema; `jobs`
+ * is the shared job table (same shape as a jobs.yml). Unknown top-level keys are refused so that a
  * misspelt section name is an error rather than silently ignored.
  */
-const section = z.record(z.string(), z.unknown())
 
 export const cisternConfigSchema = z
   .object({
-    spigot: section.optional(),
-    'status-queue': section.optional(),
-    'codepipeline-worker': section.optional(),
-    'sqs-listen': section.optional(),
-    hooks: section.optional(),
+    spigot: spigotSchema.optional(),
+    'status-queue': statusQueueSection.optional(),
+    'codepipeline-worker': workerSectionSchema.optional(),
+    'sqs-listen': listenerSchema.optional(),
+    hooks: hooksConfigSchema.optional(),
     jobs: jobsSchema.optional(),
   })
   .strict()

@@ -38,7 +38,7 @@ describe('createHttpServer', () => {
     expect(await big.json()).toHaveProperty('error')
     const missing = await fetch(`${base}/nope`)
     expect(missing.status).toBe(404)
-    expect((await missing.json()).error).toMatch(/no route for GET \/nope/)
+    expect(((await missing.json()) as {error: string}).error).toMatch(/no route for GET \/nope/)
   })
 
   it('serves /healthz from the health callback (503 when it says not ok or throws)', async () => {

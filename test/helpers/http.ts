@@ -22,7 +22,9 @@ export interface StandIn {
  * request (raw body bytes included) and answers through a replaceable handler (default 200 "ok").
  */
 export async function standIn(
-  handler: (req: RecordedRequest, res: ServerResponse) => void | Promise<void> = (_req, res) => res.end('ok'),
+  handler: (req: RecordedRequest, res: ServerResponse) => void | Promise<void> = (_req, res) => {
+    res.end('ok')
+  },
 ): Promise<StandIn> {
   let current = handler
   const requests: RecordedRequest[] = []

@@ -3,6 +3,9 @@
 // Benchmarks import the built code from dist/: run `npm run build` first.
 import {readdirSync} from 'node:fs'
 
+// As bin/run.js: the AWS SDK's Node 22 notice is noise in benchmark output.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
 const [name, ...args] = process.argv.slice(2)
 const here = new URL('.', import.meta.url)
 const all = readdirSync(here)

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core'
+import {execute} from '@oclif/core/execute'
 
 // The AWS SDK prints a multi-line "Node >= 22 from early 2027" notice on every client start, which
 // breaks JSON-lines stderr for cron/systemd. The move to Node 22 is tracked in the README instead.

@@ -28,6 +28,10 @@ export interface HandlerContext {
 export type Handler = (message: QueueMessage, context: HandlerContext) => Promise<Outcome>
 
 export interface ConsumeCounters {
+  /**
+   * Messages handed to the handler. A prefetched message given back before it started (stop,
+   * pause, its FIFO group held back) is not counted here nor in `released`: it was never taken on.
+   */
   received: number
   done: number
   retried: number
@@ -46,8 +50,19 @@ export interface ConsumeOptions {
   once?: boolean
   /** Max handlers running at once (default 4; may exceed 10: several receives fill it). */
   concurrency?: number
-  /** Messages per receive, 1–10 (default 10, capped by free slots). */
+  /** Messages per receive, 1–10 (default 10; capped by free slots when `prefetch` is false). */
   batchSize?: number
+  /**
+   * Receive full batches (`batchSize`) even when fewer slots are free, and hold the extra messages
+   * (at most batchSize − 1) until slots free up, in the order received. Default true: once the pool
+   * is busy, slots free one at a time, and without this every freed slot costs a receive of one
+   * message (a durable write on the embedded queue, a request on SQS). Held messages are leased
+   * like running ones: the same heartbeat keeps them hidden however long they wait, and they are
+   * given back (visibility 0) at once on stop or pause, and when an earlier message of their FIFO
+   * group is retried. Turn it off when handlers run for minutes and other consumers share the
+   * queue, so that idle consumers get those messages instead (or lower `batchSize`).
+   */
+  prefetch?: boolean
   /** Long-poll seconds for foreground mode (default 20; once mode uses 0 then stops on empty). */
   waitSeconds?: number
   /** Visibility timeout per receive (default 30 s); the heartbeat extends it while a handler runs. */
@@ -93,6 +108,8 @@ export function retryDelaySeconds(receiveCount: number, random: () => number = M
 interface Flight {
   message: QueueMessage
   heartbeat?: NodeJS.Timeout
+  /** Still ours to keep hidden: false once settled, released or abandoned (heartbeat errors are moot). */
+  leased: boolean
   /** Released at the drain deadline: whatever the handler returns later is ignored. */
   abandoned: boolean
   promise?: Promise<void>
@@ -106,6 +123,8 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
   const log = options.log ?? silentLogger
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 4))
   const batchSize = clamp(Math.floor(options.batchSize ?? 10), 1, 10)
+  const prefetch = options.prefetch ?? true
+  const pausePollMs = options.pausePollMs ?? 1000
   const once = options.once ?? false
   const waitSeconds = once ? 0 : clamp(options.waitSeconds ?? 20, 0, 20)
   const visibility = Math.max(1, options.visibilityTimeout ?? 30)
@@ -146,7 +165,12 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
   if (options.signal?.aborted) beginStop('signal')
 
   const deletes = new DeleteBatcher(queue, log, options.deleteFlushMs ?? 50)
+  /** Messages in a handler (each takes a slot). */
   const flights = new Set<Flight>()
+  /** Prefetched: received and leased, not yet started, in the order received. */
+  const waiting: Flight[] = []
+  /** Give-backs started from a settling handler; awaited before consume() returns. */
+  const givingBack = new Set<Promise<void>>()
 
   const settle = async (flight: Flight, outcome: Outcome) => {
     const {message} = flight
@@ -200,26 +224,60 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
       log.warn('could not release the message; it comes back when its visibility lapses', {messageId: message.id, error: errorMessage(error)})
     })
 
-  const start = (message: QueueMessage) => {
-    const flight: Flight = {message, abandoned: false}
+  /** Give prefetched messages back to the queue untouched (visibility 0). */
+  const giveBack = async (held: Flight[], why: string) => {
+    if (held.length === 0) return
+    for (const flight of held) {
+      flight.leased = false
+      clearInterval(flight.heartbeat)
+    }
+    log.debug(`giving back ${held.length} prefetched message(s): ${why}`, {messageIds: held.map((flight) => flight.message.id)})
+    await Promise.all(held.map((flight) => release(flight.message)))
+  }
+
+  /** A received message: leased from now until it settles or is given back. */
+  const lease = (message: QueueMessage): Flight => {
+    const flight: Flight = {message, leased: true, abandoned: false}
+    // Keep the message hidden while it waits and while the handler runs: extend at half the visibility timeout.
+    flight.heartbeat = setInterval(() => {
+      queue.changeVisibility(message.receiptHandle, visibility).catch((error) => {
+        if (!flight.leased) return
+        const started = !waiting.includes(flight)
+        if (error instanceof StaleReceiptError) {
+          // The lease is gone (it lapsed, or the message was redelivered): extending again cannot help.
+          clearInterval(flight.heartbeat)
+          if (!started) {
+            // Not started yet: drop it; whoever holds it now handles it.
+            flight.leased = false
+            waiting.splice(waiting.indexOf(flight), 1)
+            log.warn('lost the lease on a prefetched message; not handling it here', {messageId: message.id, error: errorMessage(error)})
+            return
+          }
+          log.warn('lost the lease on a message still being handled; it may be handled twice', {messageId: message.id, error: errorMessage(error)})
+          return
+        }
+        log.warn('heartbeat failed; retrying at the next beat', {messageId: message.id, error: errorMessage(error)})
+      })
+    }, heartbeatMs)
+    return flight
+  }
+
+  /** A FIFO group's later messages must not overtake an earlier one that is coming back: give them back too. */
+  const holdBackGroup = (groupId: string) => {
+    const held = waiting.filter((flight) => flight.message.groupId === groupId)
+    if (held.length === 0) return
+    for (const flight of held) waiting.splice(waiting.indexOf(flight), 1)
+    const giving = giveBack(held, `an earlier message of group ${groupId} is coming back`).finally(() => givingBack.delete(giving))
+    givingBack.add(giving)
+  }
+
+  const start = (flight: Flight) => {
+    const {message} = flight
     flights.add(flight)
     counters.received++
     counters.inFlight++
     progress()
     const messageLog = log.child({messageId: message.id})
-    // Keep the message hidden while the handler runs: extend at half the visibility timeout.
-    flight.heartbeat = setInterval(() => {
-      queue.changeVisibility(message.receiptHandle, visibility).catch((error) => {
-        if (!flights.has(flight) || flight.abandoned) return
-        if (error instanceof StaleReceiptError) {
-          // The lease is gone (it lapsed, or the message was redelivered): extending again cannot help.
-          clearInterval(flight.heartbeat)
-          messageLog.warn('lost the lease on a message still being handled; it may be handled twice', {error: errorMessage(error)})
-          return
-        }
-        messageLog.warn('heartbeat failed; retrying at the next beat', {error: errorMessage(error)})
-      })
-    }, heartbeatMs)
     flight.promise = (async () => {
       let outcome: Outcome
       try {
@@ -235,6 +293,11 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
       if (flight.abandoned) {
         messageLog.debug('handler finished after its message was released', {outcome: outcome?.kind})
         return
+      }
+      flight.leased = false
+      // Anything but done/dead puts the message back in its group ahead of prefetched followers.
+      if (message.groupId !== undefined && !(isOutcome(outcome) && (outcome.kind === 'done' || outcome.kind === 'dead'))) {
+        holdBackGroup(message.groupId)
       }
       await settle(flight, outcome)
     })()
@@ -252,12 +315,24 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
   let failuresInARow = 0
   while (!receiving.signal.aborted) {
     if (await isPaused(options.paused, log)) {
-      await sleep(options.pausePollMs ?? 1000, receiving.signal)
+      await giveBack(waiting.splice(0), 'paused')
+      await sleep(pausePollMs, receiving.signal)
       continue
     }
     const free = concurrency - flights.size
     if (free <= 0) {
-      await change.promise
+      if (waiting.length > 0 && options.paused) {
+        // Holding prefetched messages: notice a pause within pausePollMs, not only when a slot frees.
+        const tick = new AbortController()
+        await Promise.race([change.promise, sleep(pausePollMs, AbortSignal.any([tick.signal, receiving.signal]))])
+        tick.abort()
+      } else {
+        await change.promise
+      }
+      continue
+    }
+    if (waiting.length > 0) {
+      for (const flight of waiting.splice(0, free)) start(flight)
       continue
     }
     const waitFor = change.promise
@@ -265,7 +340,7 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
     let messages: QueueMessage[]
     try {
       messages = await queue.receive({
-        maxMessages: Math.min(batchSize, free),
+        maxMessages: prefetch ? batchSize : Math.min(batchSize, free),
         waitSeconds,
         visibilityTimeout: visibility,
         signal: receiving.signal,
@@ -322,8 +397,13 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
       await Promise.all(messages.map((message) => release(message)))
       continue
     }
-    for (const message of messages) start(message)
+    // Slots can only have freed during the receive: `free` are still free at least.
+    const leased = messages.map(lease)
+    for (const flight of leased.slice(0, free)) start(flight)
+    waiting.push(...leased.slice(free))
   }
+  // Stopping: prefetched messages were never started; give them back before waiting on the rest.
+  await giveBack(waiting.splice(0), 'stopping')
 
   // --- shutdown: let in-flight work finish within the deadline, then abort and release the rest ---
   if (flights.size > 0) {
@@ -338,6 +418,7 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
       log.warn(`drain deadline passed: releasing ${unfinished.length} unfinished message(s)`)
       for (const flight of unfinished) {
         flight.abandoned = true
+        flight.leased = false
         clearInterval(flight.heartbeat)
         flights.delete(flight)
         counters.inFlight--
@@ -347,6 +428,7 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
       await Promise.all(unfinished.map((flight) => release(flight.message)))
     }
   }
+  await Promise.all([...givingBack])
   await deletes.close()
   options.signal?.removeEventListener('abort', onSignal)
   if (stopError) throw stopError

@@ -8,7 +8,6 @@ import {openQueue} from '../core/queue/index.js'
 import type {StatusQueueSettings} from './config.js'
 import {commitSha, parseBuildEvent} from './event.js'
 import {type GitHubClient, createGitHubClient} from './github.js'
-import {PrefetchQueue} from './prefetch.js'
 import {hostMatches, parseRepositoryUrl} from './repo.js'
 import {type StatusOptions, commitStatusFor} from './status.js'
 
@@ -182,7 +181,9 @@ export async function runStatusQueue(settings: StatusQueueSettings, options: Run
   const log = options.log ?? silentLogger
   registerSecret(settings.token)
   registerSecret(settings.apiKey)
-  const backend = await openQueue(settings.queueUrl, {
+  // consume() receives full batches of 10 and holds the extra messages (leased, heartbeated) until
+  // slots free up, so a busy pool does not pay a receive — an fsync on the embedded queue — per status.
+  const queue = await openQueue(settings.queueUrl, {
     apiKey: settings.apiKey,
     visibilityTimeout: settings.visibilityTimeout,
     // The embedded queue's own limit (5) would cut --max-attempts short; a limit in the URL still wins.
@@ -191,7 +192,6 @@ export async function runStatusQueue(settings: StatusQueueSettings, options: Run
     profile: options.profile,
     log,
   })
-  const queue = new PrefetchQueue(backend, {maxHoldMs: (settings.visibilityTimeout * 1000) / 2})
   try {
     const github =
       options.github ??

@@ -106,7 +106,7 @@ describe('consume, once mode', () => {
     }
   })
 
-  it('caps the batch size by free slots', async () => {
+  it('caps the batch size by free slots when prefetch is off', async () => {
     const queue = new MemoryQueue()
     await fill(queue, 6)
     let running = 0
@@ -120,11 +120,160 @@ describe('consume, once mode', () => {
         running--
         return done()
       },
-      {once: true, concurrency: 2},
+      {once: true, concurrency: 2, prefetch: false},
     )
     expect(max).toBe(2)
     const sizes = queue.calls.filter((c) => c.op === 'receive').map((c) => (c.detail as {maxMessages: number}).maxMessages)
     expect(Math.max(...sizes)).toBe(2)
+  })
+})
+
+describe('consume, prefetch', () => {
+  /** Handles `n` messages at `concurrency` with handlers of uneven length; returns the receive calls. */
+  async function drainCounting(n: number, concurrency: number, prefetch?: boolean) {
+    const queue = new MemoryQueue()
+    await fill(queue, n)
+    // How many messages each receive returned.
+    const got: number[] = []
+    const receive = queue.receive.bind(queue)
+    queue.receive = async (options) => {
+      const messages = await receive(options)
+      got.push(messages.length)
+      return messages
+    }
+    let running = 0
+    let max = 0
+    let i = 0
+    const result = await consume(
+      queue,
+      async () => {
+        running++
+        max = Math.max(max, running)
+        await sleep(3 + (i++ % 4) * 4)
+        running--
+        return done()
+      },
+      {once: true, concurrency, prefetch},
+    )
+    const receives = queue.calls.filter((c) => c.op === 'receive').map((c) => (c.detail as {maxMessages: number}).maxMessages)
+    return {queue, result, max, receives, got}
+  }
+
+  it('receives full batches once the pool is busy: one receive per 10 messages, not per freed slot', async () => {
+    const {queue, result, max, receives, got} = await drainCounting(40, 4)
+    expect(result).toMatchObject({stoppedBy: 'empty', received: 40, done: 40, retried: 0, released: 0, inFlight: 0})
+    expect(max).toBe(4)
+    expect(receives.every((size) => size === 10)).toBe(true)
+    // 4 full batches; then once mode looks again as the last handlers settle (empty receives)
+    expect(got.filter((count) => count > 0)).toEqual([10, 10, 10, 10])
+    expect(receives.length).toBeLessThanOrEqual(4 + 4 + 1)
+    expect(await queue.stats()).toEqual({visible: 0, inFlight: 0, delayed: 0, dead: 0})
+  })
+
+  it('without prefetch the same run costs a receive per few messages (control)', async () => {
+    const {result, max, receives, got} = await drainCounting(40, 4, false)
+    expect(result).toMatchObject({received: 40, done: 40})
+    expect(max).toBe(4)
+    expect(Math.max(...receives)).toBeLessThanOrEqual(4)
+    expect(got.filter((count) => count > 0).length).toBeGreaterThan(10)
+  })
+
+  it('keeps a prefetched message hidden while it waits past its visibility timeout, and handles it once', async () => {
+    const queue = new MemoryQueue()
+    await fill(queue, 2)
+    const log = memoryLog()
+    const handled: {body: string; receiveCount: number}[] = []
+    let rival: unknown[] | undefined
+    const result = await consume(
+      queue,
+      async (message) => {
+        handled.push({body: message.body, receiveCount: message.receiveCount})
+        if (message.body === 'm0') {
+          // m1 waits in the buffer for 1.6 s with a 1 s lease: only the heartbeat keeps it ours.
+          await sleep(1300)
+          rival = await queue.receive({maxMessages: 10})
+          await sleep(300)
+        }
+        return done()
+      },
+      {once: true, concurrency: 1, visibilityTimeout: 1, log},
+    )
+    expect(rival).toEqual([])
+    expect(handled).toEqual([
+      {body: 'm0', receiveCount: 1},
+      {body: 'm1', receiveCount: 1},
+    ])
+    expect(result).toMatchObject({received: 2, done: 2, stoppedBy: 'empty'})
+    expect(queue.messages).toHaveLength(0)
+    expect(log.lines.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([])
+  })
+
+  it('gives prefetched messages back at once on stop, while in-flight work still finishes', async () => {
+    const queue = new MemoryQueue()
+    await fill(queue, 10)
+    const controller = new AbortController()
+    const handled: string[] = []
+    const running = consume(
+      queue,
+      async (message) => {
+        handled.push(message.body)
+        await sleep(600)
+        return done()
+      },
+      {concurrency: 1, waitSeconds: 0, signal: controller.signal},
+    )
+    await sleep(100)
+    expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 10})
+    controller.abort()
+    await sleep(100)
+    // The handler is still running; the nine it never started are back in the queue.
+    expect(handled).toEqual(['m0'])
+    expect(await queue.stats()).toMatchObject({visible: 9, inFlight: 1})
+    const result = await running
+    expect(result).toMatchObject({stoppedBy: 'signal', received: 1, done: 1, released: 0, inFlight: 0})
+    expect(await queue.stats()).toMatchObject({visible: 9, inFlight: 0})
+  })
+
+  it('gives prefetched messages back within pausePollMs of a pause, without waiting for a free slot', async () => {
+    const queue = new MemoryQueue()
+    await fill(queue, 5)
+    let paused = false
+    const handled: string[] = []
+    const running = consume(
+      queue,
+      async (message) => {
+        handled.push(message.body)
+        await sleep(700)
+        return done()
+      },
+      {concurrency: 1, waitSeconds: 0, paused: () => paused, pausePollMs: 20, signal: AbortSignal.timeout(1000)},
+    )
+    await sleep(100)
+    paused = true
+    await sleep(150)
+    expect(await queue.stats()).toMatchObject({visible: 4, inFlight: 1})
+    const result = await running
+    expect(handled).toEqual(['m0'])
+    expect(result).toMatchObject({received: 1, done: 1})
+    expect(await queue.stats()).toMatchObject({visible: 4, inFlight: 0})
+  })
+
+  it('a retried FIFO head gives back its prefetched followers, so they cannot overtake it', async () => {
+    // SQS FIFO hands out several messages of one group per receive (the memory queue does so when not fifo).
+    const queue = new MemoryQueue()
+    await queue.sendBatch(['a0', 'a1', 'a2'].map((body) => ({body, groupId: 'a'})))
+    const order: string[] = []
+    const result = await consume(
+      queue,
+      async (message) => {
+        order.push(`${message.body}#${message.receiveCount}`)
+        return message.body === 'a0' && message.receiveCount === 1 ? retry(0) : done()
+      },
+      {once: true, concurrency: 1},
+    )
+    expect(order).toEqual(['a0#1', 'a0#2', 'a1#2', 'a2#2'])
+    expect(result).toMatchObject({received: 4, done: 3, retried: 1, stoppedBy: 'empty'})
+    expect(queue.messages).toHaveLength(0)
   })
 })
 

@@ -1,7 +1,7 @@
 import {type Outcome, consume, dead, done, retry, stop} from '../core/consume.js'
 import {TargetUnhealthyError, UsageError, errorMessage} from '../core/errors.js'
 import {type Logger, silentLogger} from '../core/log.js'
-import type {Queue, QueueMessage, ReceiveOptions, SendInput} from '../core/queue/types.js'
+import type {Queue, QueueMessage} from '../core/queue/types.js'
 import type {PrCommenter} from './comments.js'
 import {pullRequestOf} from './comments.js'
 import {type JenkinsTarget, type SpigotConfig, targetNamed} from './config.js'
@@ -233,14 +233,11 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
     }
   }
 
-  // Receive 10 at a time however few slots are free: one receive (one SQS request, one SQLite
-  // transaction) per 10 messages instead of one per message.
-  const prefetching = new PrefetchingQueue(queue, options.visibilityTimeout ?? 30, log)
-
   try {
     for (let pass = 1; ; pass++) {
       const before = summary.delivered + summary.dead
-      const result = await consume(prefetching, handler, {
+      // consume() prefetches full batches: one receive (one SQS request, one SQLite transaction) per 10 messages.
+      const result = await consume(queue, handler, {
         once: !options.watch,
         concurrency: options.concurrency ?? 4,
         visibilityTimeout: options.visibilityTimeout,
@@ -260,7 +257,6 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
     const health = (error as TargetUnhealthyError & {health?: TargetHealth}).health
     await stopUnhealthy(health ?? {name: '?', url: '?', state: 'down', ms: 0, detail: error.message})
   } finally {
-    await prefetching.release()
     await Promise.all(comments)
   }
   return finish()
@@ -401,95 +397,5 @@ export class TokenBucket {
       }
       signal?.addEventListener('abort', done, {once: true})
     })
-  }
-}
-
-/**
- * A queue view that always receives a full batch and hands it out as the consumer's slots free
- * up. Buffered messages are not yet in a handler (no heartbeat), so one held longer than half its
- * visibility timeout is released instead of handed out; release() gives back the rest at the end.
- */
-export class PrefetchingQueue implements Queue {
-  private buffer: {message: QueueMessage; at: number}[] = []
-
-  constructor(
-    private readonly inner: Queue,
-    private readonly visibilitySeconds: number,
-    private readonly log: Logger = silentLogger,
-  ) {}
-
-  get url() {
-    return this.inner.url
-  }
-  get kind() {
-    return this.inner.kind
-  }
-  get capabilities() {
-    return this.inner.capabilities
-  }
-
-  async receive(options: ReceiveOptions = {}): Promise<QueueMessage[]> {
-    const want = Math.max(1, options.maxMessages ?? 10)
-    await this.releaseStale(options.visibilityTimeout ?? this.visibilitySeconds)
-    if (this.buffer.length === 0) {
-      const received = await this.inner.receive({...options, maxMessages: 10})
-      const at = performance.now()
-      for (const message of received) this.buffer.push({message, at})
-    }
-    return this.buffer.splice(0, want).map((entry) => entry.message)
-  }
-
-  /** Give every buffered message back to the queue (visibility 0). */
-  async release(): Promise<void> {
-    const held = this.buffer.splice(0)
-    await Promise.all(
-      held.map(({message}) =>
-        this.inner.changeVisibility(message.receiptHandle, 0).catch((error: unknown) => {
-          this.log.debug(`could not release ${message.id}; it comes back when its visibility lapses`, {error: errorMessage(error)})
-        }),
-      ),
-    )
-  }
-
-  private async releaseStale(visibilitySeconds: number): Promise<void> {
-    const limit = (visibilitySeconds * 1000) / 2
-    const now = performance.now()
-    if (!this.buffer.some((entry) => now - entry.at > limit)) return
-    // Order matters (FIFO groups): release the whole buffer rather than skip over some of it.
-    await this.release()
-  }
-
-  send(message: SendInput) {
-    return this.inner.send(message)
-  }
-  sendBatch(messages: SendInput[]) {
-    return this.inner.sendBatch(messages)
-  }
-  delete(receiptHandle: string) {
-    return this.inner.delete(receiptHandle)
-  }
-  deleteBatch(receiptHandles: string[]) {
-    return this.inner.deleteBatch(receiptHandles)
-  }
-  changeVisibility(receiptHandle: string, seconds: number) {
-    return this.inner.changeVisibility(receiptHandle, seconds)
-  }
-  deadLetter(message: QueueMessage, reason: string) {
-    return this.inner.deadLetter(message, reason)
-  }
-  peek(max?: number) {
-    return this.inner.peek(max)
-  }
-  stats() {
-    return this.inner.stats()
-  }
-  purge() {
-    return this.inner.purge()
-  }
-  redrive() {
-    return this.inner.redrive()
-  }
-  close() {
-    return this.inner.close()
   }
 }

@@ -396,38 +396,3 @@ describe('TokenBucket', () => {
     await Promise.all(takes)
   })
 })
-
-describe('PrefetchingQueue', () => {
-  it('receives 10 at a time, hands them out in order, and releases a batch held past half its visibility', async () => {
-    const {queue} = await setup({fifo: false})
-    await queue.sendBatch(Array.from({length: 5}, (_, i) => ({body: `m${i}`})))
-    const {PrefetchingQueue} = await import('../../src/spigot/drain.js')
-    const receives: number[] = []
-    const counting = new Proxy(queue, {
-      get(target, key, receiver) {
-        if (key === 'receive') return async (options: Parameters<Queue['receive']>[0]) => {
-          const got = await target.receive(options)
-          receives.push(got.length)
-          return got
-        }
-        const value = Reflect.get(target, key, receiver)
-        return typeof value === 'function' ? value.bind(target) : value
-      },
-    })
-    const prefetching = new PrefetchingQueue(counting, 1)
-    const first = await prefetching.receive({maxMessages: 1, visibilityTimeout: 1})
-    const second = await prefetching.receive({maxMessages: 2, visibilityTimeout: 1})
-    expect([...first, ...second].map((m) => m.body)).toEqual(['m0', 'm1', 'm2'])
-    expect(receives).toEqual([5])
-    // Held > 0.5 s without a handler: handed back instead of handed out with a lapsing lease.
-    await new Promise((resolve) => setTimeout(resolve, 600))
-    const third = await prefetching.receive({maxMessages: 10, visibilityTimeout: 1})
-    expect(third.map((m) => [m.body, m.receiveCount])).toEqual([
-      ['m3', 2],
-      ['m4', 2],
-    ])
-    // Nothing left in the buffer: release() gives nothing back; all five are leased to handlers.
-    await prefetching.release()
-    expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 5})
-  })
-})

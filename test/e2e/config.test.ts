@@ -15,7 +15,7 @@ const env = {CISTERN_DATA_DIR: dir}
 
 describe('cistern config check', () => {
   it('says ok for a valid cistern.yml and jobs.yml', async () => {
-    const config = file('cistern.yml', 'spigot:\n  jenkins: {url: "http://ci:8080/"}\njobs:\n  deploy:\n    argv: [./deploy.sh]\n')
+    const config = file('cistern.yml', 'spigot:\n  jenkinsUrl: "http://ci:8080/"\njobs:\n  deploy:\n    argv: [./deploy.sh]\n')
     const ok = await cistern(['config', 'check', config], {env})
     expect(ok.exitCode).toBe(0)
     expect(ok.stdout).toBe(`${config}: ok`)

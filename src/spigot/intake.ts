@@ -1,3 +1,4 @@
+import {isUtf8} from 'node:buffer'
 import {createHash} from 'node:crypto'
 
 import {errorMessage} from '../core/errors.js'
@@ -6,7 +7,7 @@ import type {Queue, SendInput, SendResult} from '../core/queue/types.js'
 import type {JenkinsTarget, SpigotConfig} from './config.js'
 import {type Delivery, deliver} from './jenkins.js'
 import type {LargePayloadStore} from './large-payload.js'
-import {type SpigotMessage, encodeMessage, groupOf, header, keptHeaders} from './message.js'
+import {KEPT_HEADERS, type SpigotMessage, encodeMessage, groupOf} from './message.js'
 import {type Route, routeFor} from './routes.js'
 import {describeWebhook, parsePayload, verifySignature} from './webhook.js'
 
@@ -98,12 +99,13 @@ export function createIntake(options: IntakeOptions): Intake {
     close: () => sender.close(),
     async handle(request) {
       const raw = request.rawBody
-      const headers = request.headers
-      const event = header(headers, 'X-GitHub-Event')?.trim()
-      const delivery = header(headers, 'X-GitHub-Delivery')?.trim() || undefined
+      // One pass over the headers instead of one per lookup.
+      const headers = lowerCased(request.headers)
+      const event = headers['x-github-event']?.trim()
+      const delivery = headers['x-github-delivery']?.trim() || undefined
 
       if (config.webhookSecret !== undefined) {
-        const signature = header(headers, 'X-Hub-Signature-256')
+        const signature = headers['x-hub-signature-256']
         if (!verifySignature(config.webhookSecret, raw, signature)) {
           const why = signature ? 'X-Hub-Signature-256 does not match the body' : 'missing X-Hub-Signature-256'
           log.warn('webhook rejected: bad signature', {reason: why, ...defined({event, delivery}), bytes: raw.length})
@@ -116,7 +118,7 @@ export function createIntake(options: IntakeOptions): Intake {
         return reject(400, 'missing-event', 'missing X-GitHub-Event header: not a GitHub webhook', {delivery})
       }
 
-      const parsed = parsePayload(raw, header(headers, 'Content-Type'))
+      const parsed = parsePayload(raw, headers['content-type'])
       if (!parsed.ok) {
         log.warn('webhook rejected: bad payload', {...defined({event, delivery}), reason: parsed.reason, bytes: raw.length})
         return reject(400, 'malformed', parsed.reason, {event, delivery})
@@ -188,14 +190,17 @@ export function createIntake(options: IntakeOptions): Intake {
       // raw_body only when re-serialising `body` would not give back the exact bytes (pretty
       // printing, escapes, form encoding…). GitHub's compact JSON usually round-trips, and then the
       // message is half the size and replayBytes() still returns the signed bytes.
-      if (parsed.form || !roundTrips(parsed.body, raw)) base.raw_body = raw.toString('base64')
+      const bodyText = parsed.form ? undefined : roundTrip(parsed.body, parsed.text, raw)
+      if (bodyText === undefined) base.raw_body = raw.toString('base64')
       const group = groupOf(base)
       const dedupBase = delivery ?? 'sha256-' + createHash('sha256').update(raw).digest('hex').slice(0, 48)
       let largePointer: SpigotMessage['large_payload'] | undefined
       const queued: QueuedCopy[] = []
       for (const {route, cause} of toQueue) {
         let message: SpigotMessage = {...base, target: route.target.name}
-        let text = encodeMessage(message)
+        // The body's JSON text is already known (the round-trip check made it): splice it in
+        // rather than serialise the 7 KB payload a second time.
+        let text = bodyText === undefined ? encodeMessage(message) : encodeWithBodyText(message, bodyText)
         let large = false
         if (Buffer.byteLength(text) > queue.capabilities.maxBodyBytes) {
           // The parsed copy doubles the size; cistern replays raw_body, so drop it first.
@@ -259,11 +264,47 @@ function defined(fields: Record<string, string | undefined>): Record<string, str
   return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Record<string, string>
 }
 
-/** Does JSON.stringify(body) reproduce the raw bytes exactly? */
-function roundTrips(body: unknown, raw: Buffer): boolean {
-  const text = JSON.stringify(body)
-  // Same length in UTF-8 first: cheap, and rules out most differences.
-  return Buffer.byteLength(text) === raw.length && Buffer.from(text).equals(raw)
+/**
+ * JSON.stringify(body) when it reproduces the raw bytes exactly, else undefined. `text` is
+ * raw decoded as UTF-8 (what was parsed). For valid UTF-8 the decoding is lossless, so equal
+ * strings mean equal bytes; invalid UTF-8 decodes to U+FFFD and must not count as a match.
+ */
+export function roundTrip(body: unknown, text: string, raw: Buffer): string | undefined {
+  const json = JSON.stringify(body)
+  return json.length === text.length && json === text && isUtf8(raw) ? json : undefined
+}
+
+/**
+ * encodeMessage(message) with `bodyText` (=== JSON.stringify(message.body)) spliced in: the same
+ * string, same key order, without serialising the payload again.
+ */
+export function encodeWithBodyText(message: SpigotMessage, bodyText: string): string {
+  // The intake builds messages as {spigot_state, from_queue, body, ...rest}: keep that order.
+  const {spigot_state: state, from_queue: fromQueue, body: _body, ...rest} = message
+  const tail = JSON.stringify(rest)
+  return `{"spigot_state":${JSON.stringify(state)},"from_queue":${JSON.stringify(fromQueue)},"body":${bodyText}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
+}
+
+/** Header names lower-cased (the first of two spellings wins, as with header()); arrays → their first value. */
+function lowerCased(headers: IntakeRequest['headers']): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = Object.create(null)
+  for (const key of Object.keys(headers)) {
+    const name = key.toLowerCase()
+    if (name in out) continue
+    const value = headers[key]
+    out[name] = Array.isArray(value) ? value[0] : value
+  }
+  return out
+}
+
+/** keptHeaders() from the lower-cased map: the kept headers, canonical names. */
+function keptHeaders(lower: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of KEPT_HEADERS) {
+    const value = lower[name.toLowerCase()]
+    if (value !== undefined) out[name] = value
+  }
+  return out
 }
 
 /** X-GitHub-Delivery + ':' + target: a redelivery still waiting is not queued twice (per target). */

@@ -50,9 +50,25 @@ export interface SpigotServer {
   readonly counts: Record<IntakeResult['outcome'], number>
 }
 
-/** A cached reader: concurrent requests share one read, a failed read is not cached. */
+/**
+ * A cached reader: concurrent requests share one read, a failed read is not cached. With ttlMs 0
+ * (the local store) every event-loop turn reads afresh: the webhooks whose bodies complete in the
+ * same turn (they all arrived before it started, bar a few microseconds) share one SQLite read
+ * instead of one each; the next turn reads again, so a toggle is seen by the next webhook.
+ */
 export function cachedState(source: StateSource, ttlMs: number): () => Promise<SpigotStateValue> {
-  if (ttlMs <= 0) return () => source.get()
+  if (ttlMs <= 0) {
+    let thisTurn: Promise<SpigotStateValue> | undefined
+    return () => {
+      if (thisTurn) return thisTurn
+      const read = source.get()
+      thisTurn = read
+      setImmediate(() => {
+        if (thisTurn === read) thisTurn = undefined
+      })
+      return read
+    }
+  }
   let cached: {value: SpigotStateValue; at: number} | undefined
   let pending: Promise<SpigotStateValue> | undefined
   return () => {

@@ -20,7 +20,8 @@ export function verifySignature(secret: string, raw: Buffer, signatureHeader: st
   return given.length === expected.length && timingSafeEqual(given, expected)
 }
 
-export type ParsedPayload = {ok: true; body: unknown; form: boolean} | {ok: false; reason: string}
+/** `text`: the JSON text that was parsed (the decoded body, or the form's `payload` field). */
+export type ParsedPayload = {ok: true; body: unknown; form: boolean; text: string} | {ok: false; reason: string}
 
 /**
  * The payload as JSON. GitHub sends `application/json`, or `application/x-www-form-urlencoded`
@@ -48,7 +49,7 @@ export function parsePayload(raw: Buffer, contentType: string | undefined): Pars
     return {ok: false, reason: `malformed JSON: ${(error as Error).message}`}
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return {ok: false, reason: 'the payload is not a JSON object'}
-  return {ok: true, body, form}
+  return {ok: true, body, form, text}
 }
 
 /** What identifies a webhook in logs: event, action, repository, delivery. */

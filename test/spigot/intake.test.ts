@@ -6,9 +6,9 @@ import {silentLogger} from '../../src/core/log.js'
 import {openQueue} from '../../src/core/queue/index.js'
 import type {Queue, SendInput} from '../../src/core/queue/types.js'
 import {DEFAULT_ROUTES} from '../../src/spigot/config.js'
-import {type IntakeOptions, createIntake, groupCommit} from '../../src/spigot/intake.js'
+import {type IntakeOptions, createIntake, encodeWithBodyText, groupCommit, roundTrip} from '../../src/spigot/intake.js'
 import {closeJenkinsAgents} from '../../src/spigot/jenkins.js'
-import {decodeMessage, replayBytes} from '../../src/spigot/message.js'
+import {type SpigotMessage, decodeMessage, encodeMessage, replayBytes} from '../../src/spigot/message.js'
 import {type JenkinsStandIn, githubDelivery, githubExample, jenkinsStandIn} from '../helpers/jenkins.js'
 import {tempDir} from '../helpers/tmp.js'
 
@@ -88,6 +88,8 @@ describe('createIntake', () => {
       {name: 'escaped unicode', text: JSON.stringify({...payload, note: 'café'}).replace('café', 'caf\\u00e9'), raw: true},
       {name: 'escaped slash', text: JSON.stringify(payload).replace('"Codertocat/Hello-World"', '"Codertocat\\/Hello-World"'), raw: true},
       {name: 'integer-like key order', text: '{"repository":{"full_name":"o/r"},"b":1,"1":2}', raw: true},
+      // Decodes to U+FFFD, which JSON.stringify writes back as a valid 3-byte sequence: not the bytes sent.
+      {name: 'invalid UTF-8', text: Buffer.concat([Buffer.from('{"repository":{"full_name":"o/r"},"note":"'), Buffer.from([0xff]), Buffer.from('"}')]), raw: true},
     ]
     for (const [i, variant] of variants.entries()) {
       const hook = githubDelivery('push', {}, {delivery: `variant-${i}`})
@@ -98,6 +100,29 @@ describe('createIntake', () => {
       expect([variant.name, decoded.raw_body !== undefined]).toEqual([variant.name, variant.raw])
       expect(replayBytes(decoded).equals(body)).toBe(true)
     }
+  })
+})
+
+describe('message encoding', () => {
+  it('encodeWithBodyText gives exactly encodeMessage for the messages the intake builds', () => {
+    const payload = githubExample('push')
+    const bodyText = JSON.stringify(payload)
+    const cases: SpigotMessage[] = [
+      {spigot_state: 'OFF', from_queue: 'false', body: payload, headers: {'X-GitHub-Event': 'push', 'User-Agent': 'a "quoted" \\ agent'}, received_at: '2026-01-01T00:00:00.000Z', target: 'default'},
+      {spigot_state: 'ON', from_queue: 'x","body":0,"y', body: payload, headers: {}, received_at: '2026-01-01T00:00:00.000Z'},
+      {spigot_state: 'OFF', from_queue: 'false', body: payload, headers: {}},
+    ]
+    for (const message of cases) {
+      expect(encodeWithBodyText(message, bodyText)).toBe(encodeMessage(message))
+      expect(decodeMessage(encodeWithBodyText(message, bodyText))).toEqual(message)
+    }
+  })
+
+  it('roundTrip: the JSON text only when it is byte-identical to the request', () => {
+    const check = (raw: Buffer) => roundTrip(JSON.parse(raw.toString('utf8')), raw.toString('utf8'), raw)
+    expect(check(Buffer.from('{"a":"café ✓"}'))).toBe('{"a":"café ✓"}')
+    expect(check(Buffer.from('{"a": 1}'))).toBeUndefined()
+    expect(check(Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xc3]), Buffer.from('"}')]))).toBeUndefined()
   })
 })
 

@@ -12,7 +12,7 @@ import {DEFAULT_ROUTES, type SpigotConfig} from '../../src/spigot/config.js'
 import {closeJenkinsAgents} from '../../src/spigot/jenkins.js'
 import {s3LargePayloadStore} from '../../src/spigot/large-payload.js'
 import {type SpigotMessage, decodeMessage, replayBytes} from '../../src/spigot/message.js'
-import {type SpigotServer, type SpigotServerOptions, createSpigotServer} from '../../src/spigot/serve.js'
+import {type SpigotServer, type SpigotServerOptions, cachedState, createSpigotServer} from '../../src/spigot/serve.js'
 import {type StateStore, openStateStore} from '../../src/spigot/state.js'
 import {standIn} from '../helpers/http.js'
 import {type GitHubDelivery, type JenkinsStandIn, githubDelivery, githubExample, jenkinsStandIn, signatureVerifies} from '../helpers/jenkins.js'
@@ -420,5 +420,37 @@ describe('spigot serve: shutdown', () => {
     expect(answer.status).toBe(202)
     expect(await f.queued()).toHaveLength(1)
     await expect(fetch(f.url + '/healthz')).rejects.toThrow()
+  })
+})
+
+describe('cachedState', () => {
+  it('ttl 0: one read per event-loop turn, a fresh read on the next turn, a failed read not kept', async () => {
+    let reads = 0
+    let value: 'ON' | 'OFF' = 'OFF'
+    let fail = false
+    const read = cachedState(
+      {
+        backend: 'local',
+        async get() {
+          reads++
+          if (fail) throw new Error('disk gone')
+          return value
+        },
+      },
+      0,
+    )
+    expect(await Promise.all([read(), read(), read()])).toEqual(['OFF', 'OFF', 'OFF'])
+    expect(reads).toBe(1)
+    await new Promise((resolve) => setImmediate(resolve))
+    value = 'ON'
+    expect(await read()).toBe('ON')
+    expect(reads).toBe(2)
+    await new Promise((resolve) => setImmediate(resolve))
+    fail = true
+    await expect(read()).rejects.toThrow('disk gone')
+    await new Promise((resolve) => setImmediate(resolve))
+    fail = false
+    expect(await read()).toBe('ON')
+    expect(reads).toBe(4)
   })
 })

@@ -32,9 +32,9 @@ describe('parsePayload', () => {
   it('JSON and form-encoded payload=…', () => {
     const payload = githubExample('pull_request', {action: 'opened'})
     const json = githubDelivery('pull_request', payload)
-    expect(parsePayload(json.body, json.headers['Content-Type'])).toEqual({ok: true, body: payload, form: false})
+    expect(parsePayload(json.body, json.headers['Content-Type'])).toEqual({ok: true, body: payload, form: false, text: json.body.toString('utf8')})
     const form = githubDelivery('pull_request', payload, {form: true})
-    expect(parsePayload(form.body, form.headers['Content-Type'])).toEqual({ok: true, body: payload, form: true})
+    expect(parsePayload(form.body, form.headers['Content-Type'])).toEqual({ok: true, body: payload, form: true, text: JSON.stringify(payload)})
     expect(parsePayload(Buffer.from('{"a":1}'), 'application/json; charset=utf-8')).toMatchObject({ok: true})
     expect(parsePayload(Buffer.from('{"a":1}'), undefined)).toMatchObject({ok: true})
   })

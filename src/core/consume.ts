@@ -88,7 +88,7 @@ export interface ConsumeOptions {
    * foreground mode. A usage error (exit 2: the queue does not exist, a bad URL) is never retried.
    */
   maxReceiveErrors?: number
-  /** Deletes are collected and sent in batches of 10, or after this many ms (default 50). */
+  /** Deletes are collected and sent in batches of 10, or after this many ms (default 50), and before each receive. */
   deleteFlushMs?: number
 }
 
@@ -336,6 +336,7 @@ export async function consume(queue: Queue, handler: Handler, options: ConsumeOp
       continue
     }
     const waitFor = change.promise
+    deletes.flushGroups()
     const began = Date.now()
     let messages: QueueMessage[]
     try {
@@ -453,9 +454,18 @@ class DeleteBatcher {
 
   add(message: QueueMessage): void {
     this.pending.push(message)
-    // A FIFO group stays blocked until its head is deleted: do not hold that delete for the tick.
-    if (this.pending.length >= 10 || message.groupId) this.flush()
+    if (this.pending.length >= 10) this.flush()
     else this.timer ??= setTimeout(() => this.flush(), this.flushMs)
+  }
+
+  /**
+   * Called before each receive: a FIFO group stays blocked until its finished head is deleted, so
+   * the next receive must not find one still pending; send them now (with whatever else is pending).
+   * Other consumers of the queue see the group unblocked within the flush tick. Deletes of
+   * messages without a group keep waiting for a full batch or the tick.
+   */
+  flushGroups(): void {
+    if (this.pending.some((message) => message.groupId !== undefined)) this.flush()
   }
 
   private flush(): void {

@@ -139,6 +139,15 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
   let inFlight = 0
   const progress = () => options.onProgress?.({delivered: summary.delivered, retried: summary.retried, dead: summary.dead, inFlight})
   const retryOutcome = (reason: string): Outcome => retry(options.retryDelaySeconds, reason)
+  // "name URL" per target and path, built once (new URL() per message is not free).
+  const described = new Map<JenkinsTarget, Map<string, string>>()
+  const describeTarget = (target: JenkinsTarget, path: string): string => {
+    let byPath = described.get(target)
+    if (!byPath) described.set(target, (byPath = new Map()))
+    let where = byPath.get(path)
+    if (where === undefined) byPath.set(path, (where = `${target.name} ${jenkinsUrl(target, path).toString()}`))
+    return where
+  }
 
   async function replay(received: QueueMessage, signal: AbortSignal): Promise<Outcome> {
     let message: SpigotMessage
@@ -166,7 +175,7 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
       await bucket?.take(signal)
       if (signal.aborted) return retryOutcome('drain stopping')
       const delivery = await deliver(target, path, body, headers, {timeoutMs: options.deliveryTimeoutMs ?? 30_000, signal})
-      const where = `${target.name} ${jenkinsUrl(target, path).toString()}`
+      const where = describeTarget(target, path)
       if (delivery.kind === 'accepted') {
         already.add(target.name)
         log.debug(`replayed to ${where} (${delivery.status}, ${delivery.ms} ms)`, fields)

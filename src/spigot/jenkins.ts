@@ -1,5 +1,6 @@
 import {Agent as HttpAgent, request as httpRequest, type IncomingMessage} from 'node:http'
 import {Agent as HttpsAgent, request as httpsRequest} from 'node:https'
+import {urlToHttpOptions} from 'node:url'
 
 import type {JenkinsTarget} from './config.js'
 
@@ -46,9 +47,45 @@ export function closeJenkinsAgents(): void {
   agents.clear()
 }
 
+// Built once per credentials, not per delivery.
+const authHeaders = new Map<string, string>()
+
 function basicAuth(target: JenkinsTarget): string | undefined {
   if (!target.user || !target.token) return undefined
-  return 'Basic ' + Buffer.from(`${target.user}:${target.token}`).toString('base64')
+  const key = `${target.user}:${target.token}`
+  let value = authHeaders.get(key)
+  if (value === undefined) {
+    value = 'Basic ' + Buffer.from(key).toString('base64')
+    if (authHeaders.size >= 64) authHeaders.clear()
+    authHeaders.set(key, value)
+  }
+  return value
+}
+
+/** A URL with what node:http needs to request it, resolved once (a drain posts to the same few URLs). */
+interface Endpoint {
+  url: URL
+  options: ReturnType<typeof urlToHttpOptions> & {agent: HttpAgent}
+  https: boolean
+}
+
+const endpoints = new Map<string, Endpoint>()
+
+function endpointOf(url: URL): Endpoint {
+  return {url, options: {...urlToHttpOptions(url), agent: agentFor(url)}, https: url.protocol === 'https:'}
+}
+
+/** The endpoint of `path` under a target, cached by base URL and path. */
+function deliveryEndpoint(target: JenkinsTarget, path: string): Endpoint {
+  const key = `${target.url}\n${path}`
+  let endpoint = endpoints.get(key)
+  // The agent may have been closed (closeJenkinsAgents) since: resolve it again then.
+  if (endpoint === undefined || agents.get(endpoint.url.origin) !== endpoint.options.agent) {
+    endpoint = endpointOf(jenkinsUrl(target, path))
+    if (endpoints.size >= 256) endpoints.clear()
+    endpoints.set(key, endpoint)
+  }
+  return endpoint
 }
 
 interface RawResponse {
@@ -60,15 +97,16 @@ class RequestTimeout extends Error {}
 
 /** One HTTP request with a hard deadline; resolves with the status and up to 64 KiB of the body. */
 function send(
-  url: URL,
+  target: URL | Endpoint,
   method: 'GET' | 'POST',
   headers: Record<string, string>,
   body: Buffer | undefined,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<RawResponse> {
+  const endpoint = target instanceof URL ? endpointOf(target) : target
   return new Promise<RawResponse>((resolve, reject) => {
-    const requestFn = url.protocol === 'https:' ? httpsRequest : httpRequest
+    const requestFn = endpoint.https ? httpsRequest : httpRequest
     let settled = false
     const finish = (error: Error | undefined, response?: RawResponse) => {
       if (settled) return
@@ -78,7 +116,7 @@ function send(
       if (error) reject(error)
       else resolve(response!)
     }
-    const req = requestFn(url, {method, headers, agent: agentFor(url)}, (res: IncomingMessage) => {
+    const req = requestFn({...endpoint.options, method, headers}, (res: IncomingMessage) => {
       const chunks: Buffer[] = []
       let size = 0
       res.on('data', (chunk: Buffer) => {
@@ -100,7 +138,7 @@ function send(
         settled = true
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
-        send(url, method, headers, body, timeoutMs, signal).then(resolve, reject)
+        send(endpoint, method, headers, body, timeoutMs, signal).then(resolve, reject)
         return
       }
       finish(error)
@@ -144,26 +182,31 @@ export async function deliver(
 ): Promise<Delivery> {
   const started = performance.now()
   const ms = () => Math.round((performance.now() - started) * 10) / 10
-  let url: URL
+  let endpoint: Endpoint
   try {
-    url = jenkinsUrl(target, path)
+    endpoint = deliveryEndpoint(target, path)
   } catch (error) {
     return {kind: 'client-error', ms: ms(), error: `bad URL: ${(error as Error).message}`}
   }
   const out: Record<string, string> = {}
-  for (const [name, value] of Object.entries(headers)) {
+  let contentType = false
+  let userAgent = false
+  for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue
     const lower = name.toLowerCase()
     // Hop-by-hop and length headers are the client's business, not GitHub's.
     if (lower === 'host' || lower === 'content-length' || lower === 'connection' || lower === 'transfer-encoding' || lower === 'authorization') continue
-    out[name] = value
+    if (lower === 'content-type') contentType = true
+    else if (lower === 'user-agent') userAgent = true
+    out[name] = headers[name]!
   }
-  if (!Object.keys(out).some((name) => name.toLowerCase() === 'content-type')) out['Content-Type'] = 'application/json'
-  if (!Object.keys(out).some((name) => name.toLowerCase() === 'user-agent')) out['User-Agent'] = 'cistern-spigot'
+  if (!contentType) out['Content-Type'] = 'application/json'
+  if (!userAgent) out['User-Agent'] = 'cistern-spigot'
   out['Content-Length'] = String(body.length)
   const auth = basicAuth(target)
   if (auth) out.Authorization = auth
   try {
-    const response = await send(url, 'POST', out, body, options.timeoutMs, options.signal)
+    const response = await send(endpoint, 'POST', out, body, options.timeoutMs, options.signal)
     const kind = classifyStatus(response.status)
     const delivery: Delivery = {kind, status: response.status, ms: ms()}
     if (kind !== 'accepted') delivery.error = `HTTP ${response.status}${response.body ? ': ' + response.body.trim().slice(0, 200) : ''}`

@@ -81,6 +81,38 @@ describe('consume, once mode', () => {
     expect(queue.messages).toHaveLength(0)
   })
 
+  it('FIFO: finished heads are deleted in batches, and always before the next receive', async () => {
+    // A FIFO group stays blocked while its finished head waits for its delete: the consumer must
+    // send pending deletes before it receives again (here the flush tick alone would take 10 s).
+    const queue = new MemoryQueue({fifo: true})
+    const groups = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j']
+    for (let i = 0; i < 3; i++) await queue.sendBatch(groups.map((group) => ({body: `${group}${i}`, groupId: group})))
+    const finished = new Set<string>()
+    const stillThere: string[] = []
+    queue.beforeReceive = () => {
+      for (const message of queue.messages) if (finished.has(message.id)) stillThere.push(message.body)
+    }
+    const order: string[] = []
+    const result = await consume(
+      queue,
+      async (message) => {
+        order.push(message.body)
+        await sleep(2)
+        finished.add(message.id)
+        return done()
+      },
+      {once: true, concurrency: 2, deleteFlushMs: 10_000},
+    )
+    expect(result).toMatchObject({done: 30, stoppedBy: 'empty'})
+    expect(stillThere).toEqual([])
+    for (const group of groups) expect(order.filter((body) => body.startsWith(group))).toEqual([0, 1, 2].map((i) => `${group}${i}`))
+    // One receive of 10 heads, run two at a time: their deletes go out together before the next receive.
+    const batches = queue.calls.filter((c) => c.op === 'deleteBatch').map((c) => (c.detail as {count: number}).count)
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(30)
+    expect(batches.length).toBeLessThanOrEqual(6)
+    expect(queue.messages).toHaveLength(0)
+  })
+
   it('never runs more handlers than the concurrency limit, which may exceed 10', async () => {
     const queue = new MemoryQueue()
     await fill(queue, 80)

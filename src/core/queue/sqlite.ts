@@ -39,6 +39,10 @@ export const SQLITE_MAX_BODY_BYTES = 32 * 1024 * 1024
 const BUSY_TIMEOUT_MS = 10_000
 const POLL_MIN_MS = 20
 const POLL_MAX_MS = 100
+/** How many of the oldest visible messages a FIFO receive looks at before walking every group. */
+const FIFO_FIRST_SCAN = 40
+/** After that look found too few, how many FIFO receives go straight to the walk over every group. */
+const FIFO_FIRST_SKIPS = 8
 
 export interface SqliteQueueUrl {
   path: string
@@ -222,6 +226,8 @@ class SqliteQueue implements Queue {
   readonly capabilities: QueueCapabilities
   readonly url: string
   private closed = false
+  /** FIFO receives left that skip the quick look at the oldest visible messages (see claim). */
+  private fifoFirstSkips = 0
   private readonly closing = new AbortController()
   private readonly name: string
   private readonly path: string
@@ -241,18 +247,34 @@ class SqliteQueue implements Queue {
     this.capabilities = {send: true, fifo: settings.fifo, maxBodyBytes: SQLITE_MAX_BODY_BYTES, deadLetter: true, peek: true}
     // FIFO: only a group's head (its oldest live message), and only when nothing of the group is
     // in flight. The groups are walked with a loose index scan (one seek per group), so a deep
-    // group of many thousand messages costs no more than a shallow one.
+    // group of many thousand messages costs no more than a shallow one. Only the seqs are picked
+    // here: sorting every group head's full row (bodies of many KB) to keep `limit` of them cost
+    // more than the whole rest of a receive; the chosen rows are read by seq afterwards.
     const readyFifo = `WITH RECURSIVE groups(g) AS (
         SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id IS NOT NULL)
         UNION ALL
         SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id > groups.g) FROM groups WHERE groups.g IS NOT NULL
       )
-      SELECT ${COLUMNS.split(', ').map((c) => 'm.' + c).join(', ')} FROM groups
+      SELECT m.seq FROM groups
       JOIN queue_messages m ON m.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = groups.g AND dead = 0)
       WHERE m.visible_at <= @now
         AND NOT EXISTS (SELECT 1 FROM queue_messages o
           WHERE o.queue = @queue AND o.group_id = m.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
       ORDER BY m.visible_at, m.seq LIMIT @limit`
+    // The common case first: walk the oldest visible messages in (visible_at, seq) order, at most
+    // @scan of them, keeping each that heads its group while nothing of the group is in flight. The
+    // eligible ones among the first @scan visible messages are exactly the first eligible ones in the
+    // order readyFifo returns them, so when this finds @limit it is readyFifo's answer (checked in
+    // the queue tests); when it finds fewer (a deep group's followers in front), readyFifo decides.
+    const readyFifoFirst = `SELECT c.seq FROM (
+        SELECT seq, group_id, visible_at FROM queue_messages
+        WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @scan
+      ) c
+      WHERE c.group_id IS NOT NULL
+        AND c.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = c.group_id AND dead = 0)
+        AND NOT EXISTS (SELECT 1 FROM queue_messages o
+          WHERE o.queue = @queue AND o.group_id = c.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
+      ORDER BY c.visible_at, c.seq LIMIT @limit`
     this.stmt = {
       insert: db.prepare(
         'INSERT INTO queue_messages (queue, id, body, group_id, dedup_id, attributes, sent_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -268,8 +290,12 @@ class SqliteQueue implements Queue {
       claimStandard: db.prepare(`UPDATE queue_messages SET receipt = seq || '.' || lower(hex(randomblob(9))), visible_at = @until, receive_count = receive_count + 1
         WHERE seq IN (SELECT seq FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit)
         RETURNING ${COLUMNS}, receipt`),
-      readyFifo: db.prepare(readyFifo),
-      lease: db.prepare('UPDATE queue_messages SET receipt = ?, visible_at = ?, receive_count = receive_count + 1 WHERE seq = ?'),
+      readyFifo: db.prepare(readyFifo).pluck(),
+      readyFifoFirst: db.prepare(readyFifoFirst).pluck(),
+      row: db.prepare(`SELECT ${COLUMNS} FROM queue_messages WHERE seq = ?`),
+      // Lease and read in one step (the row is rewritten anyway); no row: over maxReceiveCount (@max > 0).
+      leaseRow: db.prepare(`UPDATE queue_messages SET receipt = @receipt, visible_at = @until, receive_count = receive_count + 1
+        WHERE seq = @seq AND (@max = 0 OR receive_count < @max) RETURNING ${COLUMNS}`),
       kill: db.prepare('UPDATE queue_messages SET dead = 1, receipt = NULL, dead_reason = ?, dead_at = ? WHERE seq = ?'),
       delete: db.prepare('DELETE FROM queue_messages WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
       extend: db.prepare('UPDATE queue_messages SET visible_at = ? WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
@@ -375,17 +401,33 @@ class SqliteQueue implements Queue {
     }
     const out: QueueMessage[] = []
     for (let round = 0; round < 100 && out.length < max; round++) {
-      const rows = this.stmt.readyFifo.all({queue: this.name, now, limit: max - out.length}) as Row[]
+      const limit = max - out.length
+      let seqs: number[] | undefined
+      if (this.fifoFirstSkips > 0) this.fifoFirstSkips--
+      else {
+        seqs = this.stmt.readyFifoFirst.all({queue: this.name, now, limit, scan: FIFO_FIRST_SCAN}) as number[]
+        // Too few: walk the groups, and skip the first look for a while (deep groups in front, or a
+        // few groups only, where it rarely finds enough and the walk is cheap).
+        if (seqs.length < limit) {
+          seqs = undefined
+          this.fifoFirstSkips = FIFO_FIRST_SKIPS
+        }
+      }
+      seqs ??= this.stmt.readyFifo.all({queue: this.name, now, limit}) as number[]
       let killed = 0
-      for (const row of rows) {
-        if (maxCount > 0 && row.receive_count >= maxCount) {
-          this.stmt.kill.run(`received ${row.receive_count} times (maxReceiveCount ${maxCount})`, now, row.seq)
-          killed++
+      // 18 random hex digits per receipt, drawn in one call for the batch.
+      const random = seqs.length > 0 ? randomBytes(9 * seqs.length).toString('hex') : ''
+      for (const [i, seq] of seqs.entries()) {
+        const receipt = `${seq}.${random.slice(i * 18, i * 18 + 18)}`
+        // Same transaction: the row picked above is still there, unchanged until this update.
+        const leased = this.stmt.leaseRow.get({receipt, until: now + visibilityTimeout * 1000, seq, max: maxCount}) as Row | undefined
+        if (leased) {
+          out.push(toMessage(leased, receipt, leased.receive_count))
           continue
         }
-        const receipt = `${row.seq}.${randomBytes(9).toString('hex')}`
-        this.stmt.lease.run(receipt, now + visibilityTimeout * 1000, row.seq)
-        out.push(toMessage(row, receipt, row.receive_count + 1))
+        const row = this.stmt.row.get(seq) as Row
+        this.stmt.kill.run(`received ${row.receive_count} times (maxReceiveCount ${maxCount})`, now, row.seq)
+        killed++
       }
       if (killed === 0) break
       this.settings.log.debug('messages moved to dead after maxReceiveCount', {queue: this.name, count: killed})

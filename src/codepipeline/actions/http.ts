@@ -1,4 +1,5 @@
 import {errorMessage} from '../../core/errors.js'
+import {sleep} from '../../core/loop.js'
 import {type HandlerOutcome, JobFailure} from '../job.js'
 
 /** A transient problem reaching the CI server: the job keeps its continuation token and tries again. */
@@ -79,19 +80,6 @@ export function safeUrl(url: string): string {
   } catch {
     return '<invalid url>'
   }
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve()
-    const done = () => {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal?.addEventListener('abort', done, {once: true})
-  })
 }
 
 /** Consecutive transient errors tolerated on one external build before SystemUnavailable. */

@@ -17,18 +17,18 @@ export const hooksConfigSchema = z.strictObject({
   host: z.string().optional(),
   port: z.number().int().min(0).max(65_535).optional(),
   /** File holding the API token (else CISTERN_HOOKS_TOKEN). */
-  token_file: z.string().optional(),
+  tokenFile: z.string().optional(),
   concurrency: z.number().int().min(1).max(256).optional(),
   /** Failed attempts before an execution is DONE with last_error. */
-  retry_max: z.number().int().min(1).max(100).optional(),
+  retryMax: z.number().int().min(1).max(100).optional(),
   /** First retry delay in milliseconds (doubles each time). */
-  retry_delay_ms: z.number().int().min(0).optional(),
+  retryDelayMs: z.number().int().min(0).optional(),
   /** Seconds a claimed execution may go without a heartbeat before another instance takes it. */
   lease: z.number().positive().optional(),
   /** DONE executions kept per task. */
   keep: z.number().int().min(0).optional(),
   /** Largest webhook body in bytes. */
-  body_limit: z.number().int().positive().optional(),
+  bodyLimit: z.number().int().positive().optional(),
   /** jobs.yml for job actions (else the jobs: section of the same file). */
   jobs: z.string().optional(),
 })

@@ -23,29 +23,29 @@ export const statusQueueSection = z
   .object({
     queue: z.string().min(1).optional(),
     concurrency: z.number().int().min(1).max(100).optional(),
-    'any-host': z.boolean().optional(),
+    anyHost: z.boolean().optional(),
     /** Extra repository hosts that belong to this GitHub (e.g. a separate SSH host name). */
-    'repo-hosts': z.array(z.string().min(1)).optional(),
-    'buildkite-url': httpUrl.optional(),
+    repoHosts: z.array(z.string().min(1)).optional(),
+    buildkiteUrl: httpUrl.optional(),
     context: template('context').optional(),
     description: template('description').optional(),
     /** Buildkite state → GitHub state overrides, e.g. {canceled: failure}. */
     states: z.record(z.string(), z.enum(GITHUB_STATES)).optional(),
     /** Receives after which a message that keeps failing is dead-lettered by the worker (0 = leave it to the queue). */
-    'max-attempts': z.number().int().min(0).max(1000).optional(),
-    'visibility-timeout': z.number().int().min(1).max(43_200).optional(),
+    maxAttempts: z.number().int().min(0).max(1000).optional(),
+    visibilityTimeout: z.number().int().min(1).max(43_200).optional(),
     /** On SIGTERM, how long in-flight statuses get before they are released (match systemd TimeoutStopSec). */
-    'drain-seconds': z.number().int().min(1).max(3600).optional(),
+    drainSeconds: z.number().int().min(1).max(3600).optional(),
     github: z
       .object({
         url: httpUrl.optional(),
         concurrency: z.number().int().min(1).max(100).optional(),
-        'writes-per-minute': z.number().int().min(0).optional(),
+        writesPerMinute: z.number().int().min(0).optional(),
         retries: z.number().int().min(0).max(10).optional(),
-        'retry-base-ms': z.number().int().min(1).max(60_000).optional(),
-        'inline-wait-max-seconds': z.number().int().min(0).max(60).optional(),
-        'max-retry-delay-seconds': z.number().int().min(1).max(43_200).optional(),
-        'request-timeout-ms': z.number().int().min(100).max(300_000).optional(),
+        retryBaseMs: z.number().int().min(1).max(60_000).optional(),
+        inlineWaitMaxSeconds: z.number().int().min(0).max(60).optional(),
+        maxRetryDelaySeconds: z.number().int().min(1).max(43_200).optional(),
+        requestTimeoutMs: z.number().int().min(100).max(300_000).optional(),
       })
       .strict()
       .optional(),
@@ -123,7 +123,7 @@ export function resolveSettings({flags, env, file = {}, readFile}: ResolveInput)
 
   const queueUrl = flags.queue?.trim() || facadeUrl(env.API_URL) || file.queue || defaultQueueUrl('status-queue', env)
   const concurrency = flags.concurrency ?? file.concurrency ?? 16
-  const anyHost = flags['any-host'] || file['any-host'] || false
+  const anyHost = flags['any-host'] || file.anyHost || false
   const github = file.github ?? {}
   const isDotCom = gitHostForApi(githubUrl) === 'github.com'
 
@@ -131,14 +131,14 @@ export function resolveSettings({flags, env, file = {}, readFile}: ResolveInput)
     queueUrl,
     apiKey: env.API_KEY || undefined,
     concurrency,
-    visibilityTimeout: file['visibility-timeout'] ?? 60,
-    drainDeadlineMs: (file['drain-seconds'] ?? 30) * 1000,
-    maxAttempts: flags['max-attempts'] ?? file['max-attempts'] ?? 10,
+    visibilityTimeout: file.visibilityTimeout ?? 60,
+    drainDeadlineMs: (file.drainSeconds ?? 30) * 1000,
+    maxAttempts: flags['max-attempts'] ?? file.maxAttempts ?? 10,
     githubUrl,
     token,
-    hosts: anyHost ? 'any' : [gitHostForApi(githubUrl), ...(file['repo-hosts'] ?? []).map((host) => host.toLowerCase())],
+    hosts: anyHost ? 'any' : [gitHostForApi(githubUrl), ...(file.repoHosts ?? []).map((host) => host.toLowerCase())],
     status: {
-      buildkiteUrl: flags['buildkite-url'] ?? file['buildkite-url'],
+      buildkiteUrl: flags['buildkite-url'] ?? file.buildkiteUrl,
       contextTemplate: flags.context ?? file.context,
       descriptionTemplate: file.description,
       states: file.states,
@@ -146,12 +146,12 @@ export function resolveSettings({flags, env, file = {}, readFile}: ResolveInput)
     github: {
       concurrency: github.concurrency ?? concurrency,
       // github.com counts statuses as content creation (80 a minute per user); GHE has no such limit by default.
-      writesPerMinute: github['writes-per-minute'] ?? (isDotCom ? 80 : 0),
+      writesPerMinute: github.writesPerMinute ?? (isDotCom ? 80 : 0),
       retries: github.retries ?? 2,
-      retryBaseMs: github['retry-base-ms'] ?? 1000,
-      inlineWaitMaxSeconds: github['inline-wait-max-seconds'] ?? 5,
-      maxRetryDelaySeconds: github['max-retry-delay-seconds'] ?? 900,
-      requestTimeoutMs: github['request-timeout-ms'] ?? 30_000,
+      retryBaseMs: github.retryBaseMs ?? 1000,
+      inlineWaitMaxSeconds: github.inlineWaitMaxSeconds ?? 5,
+      maxRetryDelaySeconds: github.maxRetryDelaySeconds ?? 900,
+      requestTimeoutMs: github.requestTimeoutMs ?? 30_000,
     },
   }
 }

@@ -78,7 +78,7 @@ export function statusHandler(settings: HandlerSettings): Handler {
     Object.assign(fields, {repo: `${repo.owner}/${repo.name}`, sha})
     if (settings.hosts !== 'any' && !hostMatches(repo.host, settings.hosts)) {
       return deadLetter(
-        `repository host ${repo.host} is not the GitHub host ${settings.hosts.join(', ')} (GITHUB_URL ${settings.github.apiUrl}); pass --any-host or add it to status-queue.repo-hosts`,
+        `repository host ${repo.host} is not the GitHub host ${settings.hosts.join(', ')} (GITHUB_URL ${settings.github.apiUrl}); pass --any-host or add it to status-queue.repoHosts`,
       )
     }
     const status = commitStatusFor(build, settings.status)

@@ -28,7 +28,7 @@ function workspace() {
   const config = join(dir, 'cistern.yml')
   writeFileSync(
     config,
-    ['status-queue:', '  visibility-timeout: 2', '  drain-seconds: 5', '  github:', '    retries: 0', '    retry-base-ms: 10', ''].join('\n'),
+    ['status-queue:', '  visibilityTimeout: 2', '  drainSeconds: 5', '  github:', '    retries: 0', '    retryBaseMs: 10', ''].join('\n'),
   )
   const queueUrl = `sqlite:${join(dir, 'cistern.db')}#status-queue`
   const env = {CISTERN_DATA_DIR: dir, GITHUB_URL: github.apiUrl, GITHUB_ACCESS_TOKEN: TOKEN, API_KEY, CISTERN_LOG_FORMAT: 'json'}

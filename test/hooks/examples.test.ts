@@ -21,7 +21,7 @@ describe('examples/hooks', () => {
 
   it('cistern.yml has a valid hooks: section, jobs.yml valid jobs', () => {
     const config = cisternFileSchema.parse(read('cistern.yml'))
-    expect(config.hooks).toMatchObject({store: 'redis://127.0.0.1:6379/0', port: 8091, retry_max: 3})
+    expect(config.hooks).toMatchObject({store: 'redis://127.0.0.1:6379/0', port: 8091, retryMax: 3})
     expect(cisternFileSchema.safeParse({hooks: {port: 'x'}}).success).toBe(false)
     expect([...jobsSchema.parse(read('jobs.yml')).keys()]).toEqual(['nightly'])
   })

@@ -42,8 +42,8 @@ describe('resolveSettings', () => {
       queue: 'sqlite:/f.db#file',
       concurrency: 3,
       context: 'ci/{pipeline}',
-      'buildkite-url': 'https://bk.example.com',
-      'repo-hosts': ['Git.Example.com'],
+      buildkiteUrl: 'https://bk.example.com',
+      repoHosts: ['Git.Example.com'],
       states: {canceled: 'failure' as const},
       github: {url: 'https://file.example.com/api/v3', retries: 5},
     }
@@ -57,7 +57,7 @@ describe('resolveSettings', () => {
       github: {retries: 5, concurrency: 7},
     })
     expect(resolveSettings({flags: {'any-host': true}, env}).hosts).toBe('any')
-    expect(resolveSettings({flags: {}, env, file: {'any-host': true}}).hosts).toBe('any')
+    expect(resolveSettings({flags: {}, env, file: {anyHost: true}}).hosts).toBe('any')
   })
 
   it('refuses a missing token naming GITHUB_ACCESS_TOKEN (exit 2)', () => {
@@ -80,11 +80,11 @@ describe('resolveSettings', () => {
 describe('cisternFileSchema', () => {
   it('accepts the status-queue section and leaves other sections alone', () => {
     const parsed = parseConfig(
-      ['spigot:', '  anything: [1, 2]', 'status-queue:', '  context: "buildkite/{org}/{pipeline}"', '  states:', '    canceled: failure', '  github:', '    writes-per-minute: 0', ''].join('\n'),
+      ['spigot:', '  anything: [1, 2]', 'status-queue:', '  context: "buildkite/{org}/{pipeline}"', '  states:', '    canceled: failure', '  github:', '    writesPerMinute: 0', ''].join('\n'),
       cisternFileSchema,
       'cistern.yml',
     )
-    expect(parsed['status-queue']).toEqual({context: 'buildkite/{org}/{pipeline}', states: {canceled: 'failure'}, github: {'writes-per-minute': 0}})
+    expect(parsed['status-queue']).toEqual({context: 'buildkite/{org}/{pipeline}', states: {canceled: 'failure'}, github: {writesPerMinute: 0}})
   })
 
   it.each([

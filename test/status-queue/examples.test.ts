@@ -10,14 +10,14 @@ const example = (name: string) => new URL(`../../examples/status-queue/${name}`,
 describe('examples/status-queue', () => {
   it('cistern.yml validates against the status-queue schema', async () => {
     const config = await loadConfig(example('cistern.yml').pathname, cisternFileSchema)
-    expect(config['status-queue']).toMatchObject({context: 'buildkite/{pipeline}', 'drain-seconds': 30})
+    expect(config['status-queue']).toMatchObject({context: 'buildkite/{pipeline}', drainSeconds: 30})
   })
 
   it('the systemd unit gives the drain deadline time before SIGKILL and does not restart on exit 2', async () => {
     const unit = readFileSync(example('cistern-status-queue.service'), 'utf8')
     const config = await loadConfig(example('cistern.yml').pathname, cisternFileSchema)
     const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1])
-    expect(stop).toBeGreaterThan(config['status-queue']!['drain-seconds']!)
+    expect(stop).toBeGreaterThan(config['status-queue']!.drainSeconds!)
     expect(unit).toMatch(/^EnvironmentFile=\/etc\/cistern\/status-queue\.env$/m)
     expect(unit).toMatch(/^Restart=on-failure$/m)
     expect(unit).toMatch(/^RestartPreventExitStatus=2$/m)

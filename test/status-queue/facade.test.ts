@@ -48,7 +48,7 @@ describe('the API Gateway facade (API_URL + API_KEY) as the queue', () => {
     const settings = resolveSettings({
       flags: {},
       env: {API_URL: facade.apiUrl, API_KEY, GITHUB_URL: github.apiUrl, GITHUB_ACCESS_TOKEN: TOKEN},
-      file: {'visibility-timeout': 2, github: {retries: 0, 'retry-base-ms': 5}},
+      file: {visibilityTimeout: 2, github: {retries: 0, retryBaseMs: 5}},
     })
     expect(settings.queueUrl).toBe(`apigw+${facade.apiUrl}/`)
 

@@ -39,7 +39,7 @@ describe('an SQS FIFO queue filled by EventBridge (one static MessageGroupId)', 
     const settings = resolveSettings({
       flags: {queue: queue.url},
       env: {GITHUB_URL: github.apiUrl, GITHUB_ACCESS_TOKEN: 'ghp_sqs_test_token'},
-      file: {github: {retries: 0, 'inline-wait-max-seconds': 0}},
+      file: {github: {retries: 0, inlineWaitMaxSeconds: 0}},
     })
     const summary = await runStatusQueue(settings, {once: true})
     expect(summary).toMatchObject({received: 4, done: 3, retried: 1, dead: 0})

@@ -48,9 +48,9 @@ function settings(queueUrl: string, file: StatusQueueSection = {}) {
     flags: {queue: queueUrl},
     env: {GITHUB_URL: github.apiUrl, GITHUB_ACCESS_TOKEN: TOKEN},
     file: {
-      'visibility-timeout': 5,
+      visibilityTimeout: 5,
       ...file,
-      github: {retries: 0, 'retry-base-ms': 5, 'inline-wait-max-seconds': 0, ...file.github},
+      github: {retries: 0, retryBaseMs: 5, inlineWaitMaxSeconds: 0, ...file.github},
     },
   })
 }
@@ -174,7 +174,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
       body(detail({repo: ghRepo('acme', 'flaky'), commit: sha(2)})),
       body(detail({repo: ghRepo('acme', 'ok'), commit: sha(3)})),
     ])
-    const summary = await runUntil(url, () => github.posted.length === 2 && github.attempts.filter((a) => a.repo === 'flaky').length >= 2, {'max-attempts': 2})
+    const summary = await runUntil(url, () => github.posted.length === 2 && github.attempts.filter((a) => a.repo === 'flaky').length >= 2, {maxAttempts: 2})
     expect(github.posted.map((p) => p.sha).sort()).toEqual([sha(1), sha(3)])
     expect(summary.dead).toBe(1)
     expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 0, dead: 1})
@@ -186,7 +186,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
     github.script((post) => (post.repo === 'flaky' ? replies.serverError() : undefined))
     await sendAll(queue, [body(detail({repo: ghRepo('acme', 'flaky'), commit: sha(1)})), ...[2, 3, 4].map((i) => body(detail({repo: ghRepo('acme', 'ok'), commit: sha(i), number: i})))], 'acme/web-app')
     await sendAll(queue, [body(detail({repo: ghRepo('acme', 'other'), commit: sha(5)}))], 'acme/other')
-    const summary = await runUntil(url, () => github.posted.length === 4, {'max-attempts': 0})
+    const summary = await runUntil(url, () => github.posted.length === 4, {maxAttempts: 0})
     expect(github.posted.filter((p) => p.repo === 'ok').map((p) => p.sha)).toEqual([sha(2), sha(3), sha(4)])
     expect(github.posted.some((p) => p.repo === 'other')).toBe(true)
     expect(github.attempts.filter((a) => a.repo === 'flaky')).toHaveLength(2)

@@ -65,7 +65,7 @@ Exit codes: 0 stopped by a signal, 1 failure, 2 bad flag, config, store URL or p
     const {flags} = await this.parse(HooksServe)
     const log = this.logger
     const {hooks: config = {}, jobs} = await loadHooksConfig(flags.config)
-    const token = readToken(flags['token-file'] ?? config.token_file)
+    const token = readToken(flags['token-file'] ?? config.tokenFile)
     if (!token) throw new UsageError('no API token for the task API', 'set CISTERN_HOOKS_TOKEN or --token-file (e.g. openssl rand -hex 32 > /etc/cistern/hooks.token)')
     const {startHooksService, DEFAULT_PORT} = await import('../../hooks/service.js')
     const stop = this.stopSignal()
@@ -75,11 +75,11 @@ Exit codes: 0 stopped by a signal, 1 failure, 2 bad flag, config, store URL or p
       host: flags.host ?? config.host ?? '0.0.0.0',
       token,
       concurrency: flags.concurrency ?? config.concurrency,
-      retryMax: flags['retry-max'] ?? config.retry_max,
-      retryDelayMs: flags['retry-delay'] ?? config.retry_delay_ms,
+      retryMax: flags['retry-max'] ?? config.retryMax,
+      retryDelayMs: flags['retry-delay'] ?? config.retryDelayMs,
       leaseMs: (flags.lease ?? config.lease ?? 60) * 1000,
       keep: flags.keep ?? config.keep,
-      bodyLimit: flags['body-limit'] ?? config.body_limit,
+      bodyLimit: flags['body-limit'] ?? config.bodyLimit,
       jobsFile: flags.jobs ?? config.jobs,
       jobs,
       log: log.child({component: 'hooks'}),

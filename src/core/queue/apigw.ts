@@ -11,6 +11,7 @@ import {CisternError, UsageError, errorMessage} from '../errors.js'
 import {type Logger, registerSecret, silentLogger} from '../log.js'
 import {QueueBatchError, StaleReceiptError} from './errors.js'
 import type {BatchFailure, OpenQueueOptions, Queue, QueueCapabilities, QueueMessage, QueueStats, ReceiveOptions, SendResult} from './types.js'
+import {type SqsMessageShape, fromSqsMessage} from './sqs-message.js'
 import {LIMITS, linkSignals, pause, receiveParams} from './validate.js'
 
 /** Each HTTP call gets this long (API Gateway itself gives up at 29 s). */
@@ -19,14 +20,6 @@ const REQUEST_TIMEOUT_MS = 30_000
 const DELETE_CONCURRENCY = 5
 const POLL_MIN_MS = 250
 const POLL_MAX_MS = 2000
-
-interface FacadeMessage {
-  Body?: string
-  ReceiptHandle?: string
-  MessageId?: string
-  Attributes?: Record<string, string>
-  MessageAttributes?: Record<string, {StringValue?: string; stringValue?: string}>
-}
 
 /** `apigw+https://…/<stage>/` → the https base URL (no trailing slash). */
 export function facadeBase(url: string): string {
@@ -52,26 +45,6 @@ export async function openFacadeQueue(url: string, options: OpenQueueOptions = {
   if (!apiKey) throw new UsageError(`no API key for the facade ${base}`, 'set API_KEY (the x-api-key of the API Gateway usage plan)')
   registerSecret(apiKey)
   return new FacadeQueue(`apigw+${base}/`, base, apiKey, options.log ?? silentLogger)
-}
-
-function toMessage(m: FacadeMessage): QueueMessage {
-  const system = m.Attributes ?? {}
-  const attributes: Record<string, string> = {}
-  for (const [key, value] of Object.entries(m.MessageAttributes ?? {})) {
-    const text = value?.StringValue ?? value?.stringValue
-    if (text !== undefined) attributes[key] = text
-  }
-  const out: QueueMessage = {
-    id: m.MessageId ?? '',
-    body: m.Body ?? '',
-    receiptHandle: m.ReceiptHandle ?? '',
-    receiveCount: Number(system.ApproximateReceiveCount ?? 1),
-    attributes,
-  }
-  if (system.SentTimestamp) out.sentAt = new Date(Number(system.SentTimestamp))
-  if (system.MessageGroupId) out.groupId = system.MessageGroupId
-  if (system.MessageDeduplicationId) out.deduplicationId = system.MessageDeduplicationId
-  return out
 }
 
 /** The SQS error an API Gateway 200 may carry (JSON or the XML SQS answered with). */
@@ -145,7 +118,7 @@ class FacadeQueue implements Queue {
 
   private async fetchMessages(signal: AbortSignal): Promise<QueueMessage[]> {
     const text = await this.request('GET', '/message', signal)
-    let json: {ReceiveMessageResponse?: {ReceiveMessageResult?: {messages?: FacadeMessage[] | null}}}
+    let json: {ReceiveMessageResponse?: {ReceiveMessageResult?: {messages?: SqsMessageShape[] | null}}}
     try {
       json = JSON.parse(text)
     } catch {
@@ -157,7 +130,7 @@ class FacadeQueue implements Queue {
       throw new CisternError(`the facade ${this.base} answered GET /message without ReceiveMessageResponse${error ? `: ${error.code} ${error.message}` : ''}`)
     }
     // messages: null is an empty queue — or an SQS error API Gateway hid behind a 200.
-    return (result.messages ?? []).map(toMessage)
+    return (result.messages ?? []).map(fromSqsMessage)
   }
 
   async receive(options: ReceiveOptions = {}): Promise<QueueMessage[]> {

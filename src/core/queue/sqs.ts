@@ -7,7 +7,7 @@
  * SQS cannot tell a stale receipt handle: a delete with an old one "succeeds" and deletes nothing
  * (so it never touches someone else's lease); only a malformed/unknown one is an error.
  */
-import type {Message, SQSClient, SendMessageBatchRequestEntry} from '@aws-sdk/client-sqs'
+import type {SQSClient, SendMessageBatchRequestEntry} from '@aws-sdk/client-sqs'
 
 import {CisternError, UsageError, errorMessage} from '../errors.js'
 import {type Logger, silentLogger} from '../log.js'
@@ -23,6 +23,7 @@ import type {
   SendInput,
   SendResult,
 } from './types.js'
+import {fromSqsMessage} from './sqs-message.js'
 import {LIMITS, checkSend, checkVisibilityTimeout, chunks, linkSignals, pause, receiveParams} from './validate.js'
 
 type SqsModule = typeof import('@aws-sdk/client-sqs')
@@ -256,7 +257,7 @@ class SqsQueue implements Queue {
     try {
       const out = await Promise.race([this.client.send(command, {abortSignal: signal}), aborted])
       if (out === 'aborted') return []
-      return (out.Messages ?? []).map(toMessage)
+      return (out.Messages ?? []).map(fromSqsMessage)
     } catch (error) {
       if (isAbort(error, signal)) return []
       throw sqsError(error, 'ReceiveMessage', this.queueUrl)
@@ -441,7 +442,7 @@ class SqsQueue implements Queue {
           }),
         ),
       )
-      const messages = (out.Messages ?? []).map(toMessage)
+      const messages = (out.Messages ?? []).map(fromSqsMessage)
       if (messages.length === 0) break
       await this.sendBatch(
         messages.map((m) => {
@@ -463,23 +464,4 @@ class SqsQueue implements Queue {
     this.closing.abort()
     this.client.destroy()
   }
-}
-
-export function toMessage(message: Message): QueueMessage {
-  const system = (message.Attributes ?? {}) as Record<string, string | undefined>
-  const attributes: Record<string, string> = {}
-  for (const [key, value] of Object.entries(message.MessageAttributes ?? {})) {
-    if (value.StringValue !== undefined) attributes[key] = value.StringValue
-  }
-  const out: QueueMessage = {
-    id: message.MessageId ?? '',
-    body: message.Body ?? '',
-    receiptHandle: message.ReceiptHandle ?? '',
-    receiveCount: Number(system.ApproximateReceiveCount ?? 1),
-    attributes,
-  }
-  if (system.SentTimestamp) out.sentAt = new Date(Number(system.SentTimestamp))
-  if (system.MessageGroupId) out.groupId = system.MessageGroupId
-  if (system.MessageDeduplicationId) out.deduplicationId = system.MessageDeduplicationId
-  return out
 }

@@ -112,3 +112,28 @@ export const drainFlags = {
   'retry-delay': Flags.integer({min: 0, max: 900, summary: 'Seconds before a failed message is retried (default: backoff by receive count).'}),
   ...commentFlags,
 }
+
+/** The replay tuning of drainFlags, as drain() takes it (drain and maintenance share it). */
+export function drainTuningFrom(flags: {
+  'auto-off': boolean
+  concurrency: number
+  rate?: number
+  'delivery-timeout': number
+  'health-timeout': number
+  'visibility-timeout'?: number
+  'retry-delay'?: number
+  region?: string
+  profile?: string
+}) {
+  return {
+    autoOff: flags['auto-off'],
+    concurrency: flags.concurrency,
+    rate: flags.rate,
+    deliveryTimeoutMs: flags['delivery-timeout'],
+    healthTimeoutMs: flags['health-timeout'],
+    visibilityTimeout: flags['visibility-timeout'],
+    retryDelaySeconds: flags['retry-delay'],
+    region: flags.region,
+    profile: flags.profile,
+  }
+}

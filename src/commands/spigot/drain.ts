@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
 import {ExitCode} from '../../core/errors.js'
-import {commenterFrom, drainFlags, jenkinsFlags, openSpigotQueue, openStateFrom, stateFlags} from '../../spigot/command-options.js'
+import {commenterFrom, drainFlags, drainTuningFrom, jenkinsFlags, openSpigotQueue, openStateFrom, stateFlags} from '../../spigot/command-options.js'
 import {resolveSpigotConfig} from '../../spigot/config.js'
 import {type DrainProgress, type DrainSummary, drain, renderSummary, unhealthyError} from '../../spigot/drain.js'
 import {closeJenkinsAgents} from '../../spigot/jenkins.js'
@@ -53,19 +53,11 @@ Exit codes: 0 drained (or stopped by a signal), 1 some messages were dead-letter
         queue,
         config,
         state,
-        autoOff: flags['auto-off'],
+        ...drainTuningFrom(flags),
         watch: flags.watch,
         onlyWhenOn: flags['only-when-on'],
         dryRun: flags['dry-run'],
-        concurrency: flags.concurrency,
-        rate: flags.rate,
-        deliveryTimeoutMs: flags['delivery-timeout'],
-        healthTimeoutMs: flags['health-timeout'],
-        visibilityTimeout: flags['visibility-timeout'],
-        retryDelaySeconds: flags['retry-delay'],
         commenter,
-        region: flags.region,
-        profile: flags.profile,
         signal: this.stopSignal(),
         log: this.logger,
         onProgress: progress?.update,

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
 import {UsageError} from '../../core/errors.js'
-import {commenterFrom, drainFlags, jenkinsFlags, openSpigotQueue, openStateFrom, stateFlags} from '../../spigot/command-options.js'
+import {commenterFrom, drainFlags, drainTuningFrom, jenkinsFlags, openSpigotQueue, openStateFrom, stateFlags} from '../../spigot/command-options.js'
 import {resolveSpigotConfig} from '../../spigot/config.js'
 import {closeJenkinsAgents} from '../../spigot/jenkins.js'
 import {MaintenanceCommandFailed, type MaintenanceResult, runMaintenance} from '../../spigot/maintenance.js'
@@ -67,16 +67,8 @@ Exit codes: 0 done, CMD's code when CMD failed, 1 some messages were dead-letter
         drain: {
           queue,
           config,
-          autoOff: flags['auto-off'],
-          concurrency: flags.concurrency,
-          rate: flags.rate,
-          deliveryTimeoutMs: flags['delivery-timeout'],
-          healthTimeoutMs: flags['health-timeout'],
-          visibilityTimeout: flags['visibility-timeout'],
-          retryDelaySeconds: flags['retry-delay'],
+          ...drainTuningFrom(flags),
           commenter,
-          region: flags.region,
-          profile: flags.profile,
         },
       })
       if (result.drain && result.drain.dead > 0) process.exitCode = 1

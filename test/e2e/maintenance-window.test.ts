@@ -19,6 +19,7 @@ import {openStateStore} from '../../src/spigot/state.js'
 import {CLI, cistern} from '../helpers/cli.js'
 import {standIn} from '../helpers/http.js'
 import {type GitHubDelivery, githubDelivery, githubExample, jenkinsStandIn, signatureVerifies} from '../helpers/jenkins.js'
+import {startServe} from '../helpers/spigot-serve.js'
 import {tempDir} from '../helpers/tmp.js'
 
 const SECRET = 'maintenance-window-secret'
@@ -58,42 +59,6 @@ function nthDelivery(n: number): Sent {
 
 const deliveryOf = (req: {headers: Record<string, string | string[] | undefined>}) => String(req.headers['x-github-delivery'])
 
-/** Start `cistern spigot serve` on a free port (port 0); resolves with its URL once it listens. */
-async function startServe(env: Record<string, string>) {
-  const child = execa('node', [CLI, 'spigot', 'serve', '--port', '0', '--host', '127.0.0.1', '--forward-timeout', '1000', '--json'], {
-    env,
-    reject: false,
-    timeout: 60_000,
-  })
-  cleanup.push(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-    return child.catch(() => {})
-  })
-  const lines: string[] = []
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${lines.join('\n')}`)), 20_000)
-    child.stderr!.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(line)
-        try {
-          const parsed = JSON.parse(line) as {msg?: string; url?: string}
-          if (parsed.msg === 'spigot intake listening' && parsed.url) {
-            clearTimeout(timer)
-            resolve(parsed.url)
-          }
-        } catch {
-          // not a JSON log line
-        }
-      }
-    })
-    void child.then(() => {
-      clearTimeout(timer)
-      reject(new Error(`serve exited: ${lines.join('\n')}`))
-    })
-  })
-  return {child, url}
-}
-
 async function post(url: string, hook: GitHubDelivery): Promise<number> {
   const answer = await fetch(url, {method: 'POST', headers: hook.headers, body: hook.body})
   await answer.arrayBuffer()
@@ -116,7 +81,7 @@ describe('a Jenkins maintenance window, end to end (built CLI)', () => {
     cleanup.push(() => state.close())
     cleanup.push(() => queue.close())
 
-    const {child: serve, url} = await startServe(env)
+    const {child: serve, url} = await startServe(env, ['--forward-timeout', '1000', '--json'], cleanup)
     const stream = Array.from({length: TOTAL}, (_, n) => nthDelivery(n))
     expect(new Set(stream.map((hook) => hook.delivery)).size).toBe(TOTAL)
 

@@ -7,8 +7,9 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {defaultQueueUrl} from '../../src/core/paths.js'
 import {openQueue} from '../../src/core/queue/index.js'
 import {decodeMessage, replayBytes} from '../../src/spigot/message.js'
-import {CLI, cistern} from '../helpers/cli.js'
+import {cistern} from '../helpers/cli.js'
 import {githubDelivery, githubExample, jenkinsStandIn, signatureVerifies} from '../helpers/jenkins.js'
+import {startServe} from '../helpers/spigot-serve.js'
 import {tempDir} from '../helpers/tmp.js'
 
 const SECRET = 'e2e-webhook-secret'
@@ -17,49 +18,13 @@ afterEach(async () => {
   for (const close of cleanup.splice(0).reverse()) await close()
 })
 
-/** Start `cistern spigot serve` on a free port; resolves once it logged its URL. */
-async function startServe(env: Record<string, string>, args: string[] = []) {
-  const child = execa('node', [CLI, 'spigot', 'serve', '--port', '0', '--host', '127.0.0.1', '--log-format', 'json', ...args], {
-    env: {NO_COLOR: '1', ...env},
-    reject: false,
-    timeout: 60_000,
-  })
-  cleanup.push(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-    return child.catch(() => {})
-  })
-  const lines: string[] = []
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${lines.join('\n')}`)), 20_000)
-    child.stderr!.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(line)
-        try {
-          const parsed = JSON.parse(line) as {msg?: string; url?: string}
-          if (parsed.msg === 'spigot intake listening' && parsed.url) {
-            clearTimeout(timer)
-            resolve(parsed.url)
-          }
-        } catch {
-          // not JSON: keep collecting
-        }
-      }
-    })
-    void child.then(() => {
-      clearTimeout(timer)
-      reject(new Error(`serve exited: ${lines.join('\n')}`))
-    })
-  })
-  return {child, url, lines}
-}
-
 describe('cistern spigot serve (built CLI)', () => {
   it('forwards to Jenkins while ON, queues while OFF (toggle), and stops cleanly on SIGTERM', async () => {
     const dataDir = tempDir('cistern-e2e-serve-')
     const jenkins = await jenkinsStandIn('accept')
     cleanup.push(() => jenkins.close())
     const env = {CISTERN_DATA_DIR: dataDir, JENKINS_URL: jenkins.url, GITHUB_WEBHOOK_SECRET: SECRET}
-    const {child, url} = await startServe(env, ['--json'])
+    const {child, url} = await startServe(env, ['--json'], cleanup)
 
     const push = githubDelivery('push', githubExample('push'), {secret: SECRET, pretty: true})
     const forwarded = await fetch(url + '/github-webhook/', {method: 'POST', headers: push.headers, body: push.body})
@@ -105,7 +70,7 @@ describe('cistern spigot serve (built CLI)', () => {
     const dataDir = tempDir('cistern-e2e-serve-')
     const jenkins = await jenkinsStandIn('hang')
     cleanup.push(() => jenkins.close())
-    const {url} = await startServe({CISTERN_DATA_DIR: dataDir, JENKINS_URL: jenkins.url}, ['--forward-timeout', '300'])
+    const {url} = await startServe({CISTERN_DATA_DIR: dataDir, JENKINS_URL: jenkins.url}, ['--forward-timeout', '300'], cleanup)
     const hook = githubDelivery('issue_comment', githubExample('issue_comment'))
     const answer = await fetch(url, {method: 'POST', headers: hook.headers, body: hook.body})
     expect(answer.status).toBe(202)
@@ -135,7 +100,7 @@ describe('cistern spigot serve killed with SIGKILL under load', () => {
   it('every webhook answered 2xx is in the queue', async () => {
     const dataDir = tempDir('cistern-e2e-serve-kill-')
     expect((await cistern(['spigot', 'toggle', '--state', 'OFF'], {env: {CISTERN_DATA_DIR: dataDir}})).exitCode).toBe(0)
-    const {child, url} = await startServe({CISTERN_DATA_DIR: dataDir, JENKINS_URL: 'http://127.0.0.1:9/'})
+    const {child, url} = await startServe({CISTERN_DATA_DIR: dataDir, JENKINS_URL: 'http://127.0.0.1:9/'}, [], cleanup)
     const acknowledged: string[] = []
     let sent = 0
     const worker = async () => {

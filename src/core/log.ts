@@ -135,3 +135,19 @@ export const silentLogger: Logger = {
     return silentLogger
   },
 }
+
+/**
+ * A URL fit for messages and log fields: no user, password or query (where tokens live).
+ * `invalid` is returned when it does not parse.
+ */
+export function displayUrl(url: string, invalid = '<invalid url>'): string {
+  try {
+    const parsed = new URL(url)
+    parsed.username = ''
+    parsed.password = ''
+    parsed.search = ''
+    return parsed.toString()
+  } catch {
+    return invalid
+  }
+}

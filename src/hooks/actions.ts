@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import type {JobsConfig} from '../core/jobs.js'
 import type {Logger} from '../core/log.js'
-import {silentLogger} from '../core/log.js'
+import {displayUrl, silentLogger} from '../core/log.js'
 import type {Queue} from '../core/queue/types.js'
 import {keptHeaders} from '../spigot/message.js'
 import type {Action, ActionResult, Execution, Task} from './model.js'
@@ -98,11 +98,11 @@ export class ActionRunner {
       })
     } catch (error) {
       const reason = (error as Error).name === 'TimeoutError' ? `no answer within ${timeout / 1000} s` : causeOf(error)
-      throw new ActionError(`${method} ${redactUrl(url)}: ${reason}`, {duration_ms: Date.now() - started})
+      throw new ActionError(`${method} ${displayUrl(url, url)}: ${reason}`, {duration_ms: Date.now() - started})
     }
     const text = await response.text().catch(() => '')
     const result: ActionResult = {status: response.status, output: text.slice(0, OUTPUT_BYTES), duration_ms: Date.now() - started}
-    if (response.status < 200 || response.status >= 300) throw new ActionError(`${method} ${redactUrl(url)}: HTTP ${response.status}`, result)
+    if (response.status < 200 || response.status >= 300) throw new ActionError(`${method} ${displayUrl(url, url)}: HTTP ${response.status}`, result)
     return result
   }
 
@@ -207,18 +207,6 @@ function withQuery(url: string, query: Record<string, string | string[]>): strin
   const target = new URL(url)
   for (const [key, value] of entries) for (const item of Array.isArray(value) ? value : [value]) target.searchParams.append(key, item)
   return target.toString()
-}
-
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url)
-    parsed.username = ''
-    parsed.password = ''
-    parsed.search = ''
-    return parsed.toString()
-  } catch {
-    return url
-  }
 }
 
 function causeOf(error: unknown): string {

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {colorLevel, createLogger, redact, registerSecret, silentLogger} from '../../src/core/log.js'
+import {colorLevel, createLogger, displayUrl, redact, registerSecret, silentLogger} from '../../src/core/log.js'
 
 /** A stream that keeps what is written; isTTY as asked. */
 function sink(isTTY = false) {
@@ -122,5 +122,13 @@ describe('secrets never reach a log line', () => {
     const copy = redact(input) as {a: {password: string}; b: string[]}
     expect(copy).toEqual({a: {password: '[redacted]'}, b: ['[redacted]']})
     expect(input.a.password).toBe('p4ssword')
+  })
+})
+
+describe('displayUrl', () => {
+  it('drops user, password and query, and says when the URL does not parse', () => {
+    expect(displayUrl('https://bot:s3cret@jenkins.example.com/job/x/?token=abc#top')).toBe('https://jenkins.example.com/job/x/#top')
+    expect(displayUrl('not a url')).toBe('<invalid url>')
+    expect(displayUrl('not a url', 'not a url')).toBe('not a url')
   })
 })

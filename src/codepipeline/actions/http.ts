@@ -1,4 +1,5 @@
 import {errorMessage} from '../../core/errors.js'
+import {displayUrl} from '../../core/log.js'
 import {sleep} from '../../core/loop.js'
 import {type HandlerOutcome, JobFailure} from '../job.js'
 
@@ -44,17 +45,17 @@ export async function call(url: string, options: CallOptions): Promise<CallResul
     })
   } catch (error) {
     const cause = (error as {cause?: unknown}).cause
-    throw new Unreachable(`${options.what} unreachable (${safeUrl(url)}): ${errorMessage(cause ?? error)}`)
+    throw new Unreachable(`${options.what} unreachable (${displayUrl(url)}): ${errorMessage(cause ?? error)}`)
   }
   const text = await response.text().catch(() => '')
   if (response.status === 401 || response.status === 403) {
-    throw new JobFailure('PermissionError', `${options.what} refused the credentials (${response.status} on ${safeUrl(url)})`)
+    throw new JobFailure('PermissionError', `${options.what} refused the credentials (${response.status} on ${displayUrl(url)})`)
   }
   if (response.status === 404) {
-    throw new JobFailure('ConfigurationError', `${options.what} answered 404 for ${safeUrl(url)}: check the job/repository name`)
+    throw new JobFailure('ConfigurationError', `${options.what} answered 404 for ${displayUrl(url)}: check the job/repository name`)
   }
   if (response.status >= 500 || response.status === 429) {
-    throw new Unreachable(`${options.what} answered ${response.status} on ${safeUrl(url)}`)
+    throw new Unreachable(`${options.what} answered ${response.status} on ${displayUrl(url)}`)
   }
   return {status: response.status, headers: response.headers, text}
 }
@@ -69,18 +70,6 @@ export function parseJson(result: CallResult, what: string): Record<string, unkn
   throw new Unreachable(`${what} answered ${result.status} with a body that is not a JSON object`)
 }
 
-/** The URL without credentials or query (for messages). */
-export function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url)
-    parsed.username = ''
-    parsed.password = ''
-    parsed.search = ''
-    return parsed.toString()
-  } catch {
-    return '<invalid url>'
-  }
-}
 
 /** Consecutive transient errors tolerated on one external build before SystemUnavailable. */
 export const MAX_TRANSIENT_ERRORS = 10

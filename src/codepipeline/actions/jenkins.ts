@@ -1,6 +1,7 @@
+import {displayUrl} from '../../core/log.js'
 import type {JenkinsActionConfig} from '../config.js'
 import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext} from '../job.js'
-import {type CallOptions, Unreachable, call, follow, parseJson, safeUrl} from './http.js'
+import {type CallOptions, Unreachable, call, follow, parseJson} from './http.js'
 
 export interface JenkinsHandlerOptions {
   settings: JenkinsActionConfig['settings']
@@ -67,7 +68,7 @@ export function jenkinsHandler(options: JenkinsHandlerOptions): ActionHandler {
     }
     const location = result.headers.get('location') ?? ''
     const item = /\/queue\/item\/(\d+)\/?$/.exec(location)
-    if (!item) throw new JobFailure('JobFailed', `Jenkins started ${name} but gave no queue item (Location: ${safeUrl(location) || 'none'})`)
+    if (!item) throw new JobFailure('JobFailed', `Jenkins started ${name} but gave no queue item (Location: ${displayUrl(location) || 'none'})`)
     job.logger.info('Jenkins build queued', {jenkinsJob: name, queueItem: Number(item[1])})
     return {queueUrl: `${base}/queue/item/${item[1]}/`, job: name}
   }

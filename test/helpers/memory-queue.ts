@@ -174,6 +174,11 @@ export class MemoryQueue implements Queue {
     if (failures.length) throw new QueueBatchError('delete', failures)
   }
 
+  async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
+    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
+    await this.changeVisibility(receiptHandle, delaySeconds)
+  }
+
   async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
     this.record('changeVisibility', {seconds})
     const message = this.leased(receiptHandle)

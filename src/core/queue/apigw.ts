@@ -199,6 +199,11 @@ class FacadeQueue implements Queue {
   }
 
   /** Not supported by the facade: a no-op, the message reappears after the facade's own timeout. */
+  async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
+    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
+    await this.changeVisibility(receiptHandle, delaySeconds)
+  }
+
   async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
     this.log.debug('the API Gateway facade cannot change visibility: the message comes back after its timeout', {seconds, receiptHandle: receiptHandle.slice(0, 12)})
   }

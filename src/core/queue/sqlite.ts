@@ -476,6 +476,11 @@ class SqliteQueue implements Queue {
     if (failures.length > 0) throw new QueueBatchError('delete', failures)
   }
 
+  async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
+    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
+    await this.changeVisibility(receiptHandle, delaySeconds)
+  }
+
   async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
     this.open()
     checkVisibilityTimeout(seconds)

@@ -301,6 +301,11 @@ class SqsQueue implements Queue {
     if (failures.length > 0) throw new QueueBatchError('delete', failures.sort((a, b) => a.index - b.index))
   }
 
+  async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
+    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
+    await this.changeVisibility(receiptHandle, delaySeconds)
+  }
+
   async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
     checkVisibilityTimeout(seconds)
     try {

@@ -11,8 +11,14 @@ export interface QueueMessage {
   body: string
   /** Fresh per receive: delete/changeVisibility with an older one fails. */
   receiptHandle: string
-  /** 1 on the first receive. */
+  /** 1 on the first receive. Every receive counts, released or not (SQS's ApproximateReceiveCount). */
   receiveCount: number
+  /**
+   * Attempts that counted, this one included: receives minus releases (`release()` hands a message
+   * back as never attempted). Absent where the backend cannot tell them apart (SQS, the facade):
+   * read it as `receiveCount` there. See docs/delivery.md.
+   */
+  attempts?: number
   /** When the message was first sent (if the backend knows). */
   sentAt?: Date
   /** FIFO message group (the spigot uses the repository's full name). */
@@ -94,8 +100,15 @@ export interface Queue {
   delete(receiptHandle: string): Promise<void>
   /** Up to 10 per request; throws QueueBatchError listing handles that could not be deleted. */
   deleteBatch(receiptHandles: string[]): Promise<void>
-  /** Hide an in-flight message for `seconds` more from now (0 = release it now). */
+  /** Hide an in-flight message for `seconds` more from now (heartbeat, retry delay). */
   changeVisibility(receiptHandle: string, seconds: number): Promise<void>
+  /**
+   * Hand an in-flight message back never attempted (target down, stopping, held back behind its
+   * group): visible again after `delaySeconds` (default 0), and the receive does not count as an
+   * attempt where the backend can tell (the embedded queue). SQS counts every receive whatever
+   * we do, so consumers avoid receiving what they will not attempt.
+   */
+  release(receiptHandle: string, delaySeconds?: number): Promise<void>
   /**
    * Give up on an in-flight message: move it to the dead-letter queue now with the reason, when
    * the backend can; otherwise leave it for the queue's redrive policy. Returns where it went.

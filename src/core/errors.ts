@@ -11,6 +11,17 @@ export const ExitCode = {
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 
+/**
+ * A run that completed can still end badly: something went dead, work remains, a target was down.
+ * Results that carry this are printed (or returned as --json) first; then the base command writes
+ * each problem as one line to stderr and exits with the code. Commands never exit by themselves.
+ */
+export interface RunOutcome {
+  exitCode: ExitCode
+  /** One line each: why exitCode is not 0 (empty when it is). */
+  problems: string[]
+}
+
 export class CisternError extends Error {
   readonly exitCode: ExitCode
   readonly fix?: string

@@ -57,6 +57,12 @@ export interface ReceiveOptions {
   visibilityTimeout?: number
   /** Abort a long poll early (shutdown). */
   signal?: AbortSignal
+  /**
+   * Called for each message the backend moves to its dead letters during this receive instead of
+   * delivering it (its attempts reached the limit without a settled outcome: the worker was killed
+   * while handling it). Dead letters are loud: the consumer logs and counts these.
+   */
+  onDead?: (message: QueueMessage, reason: string) => void
 }
 
 export interface QueueStats {
@@ -65,6 +71,10 @@ export interface QueueStats {
   delayed: number
   /** Messages in the dead-letter queue (or dead state); -1 when the backend cannot tell. */
   dead: number
+  /** Age of the oldest live message, in seconds (monitoring), where the backend can tell. */
+  oldestAgeSeconds?: number
+  /** When the next in-flight or delayed message becomes visible (a lease lapses, a delay ends), where the backend can tell. */
+  nextVisibleAt?: Date
 }
 
 export interface QueueCapabilities {

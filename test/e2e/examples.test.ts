@@ -55,7 +55,7 @@ describe('examples/cistern.yml', () => {
     const result = await cistern(['config', 'check', 'examples/cistern.yml'], {cwd: ROOT})
     expect(result.stderr).toBe('')
     expect(result.exitCode).toBe(0)
-    expect(result.stdout).toBe('examples/cistern.yml: ok')
+    expect(result.stdout).toBe('examples/cistern.yml: ok (cistern)')
   })
 
   it("each section passes its piece's own schema (whether or not config check has it wired yet)", () => {

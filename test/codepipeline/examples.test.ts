@@ -1,10 +1,17 @@
+import {AcknowledgeJobCommand, CodePipelineClient, PutJobFailureResultCommand, PutJobSuccessResultCommand} from '@aws-sdk/client-codepipeline'
+import {GetObjectCommand, PutObjectCommand, S3Client} from '@aws-sdk/client-s3'
+import {mockClient} from 'aws-sdk-client-mock'
+import {strToU8, unzipSync, zipSync} from 'fflate'
 import {readFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
-import {describe, expect, it} from 'vitest'
+import {afterEach, describe, expect, it} from 'vitest'
 
-import {KILL_GRACE_MS} from '../../src/codepipeline/actions/command.js'
+import {KILL_GRACE_MS, commandHandler} from '../../src/codepipeline/actions/command.js'
 import {loadWorkerConfig} from '../../src/codepipeline/config.js'
+import {processJob} from '../../src/codepipeline/job.js'
 import {loadJobs} from '../../src/core/jobs.js'
+import {tempDir} from '../helpers/tmp.js'
+import {captureLogger, fakeJob} from './fixtures.js'
 
 const examples = (name: string) => fileURLToPath(new URL(`../../examples/codepipeline/${name}`, import.meta.url))
 
@@ -35,5 +42,58 @@ describe('examples/codepipeline', () => {
     expect(unit).toMatch(/^Restart=on-failure$/m)
     expect(unit).toMatch(/^EnvironmentFile=/m)
     expect(unit).toMatch(/^User=cistern$/m)
+  })
+})
+
+describe('the example build job, run by the command handler as configured', () => {
+  const cp = mockClient(CodePipelineClient)
+  const s3 = mockClient(S3Client)
+  afterEach(() => {
+    cp.reset()
+    s3.reset()
+  })
+
+  // A source artifact as CodePipeline stores it: the repository zipped, build script included.
+  // Zip entries carry no file mode here, as in many real source artifacts.
+  const source = zipSync({
+    'appspec.yml': strToU8('version: 0.0\nos: linux\n'),
+    'ci/build.sh': strToU8('set -e\nmkdir -p dist\nprintf "built from %s\\n" "$(cat VERSION)" > dist/app.js\n'),
+    VERSION: strToU8('1.2.3\n'),
+  })
+
+  it('builds in the unzipped sources and uploads dist/ and appspec.yml as BuildOutput', async () => {
+    const config = await loadWorkerConfig(examples('codepipeline.yml'))
+    const action = config.actions.find((a) => a.handler === 'command')
+    if (action?.handler !== 'command') throw new Error('the example has no command action')
+    const handler = commandHandler({
+      settings: {...action.settings, workRoot: tempDir('cistern-cp-example-')},
+      jobs: await loadJobs(config.jobs!),
+      region: 'eu-west-1',
+    })
+    cp.on(AcknowledgeJobCommand).resolves({status: 'InProgress'})
+    cp.on(PutJobSuccessResultCommand).resolves({})
+    cp.on(PutJobFailureResultCommand).resolves({})
+    s3.on(GetObjectCommand).resolves({Body: {transformToByteArray: async () => source} as never, ContentLength: source.length})
+    s3.on(PutObjectCommand).resolves({})
+
+    const job = fakeJob({
+      data: {
+        actionTypeId: {category: action.category, owner: 'Custom', provider: action.provider, version: action.version},
+        inputArtifacts: [{name: 'SourceOutput', location: {type: 'S3', s3Location: {bucketName: 'pipeline-bucket', objectKey: 'shop/SourceOutput/src.zip'}}}],
+        outputArtifacts: [{name: 'BuildOutput', location: {type: 'S3', s3Location: {bucketName: 'pipeline-bucket', objectKey: 'shop/BuildOutput/out.zip'}}}],
+      },
+    })
+    const never = new AbortController().signal
+    const capture = captureLogger()
+    const outcome = await processJob(job, {client: new CodePipelineClient({region: 'eu-west-1'}), handler, logger: capture.logger, stopping: never, deadline: never})
+
+    const failure = cp.commandCalls(PutJobFailureResultCommand)[0]?.args[0].input.failureDetails
+    expect(failure, capture.text()).toBeUndefined()
+    expect(outcome).toBe('succeeded')
+    const upload = s3.commandCalls(PutObjectCommand)[0].args[0].input
+    expect(upload).toMatchObject({Bucket: 'pipeline-bucket', Key: 'shop/BuildOutput/out.zip'})
+    const files = unzipSync(upload.Body as Uint8Array)
+    expect(Object.keys(files).sort()).toEqual(['appspec.yml', 'dist/app.js'])
+    expect(new TextDecoder().decode(files['dist/app.js'])).toBe('built from 1.2.3\n')
   })
 })

@@ -26,11 +26,13 @@ describe('examples/hooks', () => {
     expect([...jobsSchema.parse(read('jobs.yml')).keys()]).toEqual(['nightly'])
   })
 
-  it('the unit runs unprivileged with an EnvironmentFile and a stop timeout above --stop-timeout', () => {
+  it('the unit runs unprivileged with an EnvironmentFile, signals only cistern, and a stop timeout above --stop-timeout', () => {
     const unit = readFileSync(new URL('cistern-hooks.service', dir), 'utf8')
     expect(unit).toMatch(/^User=cistern$/m)
     expect(unit).toMatch(/^EnvironmentFile=/m)
     expect(unit).toMatch(/^Restart=on-failure$/m)
+    // SIGTERM to cistern only: it stops the jobs itself after --stop-timeout and requeues their executions
+    expect(unit).toMatch(/^KillMode=mixed$/m)
     expect(Number(/^TimeoutStopSec=(\d+)/m.exec(unit)?.[1])).toBeGreaterThan(30)
   })
 })

@@ -13,14 +13,15 @@ describe('examples/status-queue', () => {
     expect(config['status-queue']).toMatchObject({context: 'buildkite/{pipeline}', drainSeconds: 30})
   })
 
-  it('the systemd unit gives the drain deadline time before SIGKILL and does not restart on exit 2', async () => {
+  it('the systemd unit gives the drain deadline time before SIGKILL and restarts on failure, exit 2 included', async () => {
     const unit = readFileSync(example('cistern-status-queue.service'), 'utf8')
     const config = await loadConfig(example('cistern.yml').pathname, cisternFileSchema)
     const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1])
     expect(stop).toBeGreaterThan(config['status-queue']!.drainSeconds!)
     expect(unit).toMatch(/^EnvironmentFile=\/etc\/cistern\/status-queue\.env$/m)
     expect(unit).toMatch(/^Restart=on-failure$/m)
-    expect(unit).toMatch(/^RestartPreventExitStatus=2$/m)
+    // exit 2 also means "GitHub refused the token for one organisation", which a restart can outlive
+    expect(unit).not.toMatch(/^RestartPreventExitStatus=/m)
     expect(unit).toMatch(/^User=cistern$/m)
     expect(unit).not.toMatch(/GITHUB_ACCESS_TOKEN=|API_KEY=/)
   })

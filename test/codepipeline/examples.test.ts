@@ -1,6 +1,7 @@
 import {AcknowledgeJobCommand, CodePipelineClient, PutJobFailureResultCommand, PutJobSuccessResultCommand} from '@aws-sdk/client-codepipeline'
 import {GetObjectCommand, PutObjectCommand, S3Client} from '@aws-sdk/client-s3'
 import {mockClient} from 'aws-sdk-client-mock'
+import {execa} from 'execa'
 import {strToU8, unzipSync, zipSync} from 'fflate'
 import {readFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
@@ -61,19 +62,20 @@ describe('the example build job, run by the command handler as configured', () =
     VERSION: strToU8('1.2.3\n'),
   })
 
-  it('builds in the unzipped sources and uploads dist/ and appspec.yml as BuildOutput', async () => {
-    const config = await loadWorkerConfig(examples('codepipeline.yml'))
+  /** Runs the configured command action on one job with these artifacts; returns the uploaded zip's files. */
+  async function runExample(configFile: string, sourceZip: Uint8Array) {
+    const config = await loadWorkerConfig(configFile)
     const action = config.actions.find((a) => a.handler === 'command')
-    if (action?.handler !== 'command') throw new Error('the example has no command action')
+    if (action?.handler !== 'command') throw new Error(`${configFile} has no command action`)
     const handler = commandHandler({
       settings: {...action.settings, workRoot: tempDir('cistern-cp-example-')},
-      jobs: await loadJobs(config.jobs!),
+      jobs: config.sharedJobs ?? (await loadJobs(config.jobs!)),
       region: 'eu-west-1',
     })
     cp.on(AcknowledgeJobCommand).resolves({status: 'InProgress'})
     cp.on(PutJobSuccessResultCommand).resolves({})
     cp.on(PutJobFailureResultCommand).resolves({})
-    s3.on(GetObjectCommand).resolves({Body: {transformToByteArray: async () => source} as never, ContentLength: source.length})
+    s3.on(GetObjectCommand).resolves({Body: {transformToByteArray: async () => sourceZip} as never, ContentLength: sourceZip.length})
     s3.on(PutObjectCommand).resolves({})
 
     const job = fakeJob({
@@ -90,10 +92,25 @@ describe('the example build job, run by the command handler as configured', () =
     const failure = cp.commandCalls(PutJobFailureResultCommand)[0]?.args[0].input.failureDetails
     expect(failure, capture.text()).toBeUndefined()
     expect(outcome).toBe('succeeded')
-    const upload = s3.commandCalls(PutObjectCommand)[0].args[0].input
+    const upload = s3.commandCalls(PutObjectCommand)[0]!.args[0].input
     expect(upload).toMatchObject({Bucket: 'pipeline-bucket', Key: 'shop/BuildOutput/out.zip'})
-    const files = unzipSync(upload.Body as Uint8Array)
+    return unzipSync(upload.Body as Uint8Array)
+  }
+
+  it('codepipeline.yml + jobs.yml: builds in the unzipped sources, uploads dist/ and appspec.yml as BuildOutput', async () => {
+    const files = await runExample(examples('codepipeline.yml'), source)
     expect(Object.keys(files).sort()).toEqual(['appspec.yml', 'dist/app.js'])
     expect(new TextDecoder().decode(files['dist/app.js'])).toBe('built from 1.2.3\n')
+  })
+
+  it("examples/cistern.yml's codepipeline-worker section and shared build job: make dist in the sources, dist/ uploaded", async (context) => {
+    if ((await execa('make', ['--version'], {reject: false}).catch(() => ({exitCode: 1}))).exitCode !== 0) return context.skip('make is not installed')
+    const makefile = zipSync({
+      Makefile: strToU8('dist:\n\tmkdir -p dist && cp VERSION dist/version.txt\n'),
+      VERSION: strToU8('4.5.6\n'),
+    })
+    const files = await runExample(fileURLToPath(new URL('../../examples/cistern.yml', import.meta.url)), makefile)
+    expect(Object.keys(files)).toEqual(['version.txt'])
+    expect(new TextDecoder().decode(files['version.txt'])).toBe('4.5.6\n')
   })
 })

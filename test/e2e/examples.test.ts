@@ -70,8 +70,6 @@ const EXAMPLE_FILES: Record<string, {kind: ConfigKind} | {is: string; testedBy: 
   'examples/monitoring/cistern-alerts.test.yml': {is: "promtool's unit tests of the rules", testedBy: 'this file (promtool)'},
   'examples/monitoring/grafana-dashboard.json': {is: 'a Grafana dashboard', testedBy: 'this file'},
   'examples/spigot/apigw-mapping-template.vtl': {is: 'an API Gateway mapping template', testedBy: 'test/spigot/examples.test.ts'},
-  'examples/spigot/integration-response.md': {is: 'API Gateway integration responses', testedBy: 'test/spigot/lambda.test.ts'},
-  'examples/spigot/lambda-deploy.md': {is: 'Lambda deployment steps', testedBy: 'test/spigot/lambda.test.ts'},
   'examples/sqs-listener/cistern-sqs-listen.service': {is: 'a systemd unit', testedBy: 'this file and test/sqs-listener/examples.test.ts'},
   'examples/sqs-listener/logging-conf.yml': {is: 'a Python logging dict-config', testedBy: 'test/sqs-listener/examples.test.ts'},
   'examples/status-queue/cistern-status-queue.service': {is: 'a systemd unit', testedBy: 'this file and test/status-queue/examples.test.ts'},

@@ -254,8 +254,8 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
         signal: options.signal,
         paused,
         log,
-        // One pass, retries left to the next run, until drain adopts the delivery contract.
-        retryInProcess: false,
+        // As before the delivery contract (one pass, no deadline) until drain adopts it.
+        onePass: true,
       })
       if (result.stopError) throw result.stopError
       summary.stoppedBy = result.stoppedBy === 'signal' ? 'signal' : 'empty'

@@ -93,8 +93,8 @@ export async function listen(listener: Listener, options: ListenOptions = {}): P
     stopDeadlineMs: settings.stopTimeoutSeconds * 1000,
     idleMs: settings.pollingIntervalSeconds * 1000,
     log,
-    // One pass, retries left to the next run, until the listener adopts the delivery contract.
-    retryInProcess: false,
+    // As before the delivery contract (one pass, no deadline) until the listener adopts it.
+    onePass: true,
   })
   if (running.size > 0) {
     let timer: NodeJS.Timeout | undefined

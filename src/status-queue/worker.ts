@@ -222,8 +222,8 @@ export async function runStatusQueue(settings: StatusQueueSettings, options: Run
       stopDeadlineMs: settings.drainDeadlineMs,
       signal: options.signal,
       log,
-      // One pass, retries left to the next run, until the worker adopts the delivery contract.
-      retryInProcess: false,
+      // As before the delivery contract (one pass, no deadline) until the worker adopts it.
+      onePass: true,
     })
     if (stopError) throw stopError
     log.info('status-queue worker stopped', {stoppedBy: result.stoppedBy, posted: result.delivered, retried: result.retried, dead: result.dead})

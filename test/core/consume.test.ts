@@ -343,8 +343,8 @@ describe('consume, outcomes', () => {
     expect(retryDelaySeconds(50, () => 0.999)).toBe(900)
     const queue = new MemoryQueue()
     await queue.send({body: 'x'})
-    // One pass (retryInProcess: false): the retry's delay is what this test looks at.
-    const result = await consume(queue, async () => retry('not yet'), {once: true, retryInProcess: false})
+    // One pass: the retry's delay is what this test looks at.
+    const result = await consume(queue, async () => retry('not yet'), {once: true, onePass: true})
     expect(result).toMatchObject({retried: 1, stoppedBy: 'empty'})
     const seconds = (queue.calls.find((c) => c.op === 'changeVisibility')?.detail as {seconds: number}).seconds
     expect(seconds).toBeGreaterThanOrEqual(1)
@@ -376,7 +376,7 @@ describe('consume, outcomes', () => {
         if (message.body === 'm2') throw new Error('boom at the target')
         return delivered()
       },
-      {once: true, log, retryInProcess: false},
+      {once: true, log, onePass: true},
     )
     expect(result).toMatchObject({delivered: 3, errors: 1, retried: 1, stoppedBy: 'empty'})
     const line = log.lines.find((l) => l.level === 'error')
@@ -390,7 +390,7 @@ describe('consume, outcomes', () => {
     await fill(queue, 2)
     const result = await consume(queue, (async (m: {body: string}) => (m.body === 'm0' ? undefined : delivered())) as unknown as Handler, {
       once: true,
-      retryInProcess: false,
+      onePass: true,
     })
     expect(result).toMatchObject({delivered: 1, errors: 1, retried: 1})
     expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 1})

@@ -22,7 +22,7 @@ const MAX_DEAD_LETTERS_LISTED = 100
 /** ConsumeOptions with their defaults. */
 interface Settings {
   once: boolean
-  retryInProcess: boolean
+  onePass: boolean
   concurrency: number
   batchSize: number
   prefetch: boolean
@@ -40,7 +40,7 @@ function settingsOf(options: ConsumeOptions): Settings {
   const once = options.once ?? false
   return {
     once,
-    retryInProcess: options.retryInProcess ?? true,
+    onePass: once && (options.onePass ?? false),
     concurrency: Math.max(1, Math.floor(options.concurrency ?? 4)),
     batchSize: clamp(Math.floor(options.batchSize ?? 10), 1, 10),
     prefetch: options.prefetch ?? true,
@@ -100,7 +100,8 @@ export class Consumer {
     this.gates = options.gates ?? new TargetGates({once: this.settings.once, giveUpAfterMs: options.giveUpAfterMs, log: this.log})
     this.judge = options.judge ?? new TargetJudge(this.gates)
     this.deletes = new DeleteBatcher(queue, this.log, options.deleteFlushMs ?? 50)
-    this.deadline = this.settings.once ? Date.now() + Math.max(0, options.deadlineMs ?? 300_000) : Number.POSITIVE_INFINITY
+    const {once, onePass} = this.settings
+    this.deadline = once && !onePass ? Date.now() + Math.max(0, options.deadlineMs ?? 300_000) : Number.POSITIVE_INFINITY
   }
 
   async run(): Promise<ConsumeResult> {
@@ -271,7 +272,7 @@ export class Consumer {
     // Deletes still waiting in the batch hold back FIFO groups (a group is blocked while its head
     // is in flight): send them, then look once more before calling the queue empty.
     if (await this.deletes.settle()) return
-    if (!this.settings.retryInProcess) return this.stop('empty')
+    if (this.settings.onePass) return this.stop('empty')
     const next = this.handedBack.nextLook(this.deadline, this.gates)
     if (next === undefined) {
       if (this.handedBack.waitsOnlyForGivenUpTargets(this.gates)) return this.stop('target-down')

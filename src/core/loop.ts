@@ -68,17 +68,18 @@ export class Wake {
   /** Until the next notify(), at most `ms` (default: no limit), or until the signal aborts. */
   async wait(ms = Number.POSITIVE_INFINITY, signal?: AbortSignal, notified = this.notified): Promise<void> {
     if (signal?.aborted) return
-    const timer = new AbortController()
-    const until = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal
-    await Promise.race([notified, Number.isFinite(ms) ? sleep(ms, until) : abortOf(until)])
-    // Ends the timer or the listener of whichever did not win.
-    timer.abort()
+    // A plain timer and listener, both removed after: this runs on every settle of a busy consumer.
+    let timer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    const timeUpOrAborted = new Promise<void>((resolve) => {
+      if (Number.isFinite(ms)) timer = setTimeout(resolve, Math.max(0, ms))
+      onAbort = () => resolve()
+      signal?.addEventListener('abort', onAbort, {once: true})
+    })
+    await Promise.race([notified, timeUpOrAborted])
+    clearTimeout(timer)
+    if (onAbort) signal?.removeEventListener('abort', onAbort)
   }
-}
-
-/** Resolves when the signal aborts. */
-function abortOf(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), {once: true})))
 }
 
 /** paused() that throws counts as paused (if we cannot tell whether maintenance is on, do not work). */

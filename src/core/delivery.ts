@@ -216,13 +216,16 @@ export class TargetJudge {
     }
     suspects.delete(messageId)
     suspects.set(messageId, {status, successes})
-    if (suspects.size > this.maxSuspects) suspects.delete(suspects.keys().next().value!)
+    if (suspects.size > this.maxSuspects) {
+      const oldest = suspects.keys().next()
+      if (!oldest.done) suspects.delete(oldest.value)
+    }
     return retry(`${what} (retried once to tell a refused message from a refusing target)`)
   }
 
   private suspectsOf(target: string): Map<string, Suspect> {
     let suspects = this.suspects.get(target)
-    if (!suspects) this.suspects.set(target, (suspects = new Map()))
+    if (!suspects) this.suspects.set(target, (suspects = new Map<string, Suspect>()))
     return suspects
   }
 }

@@ -73,7 +73,9 @@ export class Wake {
     let onAbort: (() => void) | undefined
     const timeUpOrAborted = new Promise<void>((resolve) => {
       if (Number.isFinite(ms)) timer = setTimeout(resolve, Math.max(0, ms))
-      onAbort = () => resolve()
+      onAbort = () => {
+        resolve()
+      }
       signal?.addEventListener('abort', onAbort, {once: true})
     })
     await Promise.race([notified, timeUpOrAborted])
@@ -86,7 +88,7 @@ export class Wake {
 export async function isPaused(paused: (() => boolean | Promise<boolean>) | undefined, log: Logger): Promise<boolean> {
   if (!paused) return false
   try {
-    return Boolean(await paused())
+    return await paused()
   } catch (error) {
     log.warn('cannot tell whether processing is paused; waiting', {error: errorMessage(error)})
     return true
@@ -146,12 +148,22 @@ export class PollLoop {
     this.log = options.log ?? silentLogger
     const outer = options.signal
     if (outer?.aborted) this.stopping.abort()
-    else outer?.addEventListener('abort', () => this.stopping.abort(), {once: true, signal: this.stopping.signal})
+    else {
+      outer?.addEventListener(
+        'abort',
+        () => {
+          this.stopping.abort()
+        },
+        {once: true, signal: this.stopping.signal},
+      )
+    }
   }
 
   /** Runs the loop; calling it again returns the same run. */
   run(): Promise<PollLoopResult> {
-    this.running ??= this.loop().finally(() => this.stopping.abort())
+    this.running ??= this.loop().finally(() => {
+      this.stopping.abort()
+    })
     return this.running
   }
 
@@ -169,11 +181,13 @@ export class PollLoop {
   private async loop(): Promise<PollLoopResult> {
     const {once, idleMs = 1000, pausePollMs = 1000} = this.options
     const signal = this.stopping.signal
+    // A function, not `signal.aborted` twice: it changes across every await.
+    const stopped = () => signal.aborted
     const maxErrors = this.options.maxConsecutiveErrors ?? (once ? 5 : Number.POSITIVE_INFINITY)
     const result: PollLoopResult = {ticks: 0, errors: 0, stoppedBy: 'signal'}
     let failuresInARow = 0
     let idleInARow = 0
-    while (!signal.aborted) {
+    while (!stopped()) {
       if (await isPaused(this.options.paused, this.log)) {
         await this.wakeUp.wait(pausePollMs, signal)
         continue
@@ -184,7 +198,7 @@ export class PollLoop {
         didWork = await this.tick(signal)
         failuresInARow = 0
       } catch (error) {
-        if (signal.aborted) break
+        if (stopped()) break
         if (this.isFatal(error)) throw error
         result.errors++
         failuresInARow++

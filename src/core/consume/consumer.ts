@@ -87,7 +87,7 @@ export class Consumer {
   private stoppedBy?: StoppedBy
   private stopError?: CisternError
   /** Receives failed for good: run() rejects with this. */
-  private receiveFailure?: unknown
+  private receiveFailure?: CisternError
   private receiveFailuresInARow = 0
 
   constructor(
@@ -106,7 +106,9 @@ export class Consumer {
 
   async run(): Promise<ConsumeResult> {
     const {signal} = this.options
-    const onSignal = () => this.stop('signal')
+    const onSignal = () => {
+      this.stop('signal')
+    }
     signal?.addEventListener('abort', onSignal, {once: true})
     if (signal?.aborted) this.stop('signal')
     try {
@@ -130,14 +132,15 @@ export class Consumer {
     this.settled.notify()
   }
 
-  private get stopping(): boolean {
+  /** A method, not a getter: it changes across every await. */
+  private stopping(): boolean {
     return this.receiving.signal.aborted
   }
 
   // --- receiving -------------------------------------------------------------------------------
 
   private async receiveLoop(): Promise<void> {
-    while (!this.stopping) {
+    while (!this.stopping()) {
       if (await this.pausedNow()) continue
       if (Date.now() >= this.deadline) {
         this.stop('deadline')
@@ -158,7 +161,7 @@ export class Consumer {
       const began = Date.now()
       const messages = await this.poll(free)
       if (!messages) continue
-      if (this.stopping) {
+      if (this.stopping()) {
         // Received while the stop began: give them straight back.
         await Promise.all(messages.map((message) => this.releaseToQueue(message, 0)))
         break
@@ -224,12 +227,14 @@ export class Consumer {
         waitSeconds: this.settings.waitSeconds,
         visibilityTimeout: this.settings.visibility,
         signal: this.receiving.signal,
-        onDead: (message, reason) => this.recordDead(message.id, undefined, reason, 'dead-letter-queue, by the queue at receive'),
+        onDead: (message, reason) => {
+          this.recordDead(message.id, undefined, reason, 'dead-letter-queue, by the queue at receive')
+        },
       })
       this.receiveFailuresInARow = 0
       return messages
     } catch (error) {
-      if (!this.stopping) await this.receiveFailed(error)
+      if (!this.stopping()) await this.receiveFailed(error)
       return undefined
     }
   }
@@ -272,11 +277,10 @@ export class Consumer {
     // Deletes still waiting in the batch hold back FIFO groups (a group is blocked while its head
     // is in flight): send them, then look once more before calling the queue empty.
     if (await this.deletes.settle()) return
-    if (this.settings.onePass) return this.stop('empty')
-    const next = this.handedBack.nextLook(this.deadline, this.gates)
+    const next = this.settings.onePass ? undefined : this.handedBack.nextLook(this.deadline, this.gates)
     if (next === undefined) {
-      if (this.handedBack.waitsOnlyForGivenUpTargets(this.gates)) return this.stop('target-down')
-      return this.stop(this.handedBack.size > 0 ? 'deadline' : 'empty')
+      this.stop(this.whyNothingIsLeft())
+      return
     }
     // The queue may know of something visible sooner (another consumer's lease lapsing).
     const visibleAt = (await this.statsOrUndefined())?.nextVisibleAt?.getTime()
@@ -285,11 +289,20 @@ export class Consumer {
     await sleep(wakeAt - Date.now(), this.receiving.signal)
   }
 
+  /** A one-shot run that has nothing left to wait for: why. */
+  private whyNothingIsLeft(): StoppedBy {
+    if (this.settings.onePass || this.handedBack.size === 0) return 'empty'
+    return this.handedBack.waitsOnlyForGivenUpTargets(this.gates) ? 'target-down' : 'deadline'
+  }
+
   // --- handling --------------------------------------------------------------------------------
 
   /** Received messages: leased from now until they settle or are given back; the first `free` start. */
   private take(messages: QueueMessage[], free: number): void {
-    const leased = messages.map((message) => new Flight(message, this.queue, this.settings.visibility, this.log, (flight) => this.lostWhileWaiting(flight)))
+    const onLost = (flight: Flight) => {
+      this.lostWhileWaiting(flight)
+    }
+    const leased = messages.map((message) => new Flight(message, this.queue, this.settings.visibility, this.log, onLost))
     for (const flight of leased.slice(0, free)) this.start(flight)
     this.waiting.push(...leased.slice(free))
   }
@@ -306,7 +319,9 @@ export class Consumer {
     this.counters.inFlight++
     this.progress()
     flight.settled = this.handle(flight)
-      .catch((error) => this.log.error('settling a message failed', {messageId: flight.message.id, error: errorMessage(error)}))
+      .catch((error: unknown) => {
+        this.log.error('settling a message failed', {messageId: flight.message.id, error: errorMessage(error)})
+      })
       .finally(() => {
         if (flight.abandoned) return
         this.running.delete(flight)
@@ -405,7 +420,7 @@ export class Consumer {
     this.counters.retried++
     this.expectBack(message.id, delay)
     this.log.debug('retry later', {messageId: message.id, delaySeconds: delay, reason: outcome.reason})
-    await this.queue.changeVisibility(message.receiptHandle, delay).catch((error) => {
+    await this.queue.changeVisibility(message.receiptHandle, delay).catch((error: unknown) => {
       // The message still comes back when its current visibility lapses: only the delay is lost.
       this.log.warn('could not set the retry delay', {messageId: message.id, error: errorMessage(error)})
     })
@@ -472,7 +487,7 @@ export class Consumer {
   }
 
   private releaseToQueue(message: QueueMessage, delaySeconds: number): Promise<void> {
-    return this.queue.release(message.receiptHandle, delaySeconds).catch((error) => {
+    return this.queue.release(message.receiptHandle, delaySeconds).catch((error: unknown) => {
       this.log.warn('could not release the message; it comes back when its visibility lapses', {messageId: message.id, error: errorMessage(error)})
     })
   }

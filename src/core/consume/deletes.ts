@@ -23,7 +23,10 @@ export class DeleteBatcher {
   add(message: QueueMessage): void {
     this.pending.push(message)
     if (this.pending.length >= 10) this.flush()
-    else this.timer ??= setTimeout(() => this.flush(), this.flushMs)
+    else
+      this.timer ??= setTimeout(() => {
+        this.flush()
+      }, this.flushMs)
   }
 
   /**

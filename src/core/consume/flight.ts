@@ -15,8 +15,8 @@ export class Flight {
   started = false
   /** Released at the stop deadline: whatever the handler returns later is ignored. */
   abandoned = false
-  /** The handler's run and the settling of its outcome. */
-  settled?: Promise<void>
+  /** The handler's run and the settling of its outcome (set when it starts). */
+  settled: Promise<void> = Promise.resolve()
   /** Still ours to keep hidden: false once settled, given back or abandoned (heartbeat errors are moot then). */
   private leased = true
   private readonly heartbeat: NodeJS.Timeout

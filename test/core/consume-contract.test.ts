@@ -6,8 +6,9 @@ import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
 
 import {type ConsumeOptions, type Handler, consume} from '../../src/core/consume.js'
-import {clockTime} from '../../src/core/consume/report.js'
+import {clockTime, endOfRun} from '../../src/core/consume/report.js'
 import {TargetGates, dead, delivered, released, retry, transportErrorKind} from '../../src/core/delivery.js'
+import {TargetUnhealthyError, UsageError} from '../../src/core/errors.js'
 import {type LogFields, type Logger, createLogger} from '../../src/core/log.js'
 import {sleep} from '../../src/core/loop.js'
 import {openQueue} from '../../src/core/queue/index.js'
@@ -411,5 +412,55 @@ describe.each(backends)('the delivery contract on the $name', (backend) => {
     expect(again).toHaveLength(5)
     if (!(await countsAttempts(backend))) context.skip(NOT_YET)
     expect(again.map((m) => m.attempts)).toEqual([1, 1, 1, 1, 1])
+  })
+})
+
+describe('the end of a one-shot run', () => {
+  const none = {onTarget: new Map<string, number>(), afterDeadline: 0, beforeDeadline: 0, hidden: 0}
+  const stats = (visible: number, inFlight: number, delayed = 0) => ({visible, inFlight, delayed, dead: 0})
+
+  it('a stop signal ends any run with 0, whatever remains', () => {
+    const end = endOfRun({once: true, stoppedBy: 'signal', dead: 3, queueUrl: 'q', stats: stats(5, 0), handedBack: none, gates: new TargetGates()})
+    expect(end).toMatchObject({exitCode: 0, problems: [], remaining: 5})
+  })
+
+  it('a queue that cannot count (the facade): remaining -1, and only what the run knows decides', () => {
+    expect(endOfRun({once: true, stoppedBy: 'empty', dead: 0, queueUrl: 'q', handedBack: none, gates: new TargetGates()})).toMatchObject({exitCode: 0, problems: [], remaining: -1})
+    const ours = {...none, afterDeadline: 2, hidden: 2}
+    expect(endOfRun({once: true, stoppedBy: 'deadline', dead: 0, queueUrl: 'q', handedBack: ours, gates: new TargetGates()})).toMatchObject({
+      exitCode: 1,
+      problems: ['2 remaining (retry due after the deadline)'],
+    })
+  })
+
+  it('"held until" only when none of the hidden messages is the run\'s own', () => {
+    const next = new Date(Date.now() + 60_000)
+    const mixed = endOfRun({once: true, stoppedBy: 'deadline', dead: 0, queueUrl: 'q', stats: {...stats(0, 3), nextVisibleAt: next}, handedBack: {...none, afterDeadline: 1, hidden: 1}, gates: new TargetGates()})
+    expect(mixed.problems).toEqual(['1 remaining (retry due after the deadline)', '2 remaining (held by another consumer)'])
+    expect(mixed.heldUntil).toBeUndefined()
+    const theirs = endOfRun({once: true, stoppedBy: 'empty', dead: 0, queueUrl: 'q', stats: {...stats(0, 2), nextVisibleAt: next}, handedBack: none, gates: new TargetGates()})
+    expect(theirs).toMatchObject({exitCode: 1, heldUntil: next.toISOString(), problems: [`2 remaining (held by another consumer until ${clockTime(next)})`]})
+  })
+
+  it('a stop outcome\'s code wins over dead letters (1), its line first', () => {
+    const error = new UsageError('the queue has no dead-letter queue', 'add a redrive policy')
+    const end = endOfRun({once: true, stoppedBy: 'stop', stopError: error, dead: 1, queueUrl: 'q', stats: stats(0, 0), handedBack: none, gates: new TargetGates()})
+    expect(end.exitCode).toBe(2)
+    expect(end.problems[0]).toBe('the queue has no dead-letter queue — add a redrive policy')
+    expect(end.problems[1]).toMatch(/^1 dead letter — see them with `cistern queue peek --dead q`/)
+  })
+
+  it('a loop reports no problems but a stop outcome\'s', () => {
+    expect(endOfRun({once: false, stoppedBy: 'stop', stopError: new TargetUnhealthyError('Jenkins is down'), dead: 4, queueUrl: 'q', stats: stats(9, 0), handedBack: none, gates: new TargetGates()})).toMatchObject({
+      exitCode: 3,
+      problems: ['Jenkins is down'],
+    })
+  })
+
+  it('consume on a queue that cannot count ends a clean one-shot run with 0', async () => {
+    const queue = new MemoryQueue()
+    queue.stats = async () => ({visible: -1, inFlight: -1, delayed: -1, dead: -1})
+    await queue.send({body: 'x'})
+    expect(await consume(queue, async () => delivered(), {once: true})).toMatchObject({delivered: 1, remaining: -1, exitCode: 0, problems: []})
   })
 })

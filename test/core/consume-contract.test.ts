@@ -464,3 +464,13 @@ describe('the end of a one-shot run', () => {
     expect(await consume(queue, async () => delivered(), {once: true})).toMatchObject({delivered: 1, remaining: -1, exitCode: 0, problems: []})
   })
 })
+
+describe('a paused one-shot run', () => {
+  it('ends at its deadline, having touched nothing', async () => {
+    const queue = new MemoryQueue()
+    await queue.send({body: 'x'})
+    const result = await consume(queue, async () => delivered(), {once: true, paused: () => true, pausePollMs: 20, deadlineMs: 300})
+    expect(result).toMatchObject({stoppedBy: 'deadline', received: 0, exitCode: 1, problems: ['1 remaining (not reached before the deadline)']})
+    expect(queue.count('receive')).toBe(0)
+  })
+})

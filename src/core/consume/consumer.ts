@@ -141,11 +141,11 @@ export class Consumer {
 
   private async receiveLoop(): Promise<void> {
     while (!this.stopping()) {
-      if (await this.pausedNow()) continue
       if (Date.now() >= this.deadline) {
         this.stop('deadline')
         break
       }
+      if (await this.pausedNow()) continue
       if (await this.targetUnavailable()) continue
       const free = this.freeSlots()
       if (free <= 0) {
@@ -184,7 +184,7 @@ export class Consumer {
   private async pausedNow(): Promise<boolean> {
     if (!(await isPaused(this.options.paused, this.log))) return false
     await this.giveBack(this.waiting.splice(0), 'paused')
-    await sleep(this.settings.pausePollMs, this.receiving.signal)
+    await sleep(Math.min(this.settings.pausePollMs, this.deadline - Date.now()), this.receiving.signal)
     return true
   }
 

@@ -49,8 +49,8 @@ async function once({messages, concurrency, latencyMs}) {
     const began = process.hrtime.bigint()
     const summary = await runStatusQueue(settings, {once: true})
     const seconds = Number(process.hrtime.bigint() - began) / 1e9
-    if (summary.done !== messages || target.count !== messages) {
-      throw new Error(`bench run incomplete: done ${summary.done}, requests ${target.count}, expected ${messages}`)
+    if (summary.delivered !== messages || target.count !== messages) {
+      throw new Error(`bench run incomplete: delivered ${summary.delivered}, requests ${target.count}, expected ${messages}`)
     }
     const workerRate = messages / seconds
 

@@ -1,4 +1,5 @@
-import {type Outcome, consume, dead, done, retry, stop} from '../core/consume.js'
+import {consume} from '../core/consume.js'
+import {type Outcome, dead, delivered, retry, stop} from '../core/delivery.js'
 import {TargetUnhealthyError, UsageError, errorMessage} from '../core/errors.js'
 import {type Logger, silentLogger} from '../core/log.js'
 import type {Queue, QueueMessage} from '../core/queue/types.js'
@@ -138,7 +139,7 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
   const comments: Promise<void>[] = []
   let inFlight = 0
   const progress = () => options.onProgress?.({delivered: summary.delivered, retried: summary.retried, dead: summary.dead, inFlight})
-  const retryOutcome = (reason: string): Outcome => retry(options.retryDelaySeconds, reason)
+  const retryOutcome = (reason: string): Outcome => retry(reason, options.retryDelaySeconds)
   // "name URL" per target and path, built once (new URL() per message is not free).
   const described = new Map<JenkinsTarget, Map<string, string>>()
   const describeTarget = (target: JenkinsTarget, path: string): string => {
@@ -187,7 +188,7 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
     acceptedBy.delete(received.id)
     log.info(`replayed ${event ?? 'webhook'} ${fields.delivery ?? received.id} to ${targets.map((t) => t.target.name).join(', ')}`, fields)
     if (options.commenter && pullRequestOf(message)) comments.push(options.commenter.replayed(message).catch(() => {}))
-    return done()
+    return delivered()
   }
 
   async function failed(delivery: Delivery, target: JenkinsTarget, where: string, fields: Record<string, unknown>, signal: AbortSignal): Promise<Outcome> {
@@ -229,7 +230,7 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
     progress()
     try {
       const outcome = await replay(message, context.signal)
-      if (outcome.kind === 'done') summary.delivered++
+      if (outcome.kind === 'delivered') summary.delivered++
       else if (outcome.kind === 'retry') summary.retried++
       else if (outcome.kind === 'dead') {
         summary.dead++
@@ -253,7 +254,10 @@ export async function drain(options: DrainOptions): Promise<DrainSummary> {
         signal: options.signal,
         paused,
         log,
+        // As before the delivery contract (one pass, no deadline) until drain adopts it.
+        onePass: true,
       })
+      if (result.stopError) throw result.stopError
       summary.stoppedBy = result.stoppedBy === 'signal' ? 'signal' : 'empty'
       if (options.watch || summary.stoppedBy === 'signal') break
       // A FIFO group is blocked until its in-flight head is deleted, so a pass can see "empty"

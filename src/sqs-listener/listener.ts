@@ -5,7 +5,8 @@
  * window is answered again instead of run again. Bad requests get a `failure` response and go to
  * the dead-letter queue (deleted when the queue has none).
  */
-import {consume, dead, done, retry, type ConsumeResult, type Handler, type Outcome} from '../core/consume.js'
+import {consume, type ConsumeResult, type Handler} from '../core/consume.js'
+import {dead, delivered, retry, type Outcome} from '../core/delivery.js'
 import {errorMessage} from '../core/errors.js'
 import {runJob, type JobResult, type JobsConfig} from '../core/jobs.js'
 import type {Logger} from '../core/log.js'
@@ -89,9 +90,11 @@ export async function listen(listener: Listener, options: ListenOptions = {}): P
     waitSeconds,
     visibilityTimeout: settings.visibilityTimeout,
     signal: options.signal,
-    drainDeadlineMs: settings.stopTimeoutSeconds * 1000,
+    stopDeadlineMs: settings.stopTimeoutSeconds * 1000,
     idleMs: settings.pollingIntervalSeconds * 1000,
     log,
+    // As before the delivery contract (one pass, no deadline) until the listener adopts it.
+    onePass: true,
   })
   if (running.size > 0) {
     let timer: NodeJS.Timeout | undefined
@@ -135,14 +138,14 @@ export function createHandler(listener: Listener, summary: Omit<ListenSummary, '
       summary.answeredAgain++
       jlog.info(`request ${requestId} already completed at ${claim.completedAt.toISOString()}: answering again, not running it again`)
       await send(claim.response)
-      return done()
+      return delivered()
     }
     if (claim.kind === 'running') {
       // The running copy's message is still in the queue (deleted only after its final response,
       // released if its listener stops or dies), so it answers for both: drop this copy.
       summary.duplicates++
       jlog.info(`request ${requestId} is already running (${claim.owner}): this copy is deleted, the running one answers`)
-      return done()
+      return delivered()
     }
 
     // Taking over from a listener on this host that died (kill -9) or passed its stop deadline:
@@ -206,7 +209,7 @@ export function createHandler(listener: Listener, summary: Omit<ListenSummary, '
       } finally {
         store.release(requestId)
       }
-      return retry(0, 'listener stopped')
+      return retry('listener stopped', 0)
     }
 
     const final = finalResponse(jobName, requestId, result, encoding, maxBytes)
@@ -216,7 +219,7 @@ export function createHandler(listener: Listener, summary: Omit<ListenSummary, '
     // Remember the answer before sending it: a crash between the two answers again, never reruns.
     store.complete(requestId, final)
     await send(final)
-    return done()
+    return delivered()
   }
 }
 

@@ -1,7 +1,8 @@
 import {setMaxListeners} from 'node:events'
 
 import {UsageError} from '../core/errors.js'
-import {type ConsumeResult, type Handler, type Outcome, consume, dead, done, retry, stop} from '../core/consume.js'
+import {type ConsumeResult, type Handler, consume} from '../core/consume.js'
+import {type Outcome, dead, delivered, retry, stop} from '../core/delivery.js'
 import type {Logger} from '../core/log.js'
 import {registerSecret, silentLogger} from '../core/log.js'
 import {openQueue} from '../core/queue/index.js'
@@ -36,9 +37,9 @@ export function statusHandler(settings: HandlerSettings): Handler {
   const inOrder = (key: string, work: () => Promise<Outcome>): Promise<Outcome> => {
     const previous = tails.get(key) ?? Promise.resolve(undefined)
     const mine = previous.then((before) =>
-      before && (before.kind === 'retry' || before.kind === 'stop') ? retry(0, 'an earlier event for this commit is being retried') : work(),
+      before && (before.kind === 'retry' || before.kind === 'stop') ? retry('an earlier event for this commit is being retried', 0) : work(),
     )
-    const tail = mine.catch(() => retry(0, 'the previous handler failed'))
+    const tail = mine.catch(() => retry('the previous handler failed', 0))
     tails.set(key, tail)
     void tail.then(() => {
       if (tails.get(key) === tail) tails.delete(key)
@@ -62,7 +63,7 @@ export function statusHandler(settings: HandlerSettings): Handler {
     if (event.kind === 'invalid') return deadLetter(event.reason)
     if (event.kind === 'ignore') {
       log.info(`skipped: ${event.reason}`, fields)
-      return done()
+      return delivered()
     }
     const {build} = event
     Object.assign(fields, {pipeline: `${build.organization}/${build.pipeline}`, build: build.number, buildState: build.state})
@@ -90,14 +91,14 @@ export function statusHandler(settings: HandlerSettings): Handler {
       const stale = reported.staleness(key, build.number, status.state)
       if (stale) {
         log.info(`skipped: stale event (${stale})`, fields)
-        return done()
+        return delivered()
       }
       const result = await settings.github.postStatus({owner: repo.owner, repo: repo.name, sha}, status, signal)
       switch (result.kind) {
         case 'posted':
           reported.record(key, build.number, status.state)
           log.info('status posted', fields)
-          return done()
+          return delivered()
         case 'dead':
           return deadLetter(result.reason)
         case 'auth':
@@ -122,7 +123,7 @@ export function statusHandler(settings: HandlerSettings): Handler {
             return deadLetter(`gave up after ${message.receiveCount} attempts: ${result.reason}`)
           }
           log.warn(`retry: ${result.reason}`, {...fields, delaySeconds: result.delaySeconds})
-          return retry(result.delaySeconds, result.reason)
+          return retry(result.reason, result.delaySeconds)
         }
       }
     }
@@ -171,7 +172,7 @@ export interface RunOptions {
   github?: GitHubClient
 }
 
-export interface StatusQueueSummary extends ConsumeResult {
+export interface StatusQueueSummary extends Omit<ConsumeResult, 'stopError'> {
   queue: string
   github: string
 }
@@ -214,15 +215,18 @@ export async function runStatusQueue(settings: StatusQueueSettings, options: Run
       once: Boolean(options.once),
     })
     const handler = statusHandler({github, status: settings.status, hosts: settings.hosts, maxAttempts: settings.maxAttempts})
-    const result = await consume(queue, handler, {
+    const {stopError, ...result} = await consume(queue, handler, {
       once: options.once,
       concurrency: settings.concurrency,
       visibilityTimeout: settings.visibilityTimeout,
-      drainDeadlineMs: settings.drainDeadlineMs,
+      stopDeadlineMs: settings.drainDeadlineMs,
       signal: options.signal,
       log,
+      // As before the delivery contract (one pass, no deadline) until the worker adopts it.
+      onePass: true,
     })
-    log.info('status-queue worker stopped', {stoppedBy: result.stoppedBy, posted: result.done, retried: result.retried, dead: result.dead})
+    if (stopError) throw stopError
+    log.info('status-queue worker stopped', {stoppedBy: result.stoppedBy, posted: result.delivered, retried: result.retried, dead: result.dead})
     return {queue: queue.url, github: github.apiUrl, ...result}
   } finally {
     await queue.close()

@@ -1,7 +1,9 @@
+import {getEventListeners} from 'node:events'
+
 import {describe, expect, it} from 'vitest'
 
 import {CisternError, UsageError} from '../../src/core/errors.js'
-import {backoffDelay, deferred, isPaused, pollLoop, sleep} from '../../src/core/loop.js'
+import {PollLoop, Wake, backoffDelay, deferred, isPaused, pollLoop, sleep} from '../../src/core/loop.js'
 import {silentLogger} from '../../src/core/log.js'
 
 describe('sleep', () => {
@@ -13,6 +15,21 @@ describe('sleep', () => {
     expect(await waiting).toBe(false)
     expect(await sleep(60_000, controller.signal)).toBe(false)
     expect(await sleep(0)).toBe(true)
+  })
+})
+
+describe('sleep on node:timers/promises', () => {
+  it('leaves no abort listener behind, whichever way it ends', async () => {
+    const controller = new AbortController()
+    for (let i = 0; i < 20; i++) await sleep(1, controller.signal)
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0)
+    const cut = new AbortController()
+    const waiting = sleep(60_000, cut.signal)
+    expect(getEventListeners(cut.signal, 'abort')).toHaveLength(1)
+    cut.abort()
+    expect(await waiting).toBe(false)
+    expect(getEventListeners(cut.signal, 'abort')).toHaveLength(0)
+    expect(await sleep(Number.NaN)).toBe(true)
   })
 })
 
@@ -127,6 +144,100 @@ describe('pollLoop', () => {
   })
 })
 
+describe('PollLoop', () => {
+  it('wake() cuts an idle wait short', async () => {
+    let ticks = 0
+    const loop = new PollLoop(async () => ++ticks === 2, {idleMs: 60_000})
+    const running = loop.run()
+    await sleep(50)
+    expect(ticks).toBe(1)
+    loop.wake()
+    await sleep(50)
+    // tick 2 did work, tick 3 found none and waits again
+    expect(ticks).toBe(3)
+    const result = await loop.stop()
+    expect(result).toEqual({ticks: 3, errors: 0, stoppedBy: 'signal'})
+    expect(await running).toBe(result)
+  })
+
+  it('stop() aborts the tick\'s signal and resolves when the loop has ended', async () => {
+    let sawAbort = false
+    const loop = new PollLoop(
+      async (signal) => {
+        // A long poll that listens to its signal.
+        await sleep(60_000, signal)
+        sawAbort = signal.aborted
+        return true
+      },
+      {idleMs: 10},
+    )
+    const running = loop.run()
+    await sleep(30)
+    const started = Date.now()
+    const result = await loop.stop()
+    expect(Date.now() - started).toBeLessThan(1000)
+    expect(sawAbort).toBe(true)
+    expect(result?.stoppedBy).toBe('signal')
+    expect(await running).toBe(result)
+  })
+
+  it('idle waits grow with idleBackoff while ticks find nothing, and reset after work', async () => {
+    const at: number[] = []
+    let n = 0
+    const controller = new AbortController()
+    const loop = new PollLoop(
+      async () => {
+        at.push(Date.now())
+        n++
+        if (n === 6) controller.abort()
+        return n === 4
+      },
+      {signal: controller.signal, idleBackoff: {baseMs: 40, maxMs: 160, random: () => 0.99999}},
+    )
+    await loop.run()
+    const gaps = at.slice(1).map((t, i) => t - at[i]!)
+    // idle 1 → ~40 ms, idle 2 → ~80, idle 3 → ~160; tick 4 did work → at once; then ~40 again
+    expect(gaps[0]).toBeGreaterThanOrEqual(35)
+    expect(gaps[1]).toBeGreaterThanOrEqual(75)
+    expect(gaps[2]).toBeGreaterThanOrEqual(150)
+    expect(gaps[3]).toBeLessThan(35)
+    expect(gaps[4]).toBeGreaterThanOrEqual(35)
+    expect(gaps[4]).toBeLessThan(150)
+  })
+
+  it('rethrows what `fatal` names at once, without back-off', async () => {
+    let calls = 0
+    const denied = Object.assign(new Error('AccessDenied'), {name: 'AccessDeniedException'})
+    await expect(
+      pollLoop(
+        async () => {
+          calls++
+          throw denied
+        },
+        {fatal: (error) => (error as Error).name === 'AccessDeniedException', backoff: {baseMs: 10_000}},
+      ),
+    ).rejects.toBe(denied)
+    expect(calls).toBe(1)
+  })
+
+  it('wake() also ends a paused wait early', async () => {
+    let paused = true
+    let ticks = 0
+    const loop = new PollLoop(
+      async () => {
+        ticks++
+        return false
+      },
+      {once: true, paused: () => paused, pausePollMs: 60_000},
+    )
+    const running = loop.run()
+    await sleep(30)
+    paused = false
+    loop.wake()
+    expect(await running).toEqual({ticks: 1, errors: 0, stoppedBy: 'empty'})
+  })
+})
+
 describe('helpers', () => {
   it('isPaused treats a throwing check as paused', async () => {
     expect(await isPaused(undefined, silentLogger)).toBe(false)
@@ -137,6 +248,28 @@ describe('helpers', () => {
         throw new Error('redis down')
       }, silentLogger),
     ).toBe(true)
+  })
+
+  it('Wake: wait() resolves at notify(), at its time limit, or when the signal aborts', async () => {
+    const wake = new Wake()
+    const started = Date.now()
+    setTimeout(() => wake.notify(), 20)
+    await wake.wait()
+    expect(Date.now() - started).toBeLessThan(1000)
+    const timed = Date.now()
+    await wake.wait(30)
+    expect(Date.now() - timed).toBeGreaterThanOrEqual(25)
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(), 20)
+    const aborted = Date.now()
+    await wake.wait(Number.POSITIVE_INFINITY, controller.signal)
+    expect(Date.now() - aborted).toBeLessThan(1000)
+    // A notify() between taking `notified` and waiting is not missed.
+    const notified = wake.notified
+    wake.notify()
+    const late = Date.now()
+    await wake.wait(60_000, undefined, notified)
+    expect(Date.now() - late).toBeLessThan(100)
   })
 
   it('deferred resolves from outside', async () => {

@@ -61,7 +61,7 @@ describe('cistern status-queue work (built CLI)', () => {
     ])
     const result = await cistern(['status-queue', 'work', '--once', '--json', '--config', ws.config, '--log-level', 'debug'], {env: ws.env})
     expect(result.exitCode).toBe(1)
-    expect(JSON.parse(String(result.stdout))).toMatchObject({received: 4, done: 2, dead: 2, stoppedBy: 'empty', github: github.apiUrl})
+    expect(JSON.parse(String(result.stdout))).toMatchObject({received: 4, delivered: 2, dead: 2, stoppedBy: 'empty', github: github.apiUrl})
     expect(github.posted.map((p) => [p.repo, p.sha, p.body.state, p.body.description])).toEqual(
       expect.arrayContaining([
         ['my.repo.name', sha(1), 'success', 'Build #42 passed'],
@@ -85,7 +85,7 @@ describe('cistern status-queue work (built CLI)', () => {
       const env = {...ws.env, API_URL: facade.apiUrl, CISTERN_QUEUE: ''}
       const result = await cistern(['status-queue', 'work', '--once', '--json', '--config', ws.config, '--log-level', 'debug'], {env})
       expect(result.exitCode).toBe(0)
-      expect(JSON.parse(String(result.stdout))).toMatchObject({queue: expect.stringMatching(/^apigw\+http:\/\/127\.0\.0\.1:\d+\/prod\/$/), done: 2})
+      expect(JSON.parse(String(result.stdout))).toMatchObject({queue: expect.stringMatching(/^apigw\+http:\/\/127\.0\.0\.1:\d+\/prod\/$/), delivered: 2})
       expect(github.posted.map((p) => p.body.state).sort()).toEqual(['failure', 'success'])
       expect(facade.messages).toHaveLength(0)
       const output = String(result.stderr) + String(result.stdout)

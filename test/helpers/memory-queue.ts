@@ -12,6 +12,8 @@ interface Stored {
   deduplicationId?: string
   sentAt: Date
   receiveCount: number
+  /** Receives minus releases: attempts that counted. */
+  attempts: number
   /** Epoch ms before which the message is invisible (delay or lease). */
   visibleAt: number
   /** The current lease's receipt handle, if received and not yet lapsed. */
@@ -23,25 +25,28 @@ interface Stored {
 export interface MemoryQueueOptions {
   /** Default visibility timeout in seconds (30). */
   visibilityTimeout?: number
-  /** Receives after which a message moves to the dead list on its next receive (0 = never; default 0). */
+  /** Attempts after which a message moves to the dead list on its next receive (0 = never; default 0). Releases do not count. */
   maxReceiveCount?: number
   fifo?: boolean
   /** How often a long poll looks again (default 10 ms). */
   pollMs?: number
+  /** stats() also tells oldestAgeSeconds and nextVisibleAt, as the embedded queue does (default true); false: only counts, as SQS. */
+  detailedStats?: boolean
 }
 
 /** What a test can inject or observe on every call. */
 export interface MemoryQueueCall {
-  op: 'send' | 'receive' | 'delete' | 'deleteBatch' | 'changeVisibility' | 'deadLetter'
+  op: 'send' | 'receive' | 'delete' | 'deleteBatch' | 'changeVisibility' | 'release' | 'deadLetter'
   at: number
   detail?: unknown
 }
 
 /**
  * An in-memory Queue with SQS semantics for fast unit tests: visibility timeouts, a fresh receipt
- * handle per receive (stale receipts are errors), receive counts, delays, long polls that wake when
- * a message becomes visible, FIFO groups (one message of a group in flight at a time), dead-letter
- * list, and hooks to make calls fail (`failReceive`) and to observe them (`calls`).
+ * handle per receive (stale receipts are errors), receive counts and attempts (a release does not
+ * count), delays, long polls that wake when a message becomes visible, FIFO groups (only a group's
+ * head is delivered, never while it is hidden), dead-letter list (at receive, reported through
+ * onDead), and hooks to make calls fail (`beforeReceive`) and to observe them (`calls`).
  */
 export class MemoryQueue implements Queue {
   readonly url = 'memory:test'
@@ -56,7 +61,7 @@ export class MemoryQueue implements Queue {
   private closed = false
 
   constructor(options: MemoryQueueOptions = {}) {
-    this.options = {visibilityTimeout: 30, maxReceiveCount: 0, fifo: false, pollMs: 10, ...options}
+    this.options = {visibilityTimeout: 30, maxReceiveCount: 0, fifo: false, pollMs: 10, detailedStats: true, ...options}
   }
 
   private record(op: MemoryQueueCall['op'], detail?: unknown) {
@@ -88,6 +93,7 @@ export class MemoryQueue implements Queue {
       deduplicationId: input.deduplicationId,
       sentAt: new Date(now),
       receiveCount: 0,
+      attempts: 0,
       visibleAt: now + delay,
       delayed: delay > 0,
     }
@@ -117,33 +123,44 @@ export class MemoryQueue implements Queue {
     const now = Date.now()
     const max = Math.min(10, Math.max(1, options.maxMessages ?? 10))
     const visibility = (options.visibilityTimeout ?? this.options.visibilityTimeout) * 1000
-    const busyGroups = new Set(this.messages.filter((m) => m.groupId && m.visibleAt > now && m.receipt).map((m) => m.groupId))
+    // FIFO: only a group's head (its oldest live message), and only when it is visible.
+    const heads = new Set<string>()
     const out: QueueMessage[] = []
     for (const message of [...this.messages]) {
       if (out.length >= max) break
+      const grouped = this.options.fifo && message.groupId !== undefined
+      if (grouped && heads.has(message.groupId!)) continue
+      if (grouped) heads.add(message.groupId!)
       if (message.visibleAt > now) continue
-      if (this.options.fifo && message.groupId && busyGroups.has(message.groupId)) continue
-      if (this.options.maxReceiveCount > 0 && message.receiveCount >= this.options.maxReceiveCount) {
-        this.moveToDead(message, `received ${message.receiveCount} times`)
+      if (this.options.maxReceiveCount > 0 && message.attempts >= this.options.maxReceiveCount) {
+        const reason = `${message.attempts} attempts never finished (maxReceiveCount ${this.options.maxReceiveCount})`
+        this.moveToDead(message, reason)
+        if (grouped) heads.delete(message.groupId!)
+        options.onDead?.(this.toMessage(message, ''), reason)
         continue
       }
       message.receiveCount++
+      message.attempts++
       message.receipt = randomUUID()
       message.visibleAt = now + visibility
       message.delayed = false
-      if (this.options.fifo && message.groupId) busyGroups.add(message.groupId)
-      out.push({
-        id: message.id,
-        body: message.body,
-        receiptHandle: message.receipt,
-        receiveCount: message.receiveCount,
-        sentAt: message.sentAt,
-        groupId: message.groupId,
-        deduplicationId: message.deduplicationId,
-        attributes: {...message.attributes},
-      })
+      out.push(this.toMessage(message, message.receipt))
     }
     return out
+  }
+
+  private toMessage(message: Stored, receiptHandle: string): QueueMessage {
+    return {
+      id: message.id,
+      body: message.body,
+      receiptHandle,
+      receiveCount: message.receiveCount,
+      attempts: message.attempts,
+      sentAt: message.sentAt,
+      groupId: message.groupId,
+      deduplicationId: message.deduplicationId,
+      attributes: {...message.attributes},
+    }
   }
 
   /** The message holding this receipt under a lease that has not lapsed. */
@@ -174,9 +191,14 @@ export class MemoryQueue implements Queue {
     if (failures.length) throw new QueueBatchError('delete', failures)
   }
 
+  /** Handed back never attempted: the receive does not count as an attempt; visible after the delay. */
   async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
-    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
-    await this.changeVisibility(receiptHandle, delaySeconds)
+    this.record('release', {seconds: delaySeconds})
+    const message = this.leased(receiptHandle)
+    message.attempts--
+    message.receipt = undefined
+    message.visibleAt = Date.now() + delaySeconds * 1000
+    message.delayed = delaySeconds > 0
   }
 
   async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
@@ -205,7 +227,7 @@ export class MemoryQueue implements Queue {
     return this.messages
       .filter((m) => m.visibleAt <= now)
       .slice(0, max)
-      .map((m) => ({id: m.id, body: m.body, receiptHandle: '', receiveCount: m.receiveCount, sentAt: m.sentAt, groupId: m.groupId, attributes: {...m.attributes}}))
+      .map((m) => this.toMessage(m, ''))
   }
 
   async stats(): Promise<QueueStats> {
@@ -213,12 +235,21 @@ export class MemoryQueue implements Queue {
     let visible = 0
     let inFlight = 0
     let delayed = 0
+    let nextVisibleAt: number | undefined
+    let oldestSentAt: number | undefined
     for (const m of this.messages) {
       if (m.visibleAt <= now) visible++
       else if (m.delayed) delayed++
       else inFlight++
+      if (m.visibleAt > now) nextVisibleAt = Math.min(nextVisibleAt ?? Number.POSITIVE_INFINITY, m.visibleAt)
+      oldestSentAt = Math.min(oldestSentAt ?? Number.POSITIVE_INFINITY, m.sentAt.getTime())
     }
-    return {visible, inFlight, delayed, dead: this.dead.length}
+    const stats: QueueStats = {visible, inFlight, delayed, dead: this.dead.length}
+    if (this.options.detailedStats) {
+      if (oldestSentAt !== undefined) stats.oldestAgeSeconds = Math.floor((now - oldestSentAt) / 1000)
+      if (nextVisibleAt !== undefined) stats.nextVisibleAt = new Date(nextVisibleAt)
+    }
+    return stats
   }
 
   async purge(): Promise<number> {
@@ -231,6 +262,7 @@ export class MemoryQueue implements Queue {
     const n = this.dead.length
     for (const m of this.dead.splice(0)) {
       m.receiveCount = 0
+      m.attempts = 0
       m.visibleAt = Date.now()
       m.deadReason = undefined
       this.messages.push(m)

@@ -1,5 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
+import {handlerContext} from '../../src/core/consume.js'
 import {silentLogger} from '../../src/core/log.js'
 import type {QueueMessage} from '../../src/core/queue/types.js'
 import type {GitHubClient, PostResult, StatusTarget} from '../../src/status-queue/github.js'
@@ -16,7 +17,7 @@ const message = (text: string, groupId?: string): QueueMessage => ({
   groupId,
   attributes: {},
 })
-const context = {signal: new AbortController().signal, log: silentLogger}
+const context = handlerContext({log: silentLogger})
 const repo = 'git@github.com:acme/web-app.git'
 
 /** A GitHub client that records calls and answers from a script, optionally after a pause. */
@@ -48,7 +49,7 @@ describe('statusHandler', () => {
       handler(message(body(detail({number: 3, state: 'passed', repo, commit: SHA.replace('0', 'f')})), 'g'), context),
       handler(message(body(detail({number: 2, state: 'passed', repo})), 'g'), context),
     ])
-    expect(outcomes.map((o) => o.kind)).toEqual(['done', 'done', 'done', 'done'])
+    expect(outcomes.map((o) => o.kind)).toEqual(['delivered', 'delivered', 'delivered', 'delivered'])
     const inGroup = calls.filter((c) => c.target.sha === SHA).map((c) => c.status.description)
     expect(inGroup).toEqual(['Build #1 is running', 'Build #2 is running', 'Build #2 passed'])
     // the other commit did not wait for the slow first event of this one

@@ -42,7 +42,7 @@ describe('an SQS FIFO queue filled by EventBridge (one static MessageGroupId)', 
       file: {github: {retries: 0, inlineWaitMaxSeconds: 0}},
     })
     const summary = await runStatusQueue(settings, {once: true})
-    expect(summary).toMatchObject({received: 4, done: 3, retried: 1, dead: 0})
+    expect(summary).toMatchObject({received: 4, delivered: 3, retried: 1, dead: 0})
 
     const landed = github.posted.map((p) => `${p.sha[0]}:${p.body.state}`)
     expect(landed.filter((s) => s.startsWith('a:'))).toEqual(['a:pending', 'a:success'])

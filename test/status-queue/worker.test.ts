@@ -85,7 +85,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
       states.map((state, i) => body(i % 2 ? envelope({state, number: i, commit: sha(i), repo: ghRepo('acme', 'web-app')}) : detail({state, number: i, commit: sha(i), repo: ghRepo('acme', 'web-app')}))),
     )
     const summary = await runStatusQueue(settings(url), {once: true})
-    expect(summary).toMatchObject({stoppedBy: 'empty', received: 10, done: 10, dead: 0, retried: 0})
+    expect(summary).toMatchObject({stoppedBy: 'empty', received: 10, delivered: 10, dead: 0, retried: 0})
     const byNumber = new Map(github.posted.map((p) => [p.body.target_url, p]))
     const expected = {passed: 'success', failed: 'failure', canceled: 'error', canceling: 'error', not_run: 'error', skipped: 'error', blocked: 'pending', scheduled: 'pending', started: 'pending', running: 'pending'} as const
     states.forEach((state, i) => {
@@ -116,7 +116,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
     ]
     await sendAll(queue, forms.map(([repo], i) => body(detail({repo, commit: sha(i)}))))
     const summary = await runStatusQueue(settings(url), {once: true})
-    expect(summary).toMatchObject({done: forms.length, dead: 0})
+    expect(summary).toMatchObject({delivered: forms.length, dead: 0})
     expect(github.posted.map((p) => [p.owner, p.repo, p.sha]).sort()).toEqual(forms.map(([, o, r], i) => [o, r, sha(i)]).sort())
     await queue.close()
   })
@@ -137,7 +137,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
     await sendAll(queue, [good[0]!, ...poison.slice(0, 4).map(([b]) => b), good[1]!, ...poison.slice(4).map(([b]) => b), good[2]!])
     const {log, lines} = capture()
     const summary = await runStatusQueue(settings(url), {once: true, log})
-    expect(summary).toMatchObject({received: 10, done: 3, dead: 7, retried: 0})
+    expect(summary).toMatchObject({received: 10, delivered: 3, dead: 7, retried: 0})
     expect(github.posted.map((p) => p.sha).sort()).toEqual([sha(0), sha(1), sha(2)])
     expect(github.attempts).toHaveLength(3)
     const errors = lines.filter((l) => l.level === 'error').map((l) => String(l.msg))
@@ -157,7 +157,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
     ])
     const {log, lines} = capture()
     const summary = await runStatusQueue(settings(url), {once: true, log})
-    expect(summary).toMatchObject({done: 2, dead: 2, retried: 0})
+    expect(summary).toMatchObject({delivered: 2, dead: 2, retried: 0})
     expect(github.attempts).toHaveLength(3)
     expect(github.posted.map((p) => p.repo)).toEqual(['fine'])
     expect(lines.some((l) => /dead-letter: GitHub answered 404/.test(String(l.msg)))).toBe(true)
@@ -190,7 +190,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
     expect(github.posted.filter((p) => p.repo === 'ok').map((p) => p.sha)).toEqual([sha(2), sha(3), sha(4)])
     expect(github.posted.some((p) => p.repo === 'other')).toBe(true)
     expect(github.attempts.filter((a) => a.repo === 'flaky')).toHaveLength(2)
-    expect(summary.done).toBe(4)
+    expect(summary.delivered).toBe(4)
     expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 0, dead: 1})
     await queue.close()
   })
@@ -200,7 +200,7 @@ describe('runStatusQueue (embedded queue → GitHub stand-in)', () => {
     github.script((_post, attempt) => (attempt === 1 ? replies.tooMany(1) : undefined))
     await sendAll(queue, [body(detail({repo: ghRepo('acme', 'web-app'), commit: sha(1)}))])
     const summary = await runUntil(url, () => github.posted.length === 1)
-    expect(summary).toMatchObject({done: 1, retried: 1, dead: 0})
+    expect(summary).toMatchObject({delivered: 1, retried: 1, dead: 0})
     expect(github.attempts).toHaveLength(2)
     await queue.close()
   })

@@ -54,7 +54,7 @@ export default class StatusQueueWork extends CisternCommand<StatusQueueSummary> 
       profile: flags.profile,
     })
     this.print(
-      `posted ${summary.done}, retried ${summary.retried}, dead-lettered ${summary.dead}, released ${summary.released} (queue ${summary.queue})`,
+      `posted ${summary.delivered}, retried ${summary.retried}, dead-lettered ${summary.dead}, released ${summary.released} (queue ${summary.queue})`,
     )
     if (flags.once && (summary.dead > 0 || summary.retried > 0 || summary.errors > 0)) process.exitCode = ExitCode.failure
     return summary

@@ -1,7 +1,8 @@
 import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
 import {CisternError, ExitCode, errorMessage} from './errors.js'
-import {LOG_LEVELS, type LogFormat, type LogLevel, type Logger, createLogger, redact} from './log.js'
+import {LOG_LEVELS, type LogFormat, type LogLevel, type Logger, createLogger} from './log.js'
+import {redact} from './secrets.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof CisternCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>

@@ -5,7 +5,7 @@ import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {CisternCommand} from '../../src/core/command.js'
 import {TargetUnhealthyError, UsageError} from '../../src/core/errors.js'
-import {registerSecret} from '../../src/core/log.js'
+import {registerSecret} from '../../src/core/secrets.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 

@@ -1,6 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
-import {colorLevel, createLogger, displayUrl, redact, registerSecret, silentLogger} from '../../src/core/log.js'
+import {colorLevel, createLogger, displayUrl, silentLogger} from '../../src/core/log.js'
+import {redact, registerSecret} from '../../src/core/secrets.js'
 
 /** A stream that keeps what is written; isTTY as asked. */
 function sink(isTTY = false) {

@@ -349,22 +349,6 @@ function keyText(key: unknown): string | undefined {
   return undefined
 }
 
-// --- flags > environment > config > default ---------------------------------------------------------
-
-/**
- * The first value that is set, in precedence order: `setting(flags.url, env.JENKINS_URL, config.url, 'http://localhost:8080')`.
- * Empty strings count as unset (an exported-but-empty variable should not win over the config file).
- */
-export function setting<T>(...candidates: (T | undefined | null)[]): T | undefined {
-  for (const value of candidates) {
-    if (value === undefined || value === null) continue
-    if (typeof value === 'string' && value === '') continue
-    return value
-  }
-  return undefined
-}
-
-
 // --- config check -----------------------------------------------------------------------------------
 
 export interface ConfigCheckResult {

@@ -63,7 +63,7 @@ export function splitCommand(line: string): string[] {
     const ch = line[i]
     if (ch === "'") {
       const end = line.indexOf("'", i + 1)
-      if (end < 0) throw new Error('unterminated single quote')
+      if (end < 0) throw new UsageError('unterminated single quote')
       word += line.slice(i + 1, end)
       inWord = true
       i = end + 1
@@ -85,10 +85,10 @@ export function splitCommand(line: string): string[] {
         word += c
         i++
       }
-      if (!closed) throw new Error('unterminated double quote')
+      if (!closed) throw new UsageError('unterminated double quote')
       inWord = true
     } else if (ch === '\\') {
-      if (i + 1 >= line.length) throw new Error('a trailing backslash escapes nothing')
+      if (i + 1 >= line.length) throw new UsageError('a trailing backslash escapes nothing')
       if (line[i + 1] !== '\n') {
         word += line[i + 1]
         inWord = true
@@ -112,7 +112,7 @@ export function splitCommand(line: string): string[] {
 const envValue = z.union([z.string(), z.number(), z.boolean()]).transform((value) => String(value))
 
 /** One job as written in YAML: exactly one of `argv` or `command`. */
-export const jobSchema = z
+const jobSchema = z
   .object({
     argv: z.array(z.string().min(1)).min(1).optional(),
     command: z.string().optional(),
@@ -140,8 +140,6 @@ export const jobSchema = z
     }
   })
 
-export type JobYaml = z.input<typeof jobSchema>
-
 /** The jobs mapping (jobs.yml, or the `jobs:` section of cistern.yml), validated into JobSpecs. */
 export const jobsSchema = z
   .record(z.string().min(1), jobSchema)
@@ -164,17 +162,6 @@ export function looksLikeJobs(data: unknown): boolean {
 
 export async function loadJobs(path: string): Promise<JobsConfig> {
   return loadConfig(path, jobsSchema)
-}
-
-/** The named job, or a UsageError naming it and the jobs that exist. */
-export function requireJob(jobs: JobsConfig, name: string, source = 'jobs.yml'): JobSpec {
-  const job = jobs.get(name)
-  if (job) return job
-  const known = [...jobs.keys()].sort()
-  throw new UsageError(
-    `unknown job "${name}" in ${source}`,
-    known.length ? `known jobs: ${known.join(', ')}` : `${source} defines no jobs`,
-  )
 }
 
 // --- runner -----------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@ import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {ConfigError, UsageError} from '../../src/core/errors.js'
-import {type JobSpec, loadJobs, looksLikeJobs, requireJob, runJob, splitCommand} from '../../src/core/jobs.js'
+import {ConfigError} from '../../src/core/errors.js'
+import {type JobSpec, loadJobs, looksLikeJobs, runJob, splitCommand} from '../../src/core/jobs.js'
 import {tempDir} from '../helpers/tmp.js'
 
 const node = process.execPath
@@ -88,19 +88,6 @@ describe('loadJobs', () => {
     await expect(loadJobs(file('g.yml', 'deploy:\n  command: x\n  env:\n    BAD-NAME: 1\n'))).rejects.toThrow(/g\.yml:4 deploy\.env\.BAD-NAME: expected a string matching/)
     await expect(loadJobs(file('h.yml', 'deploy: ./deploy.sh\n'))).rejects.toThrow(/h\.yml:1 deploy: expected a mapping, got "\.\/deploy\.sh"/)
     await expect(loadJobs(join(dir, 'missing.yml'))).rejects.toThrow(ConfigError)
-  })
-
-  it('requireJob names the unknown job and the known ones', async () => {
-    const jobs = await loadJobs(file('jobs2.yml', 'b: {command: x}\na: {command: y}\n'))
-    expect(requireJob(jobs, 'a').argv).toEqual(['y'])
-    let error: unknown
-    try {
-      requireJob(jobs, 'deplyo', 'jobs2.yml')
-    } catch (caught) {
-      error = caught
-    }
-    expect(error).toBeInstanceOf(UsageError)
-    expect((error as UsageError).oneLine).toBe('unknown job "deplyo" in jobs2.yml — known jobs: a, b')
   })
 
   it('looksLikeJobs tells a jobs file from a cistern.yml', () => {

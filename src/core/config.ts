@@ -147,9 +147,10 @@ function explain(issue: ZodIssueLike, prefix: PropertyKey[] = []): Explained {
 function explainUnion(issue: ZodIssueLike, path: PropertyKey[]): Explained {
   const branches = issue.errors ?? []
   if (branches.length === 0) return {path, text: customOr(issue.message, `unexpected value ${describe(issue.input)}`)}
-  const rootTypeOnly = branches.every((branch) => branch.length === 1 && branch[0].code === 'invalid_type' && branch[0].path.length === 0)
-  if (rootTypeOnly) {
-    const names = [...new Set(branches.map((branch) => typeName(branch[0].expected)))]
+  // Every branch refused the value itself (its type, or a literal): say all that would do.
+  const rootOnly = branches.every((branch) => branch.length === 1 && ['invalid_type', 'invalid_value'].includes(branch[0].code) && branch[0].path.length === 0)
+  if (rootOnly) {
+    const names = [...new Set(branches.flatMap((branch) => (branch[0].code === 'invalid_type' ? [typeName(branch[0].expected)] : (branch[0].values ?? []).map((value) => JSON.stringify(value)))))]
     const input = issue.input
     if (input === undefined) return {path, text: `missing; expected ${orList(names)}`}
     return {path, text: `expected ${orList(names)}, got ${describe(input)}`}

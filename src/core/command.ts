@@ -41,7 +41,7 @@ export abstract class CisternCommand<T> extends Command {
     }),
   }
 
-  protected log_!: Logger
+  protected log_?: Logger
   private debugEnabled = false
   private stopController?: AbortController
 
@@ -137,7 +137,7 @@ export abstract class CisternCommand<T> extends Command {
     }
     if (error instanceof Errors.CLIError) {
       // oclif's own errors (unknown flag, missing arg, bad option value) are usage errors: exit 2.
-      const exitCode = error.oclif?.exit && error.oclif.exit > 1 ? (error.oclif.exit as ExitCode) : ExitCode.usage
+      const exitCode = error.oclif.exit && error.oclif.exit > 1 ? (error.oclif.exit as ExitCode) : ExitCode.usage
       return {name: 'UsageError', message: parseErrorLine(errorMessage(error)), fix: this.helpFix(), exitCode}
     }
     if (unreachable) return {name: error.name, message: firstLine(errorMessage(error)), fix: unreachableFix(unreachable), exitCode: ExitCode.unhealthy}
@@ -174,7 +174,7 @@ function parseErrorLine(text: string): string {
   const lines = text
     .split('\n')
     .map((line) => line.trim().replace(/\s+/g, ' '))
-    .filter((line) => line && !/^See more help with/.test(line) && !/^The following errors? occurred:?$/.test(line))
+    .filter((line) => line && !line.startsWith('See more help with') && !/^The following errors? occurred:?$/.test(line))
   return lines.join(' ').replace(/: ?$/, '') || text
 }
 

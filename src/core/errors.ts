@@ -154,7 +154,7 @@ export interface TransportFailure {
   where?: string
 }
 
-const TRANSPORT_CODES: Record<string, TransportFailureKind> = {
+const TRANSPORT_CODES: Partial<Record<string, TransportFailureKind>> = {
   ECONNREFUSED: 'refused',
   EHOSTUNREACH: 'refused',
   ENETUNREACH: 'refused',
@@ -213,8 +213,10 @@ export function transportFailureOf(error: unknown): TransportFailure | undefined
     if (Array.isArray(fields.errors)) queue.push(...(fields.errors as unknown[]))
   }
   const text = /\b(E[A-Z]{4,}|UND_ERR_[A-Z_]+)\b(?: ([\w.:[\]-]+:\d+))?/.exec(errorMessage(error))
-  const kind = text ? TRANSPORT_CODES[text[1] ?? ''] : undefined
-  return kind && text?.[1] ? {kind, code: text[1], ...(text[2] ? {where: text[2]} : {})} : undefined
+  const code = text?.at(1)
+  const kind = code === undefined ? undefined : TRANSPORT_CODES[code]
+  const where = text?.at(2)
+  return kind && code ? {kind, code, ...(where ? {where} : {})} : undefined
 }
 
 /** "connection refused by 127.0.0.1:9", "name not resolved (jenkins.internal)". */

@@ -69,7 +69,7 @@ export function splitCommand(line: string): string[] {
   let inWord = false
   let i = 0
   while (i < line.length) {
-    const ch = line[i]
+    const ch = line.charAt(i)
     if (ch === "'") {
       const end = line.indexOf("'", i + 1)
       if (end < 0) throw new UsageError('unterminated single quote')
@@ -80,13 +80,13 @@ export function splitCommand(line: string): string[] {
       i++
       let closed = false
       while (i < line.length) {
-        const c = line[i]
+        const c = line.charAt(i)
         if (c === '"') {
           closed = true
           i++
           break
         }
-        if (c === '\\' && i + 1 < line.length && '"\\$`\n'.includes(line[i + 1])) {
+        if (c === '\\' && i + 1 < line.length && '"\\$`\n'.includes(line.charAt(i + 1))) {
           if (line[i + 1] !== '\n') word += line[i + 1]
           i += 2
           continue
@@ -364,8 +364,8 @@ export async function runJob(job: JobSpec, options: RunJobOptions = {}): Promise
     let grace: NodeJS.Timeout | undefined
     await Promise.race([reading, new Promise<void>((resolve) => (grace = setTimeout(resolve, OUTPUT_GRACE_MS)))])
     clearTimeout(grace)
-    child.stdout?.destroy()
-    child.stderr?.destroy()
+    child.stdout.destroy()
+    child.stderr.destroy()
     return result({exitCode: first.code, signal: first.signal ?? undefined, timedOut, aborted})
   } finally {
     clearTimeout(timeoutTimer)

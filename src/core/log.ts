@@ -94,13 +94,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
 }
 
+function nothing(): void {
+  // dropped
+}
+
 /** A logger that drops everything: the default for library calls made without one. */
 export const silentLogger: Logger = {
   level: 'error',
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
+  debug: nothing,
+  info: nothing,
+  warn: nothing,
+  error: nothing,
   child() {
     return silentLogger
   },

@@ -12,8 +12,7 @@ export function unsetEmptyVariables(env: NodeJS.ProcessEnv = process.env): strin
   const removed: string[] = []
   for (const [name, value] of Object.entries(env)) {
     if (value === '') {
-      // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- the environment is a map of names
-      delete env[name]
+      Reflect.deleteProperty(env, name)
       removed.push(name)
     }
   }

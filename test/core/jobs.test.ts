@@ -117,7 +117,7 @@ describe('runJob', () => {
     const result = await runJob(echoArgs, {parameters: tricky, env: {EXTRA: 'yes'}, onLine: (line) => lines.push(line)})
     expect(result.exitCode).toBe(0)
     expect(result.startError).toBeUndefined()
-    const seen = JSON.parse(lines[0])
+    const seen = JSON.parse(lines[0]!)
     expect(seen.args).toEqual(tricky)
     expect(JSON.parse(seen.params)).toEqual(tricky)
     expect(seen.p1).toBe('two words')
@@ -282,7 +282,7 @@ describe('secrets never leave through a job (issue 12)', () => {
     all = [...Object.values(fromEnv), readSecretFile(secretFile, {what: 'webhook secret', source: '--webhook-secret-file'}), configured, perJob]
   })
   afterAll(() => {
-    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name]
+    for (const name of Object.keys(process.env)) if (!(name in saved)) Reflect.deleteProperty(process.env, name)
     Object.assign(process.env, saved)
   })
 

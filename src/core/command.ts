@@ -1,8 +1,9 @@
 import {Command, Errors, Flags} from '@oclif/core'
+import {format} from 'node:util'
 
 import {CisternError, ExitCode, FlagValueError, type RunOutcome, StopSignalError, carriesOutcome, describeTransportFailure, errorMessage, type TransportFailure, transportFailureOf} from './errors.js'
 import {LOG_LEVELS, type LogFormat, type LogLevel, type Logger, createLogger} from './log.js'
-import {redact, registerEnvironmentSecrets} from './secrets.js'
+import {maskDeep, maskSecrets, redact, registerEnvironmentSecrets} from './secrets.js'
 import {unsetEmptyVariables} from './settings.js'
 
 /**
@@ -94,6 +95,16 @@ export abstract class CisternCommand<T> extends Command {
   /** Prints for humans only; with --json the returned value is the output. */
   protected print(text: string): void {
     if (!this.jsonEnabled()) this.log(text)
+  }
+
+  /** Every line for humans on stdout goes through the one masking function. */
+  public override log(message = '', ...args: unknown[]): void {
+    super.log(maskSecrets(format(message, ...args)))
+  }
+
+  /** The --json output: the result, every string in it masked. */
+  protected override toSuccessJson(result: unknown): unknown {
+    return maskDeep(result)
   }
 
   public abstract override run(): Promise<T>

@@ -94,6 +94,19 @@ export function redact(value: unknown, extra: readonly string[] = [], depth = 0)
   return value
 }
 
+/**
+ * A deep copy of JSON-like data with every string masked (maskSecrets) and nothing else changed:
+ * what `--json` prints. Values with toJSON (dates) are converted first, as JSON.stringify would.
+ */
+export function maskDeep(value: unknown): unknown {
+  if (typeof value === 'string') return maskSecrets(value)
+  if (typeof value !== 'object' || value === null) return value
+  const plain: unknown = 'toJSON' in value && typeof value.toJSON === 'function' ? (value.toJSON as () => unknown)() : value
+  if (plain !== value) return maskDeep(plain)
+  if (Array.isArray(value)) return value.map((item: unknown) => maskDeep(item))
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, maskDeep(item)]))
+}
+
 function knownSecretsPattern(): RegExp | null {
   knownPattern ??= patternOf([...known])
   return knownPattern

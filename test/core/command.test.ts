@@ -120,6 +120,23 @@ describe('CisternCommand', () => {
     expect(JSON.parse(stdout).error).toMatchObject({name: 'UsageError', exitCode: 2})
   })
 
+  it('never prints a registered secret in a result, for humans or as --json', async () => {
+    class Leaky extends CisternCommand<{nested: {list: string[]; when: Date}}> {
+      async run() {
+        await this.parse(Leaky)
+        this.print('token ghp_resultsecret99 in a line')
+        this.log('%s and %d', 'ghp_resultsecret99', 7)
+        return {nested: {list: ['ghp_resultsecret99', 'plain'], when: new Date(0)}}
+      }
+    }
+    registerSecret('ghp_resultsecret99')
+    expect(await run(Leaky, [])).toBe(0)
+    expect(stdout).toBe('token [redacted] in a line\n[redacted] and 7\n')
+    stdout = ''
+    expect(await run(Leaky, ['--json'])).toBe(0)
+    expect(JSON.parse(stdout)).toEqual({nested: {list: ['[redacted]', 'plain'], when: '1970-01-01T00:00:00.000Z'}})
+  })
+
   it('never prints a registered secret in an error line', async () => {
     registerSecret('ghp_secretsecret42')
     expect(await run(Fails, ['--kind', 'secret', '--json'])).toBe(2)

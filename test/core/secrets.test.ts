@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import {UsageError} from '../../src/core/errors.js'
-import {REDACTED, isSecretVariable, maskSecrets, readSecretFile, redact, registerEnvironmentSecrets, registerSecret} from '../../src/core/secrets.js'
+import {REDACTED, isSecretVariable, maskDeep, maskSecrets, readSecretFile, redact, registerEnvironmentSecrets, registerSecret} from '../../src/core/secrets.js'
 import {tempDir} from '../helpers/tmp.js'
 
 const b64 = (text: string) => Buffer.from(text).toString('base64')
@@ -52,6 +52,18 @@ describe('maskSecrets', () => {
       list: [REDACTED],
       error: {name: 'Error', message: `had ${REDACTED}`},
     })
+  })
+})
+
+describe('maskDeep', () => {
+  it('masks every string at any depth and keeps keys, numbers and structure (what --json prints)', () => {
+    registerSecret('json-output-secret-1')
+    let deep: unknown = 'json-output-secret-1'
+    for (let i = 0; i < 12; i++) deep = {level: i, inner: deep}
+    const masked = JSON.stringify(maskDeep({token: 'visible-by-name', n: 3, ok: true, none: null, deep, at: new Date(0)}))
+    expect(masked).not.toContain('json-output-secret-1')
+    expect(JSON.parse(masked)).toMatchObject({token: 'visible-by-name', n: 3, ok: true, none: null, at: '1970-01-01T00:00:00.000Z'})
+    expect(masked.match(/level/g)).toHaveLength(12)
   })
 })
 

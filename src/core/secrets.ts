@@ -21,6 +21,8 @@ const MIN_ENCODED_RUN = 8
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, CISTERN_HOOKS_TOKEN, GITHUB_WEBHOOK_SECRET, API_KEY…).
  */
 const SECRET_VARIABLE = /TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL/i
+/** …except those that say where a secret is (GITHUB_TOKEN_FILE, AWS_SHARED_CREDENTIALS_FILE): a path is not a secret. */
+const LOCATION_VARIABLE = /_(FILE|PATH|DIR)$/i
 /** A variable named like a secret but holding a short value (`…_TOKEN_ENABLED=true`) is a switch, not a secret. */
 const MIN_VARIABLE_SECRET_LENGTH = 8
 
@@ -50,13 +52,13 @@ export function registerSecret(value: string | undefined): void {
  */
 export function registerEnvironmentSecrets(env: NodeJS.ProcessEnv = process.env): void {
   for (const [name, value] of Object.entries(env)) {
-    if (value !== undefined && value.length >= MIN_VARIABLE_SECRET_LENGTH && SECRET_VARIABLE.test(name)) registerSecret(value)
+    if (value !== undefined && value.length >= MIN_VARIABLE_SECRET_LENGTH && isSecretVariable(name)) registerSecret(value)
   }
 }
 
 /** True when the variable's name says it holds a secret. */
 export function isSecretVariable(name: string): boolean {
-  return SECRET_VARIABLE.test(name)
+  return SECRET_VARIABLE.test(name) && !LOCATION_VARIABLE.test(name)
 }
 
 /**

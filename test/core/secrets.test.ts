@@ -90,7 +90,9 @@ describe('registerEnvironmentSecrets', () => {
     for (const name of ['JENKINS_TOKEN', 'TRAVIS_TOKEN', 'AWS_SESSION_TOKEN', 'DB_PASSWORD', 'npm_config__authToken', 'X_PRIVATE_KEY']) {
       expect(isSecretVariable(name)).toBe(true)
     }
-    for (const name of ['PATH', 'HOME', 'AWS_REGION', 'AWS_PROFILE', 'JENKINS_URL', 'KEYBOARD']) expect(isSecretVariable(name)).toBe(false)
+    for (const name of ['PATH', 'HOME', 'AWS_REGION', 'AWS_PROFILE', 'JENKINS_URL', 'KEYBOARD', 'AWS_SHARED_CREDENTIALS_FILE', 'GITHUB_TOKEN_FILE', 'SECRETS_DIR']) {
+      expect(isSecretVariable(name)).toBe(false)
+    }
   })
 })
 

@@ -1,14 +1,21 @@
-import {Command, Errors, Flags, Interfaces} from '@oclif/core'
+import {Command, Errors, Flags} from '@oclif/core'
+import {format} from 'node:util'
 
-import {CisternError, ExitCode, errorMessage} from './errors.js'
-import {LOG_LEVELS, type LogFormat, type LogLevel, type Logger, createLogger, redact} from './log.js'
-
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof CisternCommand)['baseFlags'] & T['flags']>
-export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+import {CisternError, ExitCode, FlagValueError, type RunOutcome, StopSignalError, carriesOutcome, describeTransportFailure, errorMessage, type TransportFailure, transportFailureOf} from './errors.js'
+import {LOG_LEVELS, type LogFormat, type LogLevel, type Logger, createLogger} from './log.js'
+import {maskDeep, maskSecrets, redact, registerEnvironmentSecrets} from './secrets.js'
+import {unsetEmptyVariables} from './settings.js'
 
 /**
  * The one base command. It gives every command: `--json` (what run() returns is the JSON output),
  * logging flags, `--debug`, the error → exit-code mapping and a stop signal for foreground loops.
+ *
+ * Exit codes are decided here only. A command returns its result; a result that carries a
+ * RunOutcome ({exitCode, problems} among its fields) is printed first, then each problem goes to
+ * stderr as one line and the process exits with the code. A command that cannot go on throws: a
+ * CisternError prints its one line with the fix and exits with its code; a network failure is
+ * exit 3 (a target is unreachable); anything else is a bug, with its stack only under --debug.
+ * Commands never write stderr, call exit() or set process.exitCode themselves.
  */
 export abstract class CisternCommand<T> extends Command {
   static override enableJsonFlag = true
@@ -35,11 +42,15 @@ export abstract class CisternCommand<T> extends Command {
     }),
   }
 
-  protected log_!: Logger
+  protected log_?: Logger
   private debugEnabled = false
   private stopController?: AbortController
 
   public override async init(): Promise<void> {
+    // Before parsing: an empty variable is unset (core/settings.ts), and the values of variables
+    // named like secrets are masked in every line from here on.
+    unsetEmptyVariables()
+    registerEnvironmentSecrets()
     // Known before parsing, so that a parse error is reported with the stack when asked for.
     this.debugEnabled = this.argv.includes('--debug') || isTruthy(process.env.CISTERN_DEBUG)
     await super.init()
@@ -69,7 +80,7 @@ export abstract class CisternCommand<T> extends Command {
         process.exit(130)
       }
       this.logger.info(`${signal} received: stopping after in-flight work`)
-      controller.abort(new Error(signal))
+      controller.abort(new StopSignalError(signal))
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
@@ -86,39 +97,87 @@ export abstract class CisternCommand<T> extends Command {
     if (!this.jsonEnabled()) this.log(text)
   }
 
+  /** Every line for humans on stdout goes through the one masking function. */
+  public override log(message = '', ...args: unknown[]): void {
+    super.log(maskSecrets(format(message, ...args)))
+  }
+
+  /** The --json output: the result, every string in it masked. */
+  protected override toSuccessJson(result: unknown): unknown {
+    return maskDeep(result)
+  }
+
   public abstract override run(): Promise<T>
+
+  /** oclif's run: init, run(), print (--json). Then the outcome a result carries decides the exit code. */
+  protected override async _run<R>(): Promise<R> {
+    const result = await super._run<R>()
+    if (carriesOutcome(result)) this.finish(result)
+    return result
+  }
+
+  /** Each problem as one line on stderr (masked), then the exit code; nothing to do for exit 0. */
+  private finish(outcome: RunOutcome): void {
+    for (const problem of outcome.problems) this.stderr(problem)
+    if (outcome.exitCode !== ExitCode.ok) this.exit(outcome.exitCode)
+  }
 
   protected override async catch(error: Error & {oclif?: {exit?: number}}): Promise<unknown> {
     if (error instanceof Errors.ExitError) throw error
-    let exitCode: ExitCode
-    if (error instanceof CisternError) {
-      exitCode = error.exitCode
-      this.jsonError(error.name, error.message, exitCode, error.fix)
-      this.stderr(`Error: ${error.oneLine}`)
-      if (this.debugEnabled && error.stack) this.stderr(error.stack)
-    } else if (error instanceof Errors.CLIError) {
-      // oclif's own errors (unknown flag, missing arg, bad option value) are usage errors: exit 2.
-      exitCode = error.oclif?.exit && error.oclif.exit > 1 ? (error.oclif.exit as ExitCode) : ExitCode.usage
-      const message = parseErrorLine(errorMessage(error))
-      const fix = this.id ? `see ${this.config.bin} ${this.id.replaceAll(':', ' ')} --help` : undefined
-      this.jsonError('UsageError', message, exitCode, fix)
-      this.stderr(`Error: ${message}${fix ? ` — ${fix}` : ''}`)
-      if (this.debugEnabled && error.stack) this.stderr(error.stack)
+    const report = this.reportOf(error)
+    this.jsonError(report)
+    if (report.bug && this.debugEnabled) {
+      this.stderr(error.stack ?? String(error))
     } else {
-      // Anything else is a bug: one line, and the stack only with --debug.
-      exitCode = ExitCode.failure
-      this.jsonError(error?.name ?? 'Error', errorMessage(error), exitCode)
-      if (this.debugEnabled) this.stderr(error?.stack ?? String(error))
-      else this.stderr(`Error: ${firstLine(errorMessage(error))} (unexpected; run with --debug for the stack)`)
+      const line = report.bug ? `${firstLine(report.message)} (unexpected; run with --debug for the stack)` : report.message
+      this.stderr(`Error: ${line}${report.fix ? ` — ${report.fix}` : ''}`)
+      if (this.debugEnabled && error.stack) this.stderr(error.stack)
     }
-    return this.exit(exitCode)
+    return this.exit(report.exitCode)
+  }
+
+  /** What an error means to the operator: what went wrong, an optional fix, the exit code. */
+  private reportOf(error: Error & {oclif?: {exit?: number}}): ErrorReport {
+    const unreachable = transportFailureOf(error)
+    if (error instanceof CisternError) {
+      const report = {name: error.name, message: error.summary, fix: error.fix, exitCode: error.exitCode}
+      if (error instanceof FlagValueError) return {...report, fix: this.helpFix()}
+      // A failure caused by the network is a target that cannot be reached: exit 3, with a fix.
+      if (unreachable && error.exitCode === ExitCode.failure) return {...report, exitCode: ExitCode.unhealthy, fix: error.fix ?? unreachableFix(unreachable)}
+      return report
+    }
+    if (error instanceof Errors.CLIError) {
+      // oclif's own errors (unknown flag, missing arg, bad option value) are usage errors: exit 2.
+      const exitCode = error.oclif.exit && error.oclif.exit > 1 ? (error.oclif.exit as ExitCode) : ExitCode.usage
+      return {name: 'UsageError', message: parseErrorLine(errorMessage(error)), fix: this.helpFix(), exitCode}
+    }
+    if (unreachable) return {name: error.name, message: firstLine(errorMessage(error)), fix: unreachableFix(unreachable), exitCode: ExitCode.unhealthy}
+    // Anything else is a bug: one line, and the stack only with --debug.
+    return {name: error.name, message: errorMessage(error), exitCode: ExitCode.failure, bug: true}
+  }
+
+  private helpFix(): string | undefined {
+    return this.id ? `see ${this.config.bin} ${this.id.replaceAll(':', ' ')} --help` : undefined
   }
 
   /** With --json the error is also the output: {error: {name, message, fix?, exitCode}} on stdout. */
-  private jsonError(name: string, message: string, exitCode: ExitCode, fix?: string): void {
+  private jsonError({name, message, fix, exitCode}: ErrorReport): void {
     if (!this.jsonEnabled()) return
     this.logJson(redact({error: {name, message, ...(fix ? {fix} : {}), exitCode}}))
   }
+}
+
+interface ErrorReport {
+  name: string
+  message: string
+  fix?: string
+  exitCode: ExitCode
+  /** Not an error the operator can fix: its stack is what --debug prints. */
+  bug?: boolean
+}
+
+function unreachableFix(failure: TransportFailure): string {
+  return `${describeTransportFailure(failure)}: check that the service is up and that its URL or endpoint (AWS_ENDPOINT_URL for AWS) is right`
 }
 
 /** oclif's parse errors span lines ("Missing 1 required arg:\nfile  The file…\nSee more help…"): make one. */
@@ -126,7 +185,7 @@ function parseErrorLine(text: string): string {
   const lines = text
     .split('\n')
     .map((line) => line.trim().replace(/\s+/g, ' '))
-    .filter((line) => line && !/^See more help with/.test(line) && !/^The following errors? occurred:?$/.test(line))
+    .filter((line) => line && !line.startsWith('See more help with') && !/^The following errors? occurred:?$/.test(line))
   return lines.join(' ').replace(/: ?$/, '') || text
 }
 

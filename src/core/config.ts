@@ -25,7 +25,9 @@ export function parseConfig<T>(text: string, schema: ZodType<T>, source: string)
   const result = schema.safeParse(data, {reportInput: true})
   if (result.success) return result.data
   const issues = result.error.issues as unknown as ZodIssueLike[]
-  const first = explain(issues[0])
+  const head = issues.at(0)
+  if (!head) throw new ConfigError(`${source}: does not match its schema`, source)
+  const first = explain(head)
   if (first.unknownKey) first.text += suggestion(schema, first.path)
   const line = lineOf(doc, lines, first.path, first.keyNode)
   const key = first.path.map(String).join('.')
@@ -44,11 +46,11 @@ export function parseYamlText(text: string, source: string): unknown {
 function parseYaml(text: string, source: string): {data: unknown; doc: Document; lines: LineCounter} {
   const lines = new LineCounter()
   const doc = parseDocument(text, {lineCounter: lines, prettyErrors: true, uniqueKeys: true})
-  const syntax = doc.errors[0]
+  const syntax = doc.errors.at(0)
   if (syntax) {
     const line = syntax.linePos?.[0]?.line
     // The library's message repeats the position and a code excerpt on further lines: keep the first.
-    const what = syntax.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')
+    const what = (syntax.message.split('\n').at(0) ?? syntax.message).replace(/ at line \d+, column \d+:?$/, '')
     throw new ConfigError(`${source}:${line ?? 1} invalid YAML: ${what}`, source, line)
   }
   try {
@@ -59,7 +61,7 @@ function parseYaml(text: string, source: string): {data: unknown; doc: Document;
 }
 
 function readProblem(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException)?.code
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
   if (code === 'ENOENT') return 'no such file'
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied'
   if (code === 'EISDIR') return 'it is a directory'
@@ -122,8 +124,9 @@ function explain(issue: ZodIssueLike, prefix: PropertyKey[] = []): Explained {
       return {path, text: `expected a multiple of ${issue.divisor}, got ${describe(issue.input)}`}
     case 'unrecognized_keys': {
       const keys = issue.keys ?? []
+      const only = keys.length === 1 ? keys.at(0) : undefined
       return {
-        path: keys.length === 1 ? [...path, keys[0]] : path,
+        path: only === undefined ? path : [...path, only],
         text: keys.length === 1 ? 'unknown key' : `unknown keys ${keys.map((k) => JSON.stringify(k)).join(', ')}`,
         keyNode: true,
         unknownKey: keys.length === 1,
@@ -145,25 +148,28 @@ function explain(issue: ZodIssueLike, prefix: PropertyKey[] = []): Explained {
 
 /** A union: "expected a string or a list", or the one branch that got furthest. */
 function explainUnion(issue: ZodIssueLike, path: PropertyKey[]): Explained {
-  const branches = issue.errors ?? []
-  if (branches.length === 0) return {path, text: customOr(issue.message, `unexpected value ${describe(issue.input)}`)}
-  const rootTypeOnly = branches.every((branch) => branch.length === 1 && branch[0].code === 'invalid_type' && branch[0].path.length === 0)
-  if (rootTypeOnly) {
-    const names = [...new Set(branches.map((branch) => typeName(branch[0].expected)))]
+  const branches = (issue.errors ?? []).filter((branch) => branch.length > 0)
+  const heads = branches.flatMap((branch) => branch.slice(0, 1))
+  // Every branch refused the value itself (its type, or a literal): say all that would do.
+  const rootOnly = heads.length > 0 && branches.every((branch) => branch.length === 1) && heads.every((head) => ['invalid_type', 'invalid_value'].includes(head.code) && head.path.length === 0)
+  if (rootOnly) {
+    const names = [...new Set(heads.flatMap((head) => (head.code === 'invalid_type' ? [typeName(head.expected)] : (head.values ?? []).map((value) => JSON.stringify(value)))))]
     const input = issue.input
     if (input === undefined) return {path, text: `missing; expected ${orList(names)}`}
     return {path, text: `expected ${orList(names)}, got ${describe(input)}`}
   }
   // The branch whose first problem is deepest got furthest matching the input: explain that one.
-  let best = branches[0]
+  let best: ZodIssueLike[] | undefined
   for (const branch of branches) {
-    if (depth(branch) > depth(best) || (depth(branch) === depth(best) && branch.length < best.length)) best = branch
+    if (!best || depth(branch) > depth(best) || (depth(branch) === depth(best) && branch.length < best.length)) best = branch
   }
-  return explain(best[0], path)
+  const head = best?.at(0)
+  return head ? explain(head, path) : {path, text: customOr(issue.message, `unexpected value ${describe(issue.input)}`)}
 }
 
 function depth(branch: ZodIssueLike[]): number {
-  return branch.length ? branch[0].path.length + (branch[0].code === 'invalid_type' ? 0 : 0.5) : -1
+  const head = branch.at(0)
+  return head ? head.path.length + (head.code === 'invalid_type' ? 0 : 0.5) : -1
 }
 
 function customOr(message: string, fallback: string): string {
@@ -250,7 +256,7 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'a list'
   if (typeof value === 'object') return 'a mapping'
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value)
-  return String(value)
+  return String(value as number | boolean | bigint | symbol)
 }
 
 /** ` — did you mean "spigot"?` for a misspelt key, from the keys the schema knows at that place. */
@@ -261,7 +267,8 @@ function suggestion(schema: unknown, path: PropertyKey[]): string {
   const near = known
     .map((key) => ({key, distance: editDistance(key.toLowerCase(), wrong.toLowerCase())}))
     .filter((item) => item.distance <= Math.max(2, Math.floor(wrong.length / 3)))
-    .sort((a, b) => a.distance - b.distance)[0]
+    .sort((a, b) => a.distance - b.distance)
+    .at(0)
   return near ? `; did you mean "${near.key}"?` : `; expected one of ${known.join(', ')}`
 }
 
@@ -298,18 +305,18 @@ function unwrap(schema: unknown): unknown {
   return node
 }
 
+/** Levenshtein distance, one row at a time (`diagonal` is the previous row's value at j - 1). */
 function editDistance(a: string, b: string): number {
-  const row = Array.from({length: b.length + 1}, (_, i) => i)
+  let row = Array.from({length: b.length + 1}, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]
-    row[0] = i
+    const next = [i]
     for (let j = 1; j <= b.length; j++) {
-      const current = row[j]
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
-      previous = current
+      const diagonal = (row.at(j - 1) ?? 0) + (a.charAt(i - 1) === b.charAt(j - 1) ? 0 : 1)
+      next.push(Math.min((row.at(j) ?? 0) + 1, (next.at(j - 1) ?? 0) + 1, diagonal))
     }
+    row = next
   }
-  return row[b.length]
+  return row.at(b.length) ?? 0
 }
 
 // --- issue path → line number ---------------------------------------------------------------------
@@ -349,22 +356,6 @@ function keyText(key: unknown): string | undefined {
   return undefined
 }
 
-// --- flags > environment > config > default ---------------------------------------------------------
-
-/**
- * The first value that is set, in precedence order: `setting(flags.url, env.JENKINS_URL, config.url, 'http://localhost:8080')`.
- * Empty strings count as unset (an exported-but-empty variable should not win over the config file).
- */
-export function setting<T>(...candidates: (T | undefined | null)[]): T | undefined {
-  for (const value of candidates) {
-    if (value === undefined || value === null) continue
-    if (typeof value === 'string' && value === '') continue
-    return value
-  }
-  return undefined
-}
-
-
 // --- config check -----------------------------------------------------------------------------------
 
 export interface ConfigCheckResult {
@@ -384,9 +375,10 @@ export interface ConfigCheckResult {
  */
 export async function checkConfigFile<K extends string>(
   path: string,
-  options: {kind?: K; detect: (data: unknown) => K; schemas: Record<K, ZodType<unknown>>},
+  options: {kind?: K; detect: (data: unknown) => K; schemas: Record<K, ZodType>},
 ): Promise<ConfigCheckResult> {
-  const names = Object.keys(options.schemas) as K[]
+  // At least one kind: the caller's schemas.
+  const names = Object.keys(options.schemas) as [K, ...K[]]
   const guessFromName = names.find((name) => path.split('/').pop()?.toLowerCase().includes(name)) ?? names[0]
   let kind: K = options.kind ?? guessFromName
   try {

@@ -38,7 +38,7 @@ export function handlerContext(given: Partial<HandlerContext> = {}): HandlerCont
     log: silentLogger,
     judge: new TargetJudge(gates),
     attempt: 1,
-    setLabel: () => {},
+    setLabel: () => undefined,
     ...given,
     gates,
   }

@@ -3,7 +3,7 @@
  * (outcomes), how a target's answer becomes one (TargetJudge), when a target is left alone for a
  * while (TargetGates) and what exit code and problem lines a run ends with (runOutcome).
  */
-import {type CisternError, ExitCode, type RunOutcome} from './errors.js'
+import {type CisternError, type TransportFailureKind, transportFailureOf} from './errors.js'
 import {type Logger, silentLogger} from './log.js'
 import {type BackoffOptions, backoffDelay, seconds} from './loop.js'
 
@@ -74,63 +74,21 @@ export function isOutcome(value: unknown): value is Outcome {
   return typeof value === 'object' && value !== null && KINDS.has((value as {kind?: unknown}).kind)
 }
 
-// --- a run's exit code ----------------------------------------------------------------------------
-
-/** One reason a run did not end well: a line for the operator and the exit code it calls for. */
-export interface Problem {
-  exitCode: Exclude<ExitCode, 0>
-  line: string
-}
-
-/** When several apply, the most specific wins: 2 (usage/config), then 3 (a target), then 1. */
-const PRECEDENCE: ExitCode[] = [ExitCode.usage, ExitCode.unhealthy, ExitCode.failure, ExitCode.ok]
-
-export function mostSpecificExitCode(codes: Iterable<ExitCode>): ExitCode {
-  let best: ExitCode = ExitCode.ok
-  for (const code of codes) if (PRECEDENCE.indexOf(code) < PRECEDENCE.indexOf(best)) best = code
-  return best
-}
-
-/** The run's exit code and its problem lines, the one that decided the code first. */
-export function runOutcome(problems: Problem[]): RunOutcome {
-  const ordered = [...problems].sort((a, b) => PRECEDENCE.indexOf(a.exitCode) - PRECEDENCE.indexOf(b.exitCode))
-  return {exitCode: mostSpecificExitCode(ordered.map((problem) => problem.exitCode)), problems: ordered.map((problem) => problem.line)}
-}
-
 // --- target answers → outcomes ------------------------------------------------------------------
 
 /** How a request failed before any answer. */
-export type TransportError = 'refused' | 'reset' | 'dns' | 'timeout'
+/** How a request failed without an answer (refused, reset, dns, timeout, tls). */
+export type TransportError = TransportFailureKind
 
 /** What a target answered: an HTTP status, or a transport error. */
 export type TargetAnswer = {status: number; detail?: string; retryAfterSeconds?: number} | {error: TransportError; detail?: string}
 
-const TRANSPORT_CODES: Record<string, TransportError> = {
-  ECONNREFUSED: 'refused',
-  ECONNRESET: 'reset',
-  EPIPE: 'reset',
-  ECONNABORTED: 'reset',
-  UND_ERR_SOCKET: 'reset',
-  UND_ERR_CLOSED: 'reset',
-  ENOTFOUND: 'dns',
-  EAI_AGAIN: 'dns',
-  ETIMEDOUT: 'timeout',
-  UND_ERR_CONNECT_TIMEOUT: 'timeout',
-  UND_ERR_HEADERS_TIMEOUT: 'timeout',
-  UND_ERR_BODY_TIMEOUT: 'timeout',
-}
-
-/** The transport error behind a failed request (node:http, undici, fetch; causes are followed), if it is one. */
+/** The transport error behind a failed request (node:http, undici, fetch, the AWS SDK; causes are followed), if it is one. */
 export function transportErrorKind(error: unknown): TransportError | undefined {
-  for (let cause = error, depth = 0; cause && depth < 5; cause = (cause as {cause?: unknown}).cause, depth++) {
-    const {code, name} = cause as {code?: unknown; name?: unknown}
-    if (typeof code === 'string' && code in TRANSPORT_CODES) return TRANSPORT_CODES[code]
-    if (name === 'TimeoutError') return 'timeout'
-  }
-  return undefined
+  return transportFailureOf(error)?.kind
 }
 
-const TRANSPORT_TEXT: Record<TransportError, string> = {refused: 'connection refused', reset: 'connection reset', dns: 'host not found', timeout: 'timed out'}
+const TRANSPORT_TEXT: Record<TransportError, string> = {refused: 'connection refused', reset: 'connection reset', dns: 'host not found', timeout: 'timed out', tls: 'TLS handshake failed'}
 const CREDENTIAL_STATUSES = new Set([401, 403, 407])
 const TRANSIENT_STATUSES = new Set([408, 429])
 
@@ -204,7 +162,7 @@ export class TargetJudge {
       return dead(`${what} again, while it accepted other messages`)
     }
     let streak = this.streaks.get(target)
-    if (!streak || streak.status !== status || streak.successes !== successes) {
+    if (streak?.status !== status || streak.successes !== successes) {
       streak = {status, successes, messages: new Set()}
       this.streaks.set(target, streak)
     }
@@ -301,7 +259,7 @@ export class TargetGates {
   /** Milliseconds until the gate opens (0: open). A target given up stays closed for a back-off cap at a time. */
   retryInMs(key: string): number {
     const gate = this.gates.get(key)
-    if (!gate || gate.downSince === undefined) return 0
+    if (gate?.downSince === undefined) return 0
     if (this.givenUp(key)) return Math.max(gate.closedUntil - this.now(), this.backoff.maxMs)
     return Math.max(0, gate.closedUntil - this.now())
   }
@@ -312,7 +270,7 @@ export class TargetGates {
    */
   changesInMs(key: string): number | undefined {
     const gate = this.gates.get(key)
-    if (!gate || gate.downSince === undefined || this.givenUp(key)) return undefined
+    if (gate?.downSince === undefined || this.givenUp(key)) return undefined
     const opens = Math.max(0, gate.closedUntil - this.now())
     return this.once ? Math.min(opens, Math.max(0, gate.downSince + this.giveUpAfterMs - this.now())) : opens
   }
@@ -320,7 +278,7 @@ export class TargetGates {
   /** One-shot: down for giveUpAfterMs with no success, or refusing the credentials. Loops never give up. */
   givenUp(key: string): boolean {
     const gate = this.gates.get(key)
-    if (!this.once || !gate || gate.downSince === undefined) return false
+    if (!this.once || gate?.downSince === undefined) return false
     const given = gate.credentials || this.now() - gate.downSince >= this.giveUpAfterMs
     if (given && !gate.givenUpLogged) {
       gate.givenUpLogged = true

@@ -62,7 +62,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     try {
       const extra = (await options.health?.()) ?? {}
       const ok = extra.ok !== false
-      return reply.code(ok ? 200 : 503).send({ok, ...extra})
+      return await reply.code(ok ? 200 : 503).send({ok, ...extra})
     } catch (error) {
       return reply.code(503).send({ok: false, error: (error as Error).message})
     }

@@ -5,6 +5,7 @@ import {z} from 'zod'
 
 import {loadConfig} from './config.js'
 import {UsageError, errorMessage} from './errors.js'
+import {maskSecrets, registerEnvironmentSecrets} from './secrets.js'
 
 /** One job of jobs.yml. */
 export interface JobSpec {
@@ -12,6 +13,12 @@ export interface JobSpec {
   /** argv: the program and its fixed arguments (a `command:` string is split without a shell). */
   argv: string[]
   env?: Record<string, string>
+  /**
+   * Variables the job takes from cistern's own environment (jobs.yml `inheritEnv:`): names, or
+   * prefixes ending in `*` (`AWS_*`); `all` passes the whole environment, secrets included — what
+   * Bang!'s listener did. Unset: only the base (see jobEnvironment).
+   */
+  inheritEnv?: string[] | 'all'
   cwd?: string
   /** Seconds; SIGTERM at the deadline, SIGKILL a grace period later. */
   timeoutSeconds?: number
@@ -22,14 +29,16 @@ export type JobsConfig = Map<string, JobSpec>
 export interface RunJobOptions {
   /** Appended to argv, and exposed as CISTERN_PARAMS (JSON array) and CISTERN_PARAM_1..N. */
   parameters?: string[]
-  /** Extra environment (added to process.env and the job's env). */
+  /** The variables that describe the request (CISTERN_REQUEST_ID, CISTERN_HOOKS_TASK, CP_JOB_ID…): over the job's own env. */
   env?: Record<string, string>
+  /** Values to mask in this job's output besides every secret cistern knows (one job's own credentials). */
+  mask?: string[]
   cwd?: string
   timeoutSeconds?: number
   /** Aborting kills the job (SIGTERM, then SIGKILL after killGraceMs). */
   signal?: AbortSignal
   killGraceMs?: number
-  /** Each output line, in order, as it arrives. */
+  /** Each output line, in order, as it arrives, secrets masked. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void
   /** How many trailing lines to keep in the result (default 20). */
   keepLines?: number
@@ -40,7 +49,7 @@ export interface JobResult {
   signal?: string
   timedOut: boolean
   aborted: boolean
-  /** Last lines of combined output, in order. */
+  /** Last lines of combined output, in order, secrets masked. */
   lastLines: string[]
   durationMs: number
   /** Could not start (ENOENT…): the message. */
@@ -60,10 +69,10 @@ export function splitCommand(line: string): string[] {
   let inWord = false
   let i = 0
   while (i < line.length) {
-    const ch = line[i]
+    const ch = line.charAt(i)
     if (ch === "'") {
       const end = line.indexOf("'", i + 1)
-      if (end < 0) throw new Error('unterminated single quote')
+      if (end < 0) throw new UsageError('unterminated single quote')
       word += line.slice(i + 1, end)
       inWord = true
       i = end + 1
@@ -71,13 +80,13 @@ export function splitCommand(line: string): string[] {
       i++
       let closed = false
       while (i < line.length) {
-        const c = line[i]
+        const c = line.charAt(i)
         if (c === '"') {
           closed = true
           i++
           break
         }
-        if (c === '\\' && i + 1 < line.length && '"\\$`\n'.includes(line[i + 1])) {
+        if (c === '\\' && i + 1 < line.length && '"\\$`\n'.includes(line.charAt(i + 1))) {
           if (line[i + 1] !== '\n') word += line[i + 1]
           i += 2
           continue
@@ -85,10 +94,10 @@ export function splitCommand(line: string): string[] {
         word += c
         i++
       }
-      if (!closed) throw new Error('unterminated double quote')
+      if (!closed) throw new UsageError('unterminated double quote')
       inWord = true
     } else if (ch === '\\') {
-      if (i + 1 >= line.length) throw new Error('a trailing backslash escapes nothing')
+      if (i + 1 >= line.length) throw new UsageError('a trailing backslash escapes nothing')
       if (line[i + 1] !== '\n') {
         word += line[i + 1]
         inWord = true
@@ -111,12 +120,21 @@ export function splitCommand(line: string): string[] {
 
 const envValue = z.union([z.string(), z.number(), z.boolean()]).transform((value) => String(value))
 
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * jobs.yml `inheritEnv:`: `all`, or a list of variable names and `PREFIX_*` patterns. Exported for
+ * job forms defined elsewhere (the listener's bang-stacks jobs).
+ */
+export const inheritEnvSchema = z.union([z.literal('all'), z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/))])
+
 /** One job as written in YAML: exactly one of `argv` or `command`. */
-export const jobSchema = z
+const jobSchema = z
   .object({
     argv: z.array(z.string().min(1)).min(1).optional(),
     command: z.string().optional(),
-    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), envValue).optional(),
+    env: z.record(z.string().regex(VARIABLE_NAME), envValue).optional(),
+    inheritEnv: inheritEnvSchema.optional(),
     cwd: z.string().min(1).optional(),
     timeout: z.number().positive().optional(),
     description: z.string().optional(),
@@ -140,8 +158,6 @@ export const jobSchema = z
     }
   })
 
-export type JobYaml = z.input<typeof jobSchema>
-
 /** The jobs mapping (jobs.yml, or the `jobs:` section of cistern.yml), validated into JobSpecs. */
 export const jobsSchema = z
   .record(z.string().min(1), jobSchema)
@@ -150,6 +166,7 @@ export const jobsSchema = z
 function toSpec(name: string, job: z.output<typeof jobSchema>): JobSpec {
   const spec: JobSpec = {name, argv: job.argv ?? splitCommand(job.command ?? '')}
   if (job.env) spec.env = job.env
+  if (job.inheritEnv) spec.inheritEnv = job.inheritEnv
   if (job.cwd) spec.cwd = job.cwd
   if (job.timeout !== undefined) spec.timeoutSeconds = job.timeout
   return spec
@@ -166,15 +183,38 @@ export async function loadJobs(path: string): Promise<JobsConfig> {
   return loadConfig(path, jobsSchema)
 }
 
-/** The named job, or a UsageError naming it and the jobs that exist. */
-export function requireJob(jobs: JobsConfig, name: string, source = 'jobs.yml'): JobSpec {
-  const job = jobs.get(name)
-  if (job) return job
-  const known = [...jobs.keys()].sort()
-  throw new UsageError(
-    `unknown job "${name}" in ${source}`,
-    known.length ? `known jobs: ${known.join(', ')}` : `${source} defines no jobs`,
-  )
+// --- environment ------------------------------------------------------------------------------------
+
+/** What every program expects to find, taken from cistern's own environment when it has them. */
+export const BASE_VARIABLES = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'] as const
+
+/**
+ * A job's environment is built, not inherited (issue 12), in this order, later wins:
+ *   1. the base: PATH, HOME, USER, LOGNAME, LANG, LC_ALL, TZ, TMPDIR, as cistern has them;
+ *   2. what the job names in jobs.yml `inheritEnv:` — names, `PREFIX_*` patterns, or `all` (the
+ *      whole environment, as Bang!'s listener passed it: the way to keep that behaviour, explicitly);
+ *   3. the job's own `env:`;
+ *   4. the variables that describe the request (`request`: CISTERN_REQUEST_ID, CISTERN_HOOKS_*,
+ *      CP_*, CISTERN_PARAMS…), which a job's config cannot override.
+ * So cistern's own secrets (GitHub, Jenkins and Travis tokens, AWS keys, the webhook secret, the
+ * hooks API token) reach a job only when the job names them.
+ */
+export function jobEnvironment(job: Pick<JobSpec, 'env' | 'inheritEnv'>, request: Record<string, string> = {}, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {}
+  const take = (name: string) => {
+    const value = parent[name]
+    if (value !== undefined) env[name] = value
+  }
+  for (const name of BASE_VARIABLES) take(name)
+  if (job.inheritEnv === 'all') {
+    for (const name of Object.keys(parent)) take(name)
+  } else {
+    for (const wanted of job.inheritEnv ?? []) {
+      if (!wanted.endsWith('*')) take(wanted)
+      else for (const name of Object.keys(parent)) if (name.startsWith(wanted.slice(0, -1))) take(name)
+    }
+  }
+  return {...env, ...job.env, ...request}
 }
 
 // --- runner -----------------------------------------------------------------------------------------
@@ -208,9 +248,11 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /**
- * Run a job without a shell. Parameters are appended to argv and exposed as CISTERN_PARAMS (JSON)
- * and CISTERN_PARAM_1..N. The job runs in its own process group so a timeout or abort kills what
- * it started too: SIGTERM, then SIGKILL after killGraceMs. Never throws for a job that fails.
+ * Run a job without a shell, in the environment jobEnvironment() builds. Parameters are appended
+ * to argv and exposed as CISTERN_PARAMS (JSON) and CISTERN_PARAM_1..N. Every line of its output is
+ * masked (every secret cistern knows, and options.mask) before any caller sees it. The job runs in
+ * its own process group so a timeout or abort kills what it started too: SIGTERM, then SIGKILL
+ * after killGraceMs. Never throws for a job that fails.
  */
 export async function runJob(job: JobSpec, options: RunJobOptions = {}): Promise<JobResult> {
   const started = Date.now()
@@ -241,14 +283,18 @@ export async function runJob(job: JobSpec, options: RunJobOptions = {}): Promise
 
   const paramEnv: Record<string, string> = {CISTERN_PARAMS: JSON.stringify(parameters)}
   parameters.forEach((value, index) => (paramEnv[`CISTERN_PARAM_${index + 1}`] = value))
+  // Whatever the job could print from cistern's environment or its own env: known before it runs.
+  registerEnvironmentSecrets(process.env)
+  if (job.env) registerEnvironmentSecrets(job.env)
+  const extraMask = options.mask ?? []
 
   const {execa} = await import('execa')
   const [file, ...args] = job.argv
   const child = execa(file, [...args, ...parameters], {
     shell: false,
     cwd,
-    env: {...job.env, ...options.env, ...paramEnv},
-    extendEnv: true,
+    env: jobEnvironment(job, {...options.env, ...paramEnv}),
+    extendEnv: false,
     stdin: 'ignore',
     buffer: false,
     reject: false,
@@ -257,7 +303,8 @@ export async function runJob(job: JobSpec, options: RunJobOptions = {}): Promise
     windowsHide: true,
   })
 
-  const onLine = (line: string, stream: 'stdout' | 'stderr') => {
+  const onLine = (raw: string, stream: 'stdout' | 'stderr') => {
+    const line = maskSecrets(raw, extraMask)
     if (keep > 0) {
       lastLines.push(line)
       if (lastLines.length > keep) lastLines.shift()
@@ -310,15 +357,15 @@ export async function runJob(job: JobSpec, options: RunJobOptions = {}): Promise
       if (outcome.failed && outcome.exitCode === undefined && outcome.signal === undefined) {
         // Spawn failure (ENOENT, EACCES): say which command.
         const code = (outcome as {code?: string}).code
-        return result({startError: code === 'ENOENT' ? `${file}: command not found` : outcome.shortMessage || outcome.message})
+        return result({startError: maskSecrets(code === 'ENOENT' ? `${file}: command not found` : outcome.shortMessage ?? outcome.message ?? 'could not start', extraMask)})
       }
       return result({exitCode: outcome.exitCode ?? null, signal: outcome.signal, timedOut, aborted})
     }
     let grace: NodeJS.Timeout | undefined
     await Promise.race([reading, new Promise<void>((resolve) => (grace = setTimeout(resolve, OUTPUT_GRACE_MS)))])
     clearTimeout(grace)
-    child.stdout?.destroy()
-    child.stderr?.destroy()
+    child.stdout.destroy()
+    child.stderr.destroy()
     return result({exitCode: first.code, signal: first.signal ?? undefined, timedOut, aborted})
   } finally {
     clearTimeout(timeoutTimer)

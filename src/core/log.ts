@@ -1,5 +1,7 @@
 import {Chalk, supportsColorStderr} from 'chalk'
 
+import * as masking from './secrets.js'
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 export type LogFormat = 'human' | 'json'
 export type LogFields = Record<string, unknown>
@@ -44,50 +46,18 @@ export function colorLevel(stream: {isTTY?: boolean}, env: NodeJS.ProcessEnv = p
 const ORDER: Record<LogLevel, number> = {debug: 10, info: 20, warn: 30, error: 40}
 export const LOG_LEVELS = Object.keys(ORDER) as LogLevel[]
 
-// Field names whose values are never written, whatever they hold.
-const SECRET_KEY = /secret|token|password|passwd|credential|authorization|api[-_]?key|session|private/i
-const REDACTED = '[redacted]'
-
-/** Secret values registered process-wide (read from env/files at start-up) are masked in every line. */
-const knownSecrets = new Set<string>()
-export function registerSecret(value: string | undefined): void {
-  if (value && value.length >= 4) knownSecrets.add(value)
-}
-
-// Credentials inside URLs (https://user:pass@host, ?token=…) are masked even when nobody registered them.
-const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^/@\s:]+):[^/@\s]+@/gi
-const SECRET_QUERY = /([?&](?:access_token|token|api[-_]?key|apikey|secret|password|sig|signature|x-amz-signature|x-amz-security-token)=)[^&\s"']+/gi
-
-function maskString(text: string, extra: string[]): string {
-  let out = text.replace(URL_PASSWORD, `$1:${REDACTED}@`).replace(SECRET_QUERY, `$1${REDACTED}`)
-  for (const secret of [...knownSecrets, ...extra]) {
-    if (secret && out.includes(secret)) out = out.split(secret).join(REDACTED)
-  }
-  return out
-}
-
-/** Deep copy with secret-named keys and known secret values removed. */
-export function redact(value: unknown, extra: string[] = [], depth = 0): unknown {
-  if (depth > 6) return '[deep]'
-  if (typeof value === 'string') return maskString(value, extra)
-  if (value instanceof Error) return {name: value.name, message: maskString(value.message, extra)}
-  if (Array.isArray(value)) return value.map((item) => redact(item, extra, depth + 1))
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {}
-    for (const [key, item] of Object.entries(value)) {
-      out[key] = SECRET_KEY.test(key) ? REDACTED : redact(item, extra, depth + 1)
-    }
-    return out
-  }
-  return value
-}
+// Kept for the pieces until they import from core/secrets.js, where masking moved.
+/** @deprecated import registerSecret from core/secrets.js */
+export const registerSecret = masking.registerSecret
+/** @deprecated import redact from core/secrets.js */
+export const redact = masking.redact
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const stream = options.stream ?? process.stderr
   const level = options.level ?? 'info'
   const format = options.format ?? (stream.isTTY ? 'human' : 'json')
   const base = options.fields ?? {}
-  const secrets = options.secrets ?? []
+  const extraSecrets = options.secrets ?? []
 
   const chalk = new Chalk({level: options.color === undefined ? colorLevel(stream) : options.color ? colorLevel({isTTY: true}, {}) || 1 : 0})
   const colour: Record<LogLevel, (s: string) => string> = {
@@ -99,8 +69,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
   function write(at: LogLevel, message: string, fields?: LogFields) {
     if (ORDER[at] < ORDER[level]) return
-    const merged = redact({...base, ...fields}, secrets) as LogFields
-    const msg = maskString(message, secrets)
+    const merged = masking.redact({...base, ...fields}, extraSecrets) as LogFields
+    const msg = masking.maskSecrets(message, extraSecrets)
     if (format === 'json') {
       const line: LogFields = {time: new Date().toISOString(), level: at, msg}
       // A field may not overwrite the line's own time/level/msg.
@@ -124,13 +94,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
 }
 
+function nothing(): void {
+  // dropped
+}
+
 /** A logger that drops everything: the default for library calls made without one. */
 export const silentLogger: Logger = {
   level: 'error',
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
+  debug: nothing,
+  info: nothing,
+  warn: nothing,
+  error: nothing,
   child() {
     return silentLogger
   },

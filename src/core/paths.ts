@@ -7,6 +7,8 @@ import {join} from 'node:path'
  */
 export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.CISTERN_DATA_DIR) return env.CISTERN_DATA_DIR
+  // XDG: an empty XDG_DATA_HOME counts as unset, whoever calls this.
+  // eslint-disable-next-line @typescript-eslint/prefer-nullish-coalescing
   const xdg = env.XDG_DATA_HOME || join(homedir(), '.local', 'share')
   return join(xdg, 'cistern')
 }

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {z} from 'zod'
 
-import {loadConfig, parseConfig, parseYamlText, setting} from '../../src/core/config.js'
+import {loadConfig, parseConfig, parseYamlText} from '../../src/core/config.js'
 import {ConfigError} from '../../src/core/errors.js'
 import {tempDir} from '../helpers/tmp.js'
 
@@ -122,16 +122,5 @@ describe('loadConfig', () => {
       chmodSync(locked, 0o000)
       await expect(loadConfig(locked, schema)).rejects.toThrow(/cannot read the config file \(permission denied\)/)
     }
-  })
-})
-
-describe('setting', () => {
-  it('takes flags over env over config over the default, skipping empty strings', () => {
-    expect(setting('flag', 'env', 'config', 'default')).toBe('flag')
-    expect(setting(undefined, 'env', 'config', 'default')).toBe('env')
-    expect(setting(undefined, '', 'config', 'default')).toBe('config')
-    expect(setting<string>(undefined, undefined, null, 'default')).toBe('default')
-    expect(setting<number>(undefined, 0, 5)).toBe(0)
-    expect(setting<string>()).toBeUndefined()
   })
 })

@@ -8,15 +8,13 @@ import {
   dead,
   delivered,
   isOutcome,
-  mostSpecificExitCode,
   released,
   retry,
-  runOutcome,
   stop,
   targetDown,
   transportErrorKind,
 } from '../../src/core/delivery.js'
-import {CisternError, ExitCode, UsageError} from '../../src/core/errors.js'
+import {CisternError, ExitCode, UsageError, mostSpecificExitCode, runOutcome} from '../../src/core/errors.js'
 import {type LogFields, type Logger, createLogger} from '../../src/core/log.js'
 
 /** A clock the test moves. */

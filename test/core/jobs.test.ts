@@ -1,9 +1,10 @@
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {ConfigError, UsageError} from '../../src/core/errors.js'
-import {type JobSpec, loadJobs, looksLikeJobs, requireJob, runJob, splitCommand} from '../../src/core/jobs.js'
+import {ConfigError} from '../../src/core/errors.js'
+import {BASE_VARIABLES, type JobSpec, jobEnvironment, loadJobs, looksLikeJobs, runJob, splitCommand} from '../../src/core/jobs.js'
+import {readSecretFile, registerSecret} from '../../src/core/secrets.js'
 import {tempDir} from '../helpers/tmp.js'
 
 const node = process.execPath
@@ -76,6 +77,12 @@ describe('loadJobs', () => {
     expect(jobs.get('notify')).toEqual({name: 'notify', argv: ['notify', '--text', 'build done', 'a b']})
   })
 
+  it('reads inheritEnv: a list of names and PREFIX_* patterns, or all', async () => {
+    const jobs = await loadJobs(file('inherit.yml', 'aws:\n  command: x\n  inheritEnv: [AWS_PROFILE, AWS_*]\nbang:\n  command: y\n  inheritEnv: all\n'))
+    expect(jobs.get('aws')?.inheritEnv).toEqual(['AWS_PROFILE', 'AWS_*'])
+    expect(jobs.get('bang')?.inheritEnv).toBe('all')
+  })
+
   it('explains bad jobs with file, line and key', async () => {
     await expect(loadJobs(file('a.yml', 'deploy:\n  argv: []\n'))).rejects.toThrow(/a\.yml:2 deploy\.argv: expected at least 1 item, got a list$/)
     await expect(loadJobs(file('b.yml', 'ok:\n  argv: [x]\ndeploy:\n  cwd: /tmp\n'))).rejects.toThrow(
@@ -87,20 +94,11 @@ describe('loadJobs', () => {
     await expect(loadJobs(file('f.yml', 'deploy:\n  command: x\n  timout: 5\n'))).rejects.toThrow(/f\.yml:3 deploy\.timout: unknown key; did you mean "timeout"\?/)
     await expect(loadJobs(file('g.yml', 'deploy:\n  command: x\n  env:\n    BAD-NAME: 1\n'))).rejects.toThrow(/g\.yml:4 deploy\.env\.BAD-NAME: expected a string matching/)
     await expect(loadJobs(file('h.yml', 'deploy: ./deploy.sh\n'))).rejects.toThrow(/h\.yml:1 deploy: expected a mapping, got "\.\/deploy\.sh"/)
+    await expect(loadJobs(file('i.yml', 'deploy:\n  command: x\n  inheritEnv: yes\n'))).rejects.toThrow(/i\.yml:3 deploy\.inheritEnv: expected "all" or a list, got "yes"$/)
+    await expect(loadJobs(file('j.yml', 'deploy:\n  command: x\n  inheritEnv:\n    - AWS_REGION\n    - BAD-NAME\n'))).rejects.toThrow(
+      /j\.yml:5 deploy\.inheritEnv\.1: expected a string matching .*, got "BAD-NAME"$/,
+    )
     await expect(loadJobs(join(dir, 'missing.yml'))).rejects.toThrow(ConfigError)
-  })
-
-  it('requireJob names the unknown job and the known ones', async () => {
-    const jobs = await loadJobs(file('jobs2.yml', 'b: {command: x}\na: {command: y}\n'))
-    expect(requireJob(jobs, 'a').argv).toEqual(['y'])
-    let error: unknown
-    try {
-      requireJob(jobs, 'deplyo', 'jobs2.yml')
-    } catch (caught) {
-      error = caught
-    }
-    expect(error).toBeInstanceOf(UsageError)
-    expect((error as UsageError).oneLine).toBe('unknown job "deplyo" in jobs2.yml — known jobs: a, b')
   })
 
   it('looksLikeJobs tells a jobs file from a cistern.yml', () => {
@@ -119,7 +117,7 @@ describe('runJob', () => {
     const result = await runJob(echoArgs, {parameters: tricky, env: {EXTRA: 'yes'}, onLine: (line) => lines.push(line)})
     expect(result.exitCode).toBe(0)
     expect(result.startError).toBeUndefined()
-    const seen = JSON.parse(lines[0])
+    const seen = JSON.parse(lines[0]!)
     expect(seen.args).toEqual(tricky)
     expect(JSON.parse(seen.params)).toEqual(tricky)
     expect(seen.p1).toBe('two words')
@@ -220,5 +218,111 @@ describe('runJob', () => {
     expect(result.exitCode).toBe(0)
     expect(result.lastLines).toEqual(['main'])
     expect(result.durationMs).toBeLessThan(4000)
+  })
+})
+
+describe('jobEnvironment', () => {
+  const parent = {
+    PATH: '/usr/bin:/bin',
+    HOME: '/home/ci',
+    USER: 'ci',
+    LANG: 'C.UTF-8',
+    TZ: 'UTC',
+    AWS_REGION: 'eu-west-1',
+    AWS_PROFILE: 'deploy',
+    AWS_SECRET_ACCESS_KEY: 'aws-secret',
+    GITHUB_TOKEN: 'ghp_x',
+    EXTRA: 'x',
+  }
+
+  it('is the base and the request only, unless the job names more', () => {
+    expect(jobEnvironment({}, {CISTERN_REQUEST_ID: 'r-1'}, parent)).toEqual({PATH: '/usr/bin:/bin', HOME: '/home/ci', USER: 'ci', LANG: 'C.UTF-8', TZ: 'UTC', CISTERN_REQUEST_ID: 'r-1'})
+    expect(BASE_VARIABLES).toEqual(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'])
+  })
+
+  it('adds named variables and prefixes; all is the whole environment', () => {
+    expect(jobEnvironment({inheritEnv: ['AWS_PROFILE', 'MISSING']}, {}, parent)).toMatchObject({AWS_PROFILE: 'deploy'})
+    expect(jobEnvironment({inheritEnv: ['AWS_PROFILE']}, {}, parent)).not.toHaveProperty('AWS_REGION')
+    expect(Object.keys(jobEnvironment({inheritEnv: ['AWS_*']}, {}, parent)).filter((name) => name.startsWith('AWS_')).sort()).toEqual(['AWS_PROFILE', 'AWS_REGION', 'AWS_SECRET_ACCESS_KEY'])
+    expect(jobEnvironment({inheritEnv: 'all'}, {}, parent)).toEqual(parent)
+  })
+
+  it("the job's env beats what it inherits; the request beats both", () => {
+    const env = jobEnvironment({inheritEnv: ['EXTRA'], env: {EXTRA: 'from-job', CISTERN_REQUEST_ID: 'spoofed', PATH: '/opt/bin'}}, {CISTERN_REQUEST_ID: 'r-2'}, parent)
+    expect(env).toMatchObject({EXTRA: 'from-job', CISTERN_REQUEST_ID: 'r-2', PATH: '/opt/bin'})
+  })
+})
+
+describe('secrets never leave through a job (issue 12)', () => {
+  const dir = tempDir()
+  // Every kind of secret cistern reads: tokens and keys from the environment, a secret file, a
+  // token from a config file's tokenEnv (registered), and one job's own credential (options.mask).
+  const fromEnv = {
+    GITHUB_TOKEN: 'ghp_leaktest_github_0001',
+    GITHUB_ACCESS_TOKEN: 'ghp_leaktest_status_0002',
+    JENKINS_TOKEN: '11leaktestjenkins0003',
+    TRAVIS_TOKEN: 'travis-leaktest-0004',
+    AWS_ACCESS_KEY_ID: 'AKIALEAKTEST0005',
+    AWS_SECRET_ACCESS_KEY: 'leak/test+secret=0006',
+    AWS_SESSION_TOKEN: 'IQoJleaktestsession0007',
+    CISTERN_HOOKS_TOKEN: 'hooks-leaktest-0008',
+    GITHUB_WEBHOOK_SECRET: "It's a leak test 0009",
+    API_KEY: 'facade-leaktest-0010',
+  }
+  const secretFile = join(dir, 'webhook-secret')
+  writeFileSync(secretFile, 'from-a-file-leaktest-0011\n')
+  const configured = 'configured-leaktest-0012'
+  const perJob = 'per-job-artifact-key-0013'
+  let all: string[] = []
+
+  const saved = {...process.env}
+  beforeAll(() => {
+    Object.assign(process.env, fromEnv, {AWS_REGION: 'eu-west-1'})
+    registerSecret(configured)
+    all = [...Object.values(fromEnv), readSecretFile(secretFile, {what: 'webhook secret', source: '--webhook-secret-file'}), configured, perJob]
+  })
+  afterAll(() => {
+    for (const name of Object.keys(process.env)) if (!(name in saved)) Reflect.deleteProperty(process.env, name)
+    Object.assign(process.env, saved)
+  })
+
+  /** Prints its environment, then every secret it was given, plain, base64 and URL-encoded. */
+  const leaky = (inheritEnv?: JobSpec['inheritEnv']): JobSpec => ({
+    name: 'leaky',
+    argv: [
+      node,
+      '-e',
+      `for (const [k, v] of Object.entries(process.env)) console.log(k + '=' + v)
+       for (const s of process.argv.slice(1)) { console.log(s); console.error(Buffer.from(s).toString('base64')); console.log(encodeURIComponent(s)); console.log('Basic ' + Buffer.from('bot:' + s).toString('base64')) }
+       process.exitCode = 3`,
+    ],
+    ...(inheritEnv ? {inheritEnv} : {}),
+  })
+
+  const forms = (secret: string) => [secret, Buffer.from(secret).toString('base64'), Buffer.from(secret).toString('base64').replace(/=+$/, ''), encodeURIComponent(secret)]
+
+  it.each([
+    ['built environment', undefined],
+    ['inheritEnv: [AWS_*]', ['AWS_*']],
+    ['inheritEnv: all', 'all'],
+  ] as const)('%s: output and result contain none of them, in any form', async (_name, inheritEnv) => {
+    const lines: string[] = []
+    const result = await runJob(leaky(inheritEnv as JobSpec['inheritEnv']), {parameters: all, mask: [perJob], keepLines: 1000, onLine: (line) => lines.push(line), env: {CISTERN_REQUEST_ID: 'req-1'}})
+    expect(result.exitCode).toBe(3)
+    const seen = [...lines, ...result.lastLines, result.startError ?? ''].join('\n')
+    expect(seen).toContain('CISTERN_REQUEST_ID=req-1')
+    expect(seen).toContain('[redacted]')
+    for (const secret of all) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
+    // The variables themselves are passed only when the job names them.
+    const names = lines.filter((line) => /^[A-Z_]+=/.test(line)).map((line) => line.split('=')[0])
+    if (inheritEnv === undefined) {
+      for (const name of Object.keys(fromEnv)) expect(names).not.toContain(name)
+      expect(names).not.toContain('AWS_REGION')
+    } else if (inheritEnv === 'all') {
+      expect(names).toEqual(expect.arrayContaining(Object.keys(fromEnv)))
+    } else {
+      expect(names).toEqual(expect.arrayContaining(['AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']))
+      expect(names).not.toContain('GITHUB_TOKEN')
+    }
   })
 })

@@ -1,6 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
-import {colorLevel, createLogger, displayUrl, redact, registerSecret, silentLogger} from '../../src/core/log.js'
+import {colorLevel, createLogger, displayUrl, silentLogger} from '../../src/core/log.js'
+import {redact, registerSecret} from '../../src/core/secrets.js'
 
 /** A stream that keeps what is written; isTTY as asked. */
 function sink(isTTY = false) {
@@ -27,6 +28,7 @@ describe('createLogger formats', () => {
     const out = sink(true)
     createLogger({stream: out.stream, color: true}).warn('Jenkins is quieting down', {url: 'http://ci/'})
     expect(out.text()).toMatch(ANSI)
+    // eslint-disable-next-line no-control-regex
     expect(out.text().replace(/\u001B\[[0-9;]*m/g, '')).toBe('warn  Jenkins is quieting down url=http://ci/\n')
 
     const plain = sink(true)
@@ -37,7 +39,7 @@ describe('createLogger formats', () => {
   it('--log-format wins over the TTY guess', () => {
     const tty = sink(true)
     createLogger({stream: tty.stream, format: 'json'}).info('x')
-    expect(JSON.parse(tty.lines()[0]).msg).toBe('x')
+    expect(JSON.parse(tty.lines()[0]!).msg).toBe('x')
     const pipe = sink(false)
     createLogger({stream: pipe.stream, format: 'human'}).info('x', {n: 1})
     expect(pipe.text()).toBe('info  x n=1\n')

@@ -31,7 +31,7 @@ export async function standIn(
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (chunk: Buffer) => chunks.push(chunk))
-    req.on('end', async () => {
+    const answer = async () => {
       const recorded = {method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: Buffer.concat(chunks)}
       requests.push(recorded)
       try {
@@ -40,7 +40,8 @@ export async function standIn(
         res.statusCode = 500
         res.end(String(error))
       }
-    })
+    }
+    req.on('end', () => void answer())
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port

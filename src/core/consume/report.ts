@@ -1,5 +1,5 @@
-import {type Problem, type TargetDownReport, type TargetGates, runOutcome} from '../delivery.js'
-import type {CisternError, RunOutcome} from '../errors.js'
+import type {TargetDownReport, TargetGates} from '../delivery.js'
+import {type CisternError, type Problem, type RunOutcome, runOutcome} from '../errors.js'
 import type {QueueStats} from '../queue/types.js'
 import type {HandedBackTally} from './handed-back.js'
 

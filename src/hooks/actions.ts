@@ -7,7 +7,7 @@ import type {JobsConfig} from '../core/jobs.js'
 import type {Logger} from '../core/log.js'
 import {displayUrl, silentLogger} from '../core/log.js'
 import type {Queue} from '../core/queue/types.js'
-import {keptHeaders} from '../spigot/message.js'
+import {encodeMessage, webhookMessage} from '../core/webhook-message.js'
 import type {Action, ActionResult, Execution, Task} from './model.js'
 
 /** An attempt that failed: the execution is retried (or DONE with last_error after the last one). */
@@ -175,21 +175,8 @@ export function queueBody(format: 'execution' | 'body' | 'spigot', task: Task, e
   const raw = execution.request ? Buffer.from(execution.request.raw_body, 'base64') : undefined
   if (format === 'body') return raw ? raw.toString('utf8') : JSON.stringify(execution.payload ?? null)
   if (format === 'spigot') {
-    const text = raw?.toString('utf8') ?? JSON.stringify(execution.payload ?? null)
-    let body: unknown = text
-    try {
-      body = JSON.parse(text)
-    } catch {
-      // not JSON: the original Lambda would have refused it; keep the text
-    }
-    return JSON.stringify({
-      spigot_state: 'OFF',
-      from_queue: 'false',
-      body,
-      headers: keptHeaders(execution.request?.headers ?? {}),
-      raw_body: raw?.toString('base64') ?? Buffer.from(text).toString('base64'),
-      received_at: new Date(execution.created_at).toISOString(),
-    })
+    const bytes = raw ?? Buffer.from(JSON.stringify(execution.payload ?? null))
+    return encodeMessage(webhookMessage(bytes, execution.request?.headers ?? {}, new Date(execution.created_at)))
   }
   return JSON.stringify({
     task_uuid: task.uuid,

@@ -1,7 +1,7 @@
 import {errorMessage} from '../core/errors.js'
 import type {Logger} from '../core/log.js'
 import {registerSecret} from '../core/log.js'
-import {type SpigotMessage, header} from './message.js'
+import {type SpigotMessage, header} from '../core/webhook-message.js'
 
 /**
  * Optional pull-request comments so authors know why their build did not start: one when a

@@ -7,7 +7,7 @@ import type {Queue, SendInput, SendResult} from '../core/queue/types.js'
 import type {JenkinsTarget, SpigotConfig} from './config.js'
 import {type Delivery, deliver} from './jenkins.js'
 import type {LargePayloadStore} from './large-payload.js'
-import {KEPT_HEADERS, type SpigotMessage, encodeMessage, groupOf} from './message.js'
+import {KEPT_HEADERS, type SpigotMessage, encodeMessage, groupOf} from '../core/webhook-message.js'
 import {type Route, routeFor} from './routes.js'
 import {describeWebhook, parsePayload, verifySignature} from './webhook.js'
 

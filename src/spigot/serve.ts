@@ -7,7 +7,7 @@ import type {Queue} from '../core/queue/types.js'
 import type {SpigotConfig} from './config.js'
 import {type IntakeResult, type SpigotStateValue, createIntake} from './intake.js'
 import type {LargePayloadStore} from './large-payload.js'
-import type {SpigotMessage} from './message.js'
+import type {SpigotMessage} from '../core/webhook-message.js'
 
 /** GitHub caps webhook payloads at 25 MB. */
 export const DEFAULT_BODY_LIMIT = 25 * 1024 * 1024

@@ -6,7 +6,7 @@ import {afterEach, describe, expect, it} from 'vitest'
 
 import {defaultQueueUrl} from '../../src/core/paths.js'
 import {openQueue} from '../../src/core/queue/index.js'
-import {decodeMessage, replayBytes} from '../../src/spigot/message.js'
+import {decodeMessage, replayBytes} from '../../src/core/webhook-message.js'
 import {cistern} from '../helpers/cli.js'
 import {githubDelivery, githubExample, jenkinsStandIn, signatureVerifies} from '../helpers/jenkins.js'
 import {startServe} from '../helpers/spigot-serve.js'

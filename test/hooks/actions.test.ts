@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {openQueue} from '../../src/core/queue/index.js'
-import {decodeMessage, replayBytes} from '../../src/spigot/message.js'
+import {decodeMessage, replayBytes} from '../../src/core/webhook-message.js'
 import {tempDir} from '../helpers/tmp.js'
 import {startService, until} from './helpers.js'
 

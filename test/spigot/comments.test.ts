@@ -2,7 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {createLogger} from '../../src/core/log.js'
 import {QUEUED_COMMENT, REPLAYED_COMMENT, createCommenter, pullRequestOf} from '../../src/spigot/comments.js'
-import type {SpigotMessage} from '../../src/spigot/message.js'
+import type {SpigotMessage} from '../../src/core/webhook-message.js'
 import {type StandIn, standIn} from '../helpers/http.js'
 
 function prMessage(action: string, extra: Partial<SpigotMessage> = {}): SpigotMessage {

@@ -3,7 +3,7 @@ import examples from '@octokit/webhooks-examples'
 import {createHmac, randomUUID} from 'node:crypto'
 
 import type {Queue} from '../../src/core/queue/types.js'
-import {type SpigotMessage, encodeMessage, groupOf} from '../../src/spigot/message.js'
+import {type SpigotMessage, encodeMessage, groupOf} from '../../src/core/webhook-message.js'
 
 export const SECRET = 'It\'s a Secret to Everybody'
 

@@ -8,7 +8,7 @@ import type {Queue, SendInput} from '../../src/core/queue/types.js'
 import {DEFAULT_ROUTES} from '../../src/spigot/config.js'
 import {type IntakeOptions, createIntake, encodeWithBodyText, groupCommit, roundTrip} from '../../src/spigot/intake.js'
 import {closeJenkinsAgents} from '../../src/spigot/jenkins.js'
-import {type SpigotMessage, decodeMessage, encodeMessage, replayBytes} from '../../src/spigot/message.js'
+import {type SpigotMessage, decodeMessage, encodeMessage, replayBytes} from '../../src/core/webhook-message.js'
 import {type JenkinsStandIn, githubDelivery, githubExample, jenkinsStandIn} from '../helpers/jenkins.js'
 import {tempDir} from '../helpers/tmp.js'
 

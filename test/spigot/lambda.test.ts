@@ -6,7 +6,7 @@ import {openQueue} from '../../src/core/queue/index.js'
 import type {Queue} from '../../src/core/queue/types.js'
 import {closeJenkinsAgents} from '../../src/spigot/jenkins.js'
 import {type MappingTemplateEvent, handler, queueUrlFrom, resetLambdaRuntime} from '../../src/spigot/lambda.js'
-import {decodeMessage, replayBytes} from '../../src/spigot/message.js'
+import {decodeMessage, replayBytes} from '../../src/core/webhook-message.js'
 import {type JenkinsStandIn, githubDelivery, githubExample, jenkinsStandIn, signatureVerifies} from '../helpers/jenkins.js'
 import {tempDir} from '../helpers/tmp.js'
 

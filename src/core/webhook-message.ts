@@ -1,5 +1,6 @@
 /**
- * The spigot's queue message. It keeps the original Lambda's shape — the API Gateway
+ * The spigot's queue message, shared by the spigot (intake, drain, Lambda) and hooks' queue action
+ * (format spigot), which fills the spigot's queue. It keeps the original Lambda's shape — the API Gateway
  * mapping-template event `{spigot_state, from_queue, body, headers}` with `body` parsed — so the
  * original `send_from_queue` Lambda can drain what cistern queues and cistern can drain what the
  * original queued. cistern adds the raw request bytes (`raw_body`, base64) so a replay is
@@ -65,6 +66,21 @@ export function decodeMessage(text: string): SpigotMessage {
     throw new Error('not a spigot message: expected {spigot_state, from_queue, body, headers}')
   }
   return value as SpigotMessage
+}
+
+/**
+ * A webhook taken in by something other than the spigot's intake (hooks' queue action) as a spigot
+ * message: the raw bytes kept for a byte-identical replay, the payload parsed when it is JSON.
+ */
+export function webhookMessage(raw: Buffer, headers: Record<string, string | string[] | undefined>, receivedAt: Date): SpigotMessage {
+  const text = raw.toString('utf8')
+  let body: unknown = text
+  try {
+    body = JSON.parse(text)
+  } catch {
+    // Not JSON: the original Lambda would have refused it; keep the text.
+  }
+  return {spigot_state: 'OFF', from_queue: 'false', body, headers: keptHeaders(headers), raw_body: raw.toString('base64'), received_at: receivedAt.toISOString()}
 }
 
 export function encodeMessage(message: SpigotMessage): string {

@@ -1,4 +1,4 @@
-import {CisternError, ExitCode} from '../errors.js'
+import {CisternError, ExitCode, UsageError} from '../errors.js'
 import type {BatchFailure} from './types.js'
 
 /** A receipt handle that is no longer the current lease (re-received, deleted or expired). */
@@ -19,5 +19,13 @@ export class QueueBatchError extends CisternError {
   ) {
     super(`${failures.length} of a ${operation} batch failed: ${failures.map((f) => `#${f.index} ${f.code}: ${f.message}`).join('; ')}`)
     this.name = 'QueueBatchError'
+  }
+}
+
+/** An SQS queue with neither a RedrivePolicy nor a --dead-letter-queue: there is nowhere to put a dead letter. Exit 2. */
+export class NoDeadLetterQueueError extends UsageError {
+  constructor(message: string, fix: string) {
+    super(message, fix)
+    this.name = 'NoDeadLetterQueueError'
   }
 }

@@ -2,7 +2,7 @@ import {UsageError} from '../errors.js'
 import type {OpenQueueOptions, Queue} from './types.js'
 
 export type * from './types.js'
-export {QueueBatchError, StaleReceiptError} from './errors.js'
+export {NoDeadLetterQueueError, QueueBatchError, StaleReceiptError} from './errors.js'
 
 /**
  * Open a queue by URL. Backends are imported lazily so that a command using the embedded queue

@@ -11,6 +11,16 @@
  *   dead=0, visible_at >  now, receipt IS NULL    delayed
  * A receipt handle is `<seq>.<random hex>`: fresh per receive, and a delete/changeVisibility must
  * match it while the lease is live, so an old handle can never touch someone else's lease.
+ *
+ * Attempts are receives minus releases: release() hands a message back as never attempted, so a
+ * message released by a stopping or paused worker never moves toward the dead letters. When the
+ * attempts reach maxReceiveCount without the message being settled (its worker was killed while
+ * handling it, each time) the next receive moves it to dead, and says so (ReceiveOptions.onDead,
+ * else a warn line).
+ *
+ * Message groups are honoured on every queue: a grouped message is delivered only as its group's
+ * head (oldest live message) and only while nothing of its group is in flight. A FIFO queue only
+ * adds that a message sent without a group joins the default group ('').
  */
 import Database from 'better-sqlite3'
 import {randomBytes, randomUUID} from 'node:crypto'
@@ -19,8 +29,9 @@ import {homedir} from 'node:os'
 import {dirname, resolve} from 'node:path'
 
 import {CisternError, UsageError, errorMessage} from '../errors.js'
-import {type Logger, silentLogger} from '../log.js'
+import {type Logger, createLogger, silentLogger} from '../log.js'
 import {QueueBatchError, StaleReceiptError} from './errors.js'
+import {migrate} from './sqlite-schema.js'
 import type {
   BatchFailure,
   OpenQueueOptions,
@@ -39,10 +50,10 @@ export const SQLITE_MAX_BODY_BYTES = 32 * 1024 * 1024
 const BUSY_TIMEOUT_MS = 10_000
 const POLL_MIN_MS = 20
 const POLL_MAX_MS = 100
-/** How many of the oldest visible messages a FIFO receive looks at before walking every group. */
-const FIFO_FIRST_SCAN = 40
-/** After that look found too few, how many FIFO receives go straight to the walk over every group. */
-const FIFO_FIRST_SKIPS = 8
+/** How many of the oldest visible messages a receive looks at before walking every group. */
+const FIRST_SCAN = 40
+/** After that look found too few, how many receives go straight to the walk over every group. */
+const FIRST_SKIPS = 8
 
 export interface SqliteQueueUrl {
   path: string
@@ -117,38 +128,11 @@ interface Row {
   attributes: string | null
   sent_at: number
   receive_count: number
+  releases: number
   dead_reason?: string | null
 }
 
-const COLUMNS = 'seq, id, body, group_id, dedup_id, attributes, sent_at, receive_count'
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS queue_queues (
-  name TEXT PRIMARY KEY,
-  fifo INTEGER NOT NULL,
-  created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS queue_messages (
-  seq INTEGER PRIMARY KEY,
-  queue TEXT NOT NULL,
-  id TEXT NOT NULL,
-  body TEXT NOT NULL,
-  group_id TEXT,
-  dedup_id TEXT,
-  attributes TEXT,
-  sent_at INTEGER NOT NULL,
-  visible_at INTEGER NOT NULL,
-  receipt TEXT,
-  receive_count INTEGER NOT NULL DEFAULT 0,
-  dead INTEGER NOT NULL DEFAULT 0,
-  dead_reason TEXT,
-  dead_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, dead, visible_at, seq);
-CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (queue, group_id, dead, seq) WHERE group_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_messages_group_lease ON queue_messages (queue, group_id, visible_at) WHERE group_id IS NOT NULL AND receipt IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_messages_dedup ON queue_messages (queue, dedup_id) WHERE dedup_id IS NOT NULL;
-`
+const COLUMNS = 'seq, id, body, group_id, dedup_id, attributes, sent_at, receive_count, releases'
 
 function openDatabase(path: string, mustExist: boolean): Database.Database {
   if (mustExist && !existsSync(path)) {
@@ -171,8 +155,11 @@ function openDatabase(path: string, mustExist: boolean): Database.Database {
   }
 }
 
+/** An embedded queue that can also keep dead letters of messages received elsewhere (the facade's store). */
+export type DeadLetterStore = Queue & {keepDead(message: QueueMessage, reason: string): Promise<void>}
+
 /** Opens (creating unless `mustExist`) the embedded queue named in a `sqlite:` URL. */
-export async function openSqliteQueue(url: string, options: OpenQueueOptions = {}): Promise<Queue> {
+export async function openSqliteQueue(url: string, options: OpenQueueOptions = {}): Promise<DeadLetterStore> {
   const parsed = parseSqliteUrl(url)
   const db = openDatabase(parsed.path, options.mustExist ?? false)
   try {
@@ -180,7 +167,9 @@ export async function openSqliteQueue(url: string, options: OpenQueueOptions = {
     const maxReceiveCount = options.maxReceiveCount ?? parsed.maxReceiveCount ?? LIMITS.defaultMaxReceiveCount
     if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 0) throw new UsageError(`maxReceiveCount must be a whole number ≥ 0 (got ${maxReceiveCount})`)
     const visibilityTimeout = checkVisibilityTimeout(options.visibilityTimeout ?? parsed.visibilityTimeout ?? LIMITS.defaultVisibilityTimeout)
-    return new SqliteQueue(db, url, parsed, {fifo, maxReceiveCount, visibilityTimeout, log: options.log ?? silentLogger})
+    // Dead letters are loud even when the opener gave no logger.
+    const loud = options.log ?? createLogger({level: 'warn'})
+    return new SqliteQueue(db, url, parsed, {fifo, maxReceiveCount, visibilityTimeout, log: options.log ?? silentLogger, loud})
   } catch (error) {
     db.close()
     if (error instanceof CisternError) throw error
@@ -188,30 +177,32 @@ export async function openSqliteQueue(url: string, options: OpenQueueOptions = {
   }
 }
 
-/** Creates the tables and the queue's row (unless mustExist); returns whether it is FIFO. */
+function queueRow(db: Database.Database, name: string): {fifo: number} | undefined {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_queues'").get()
+  return table ? (db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(name) as {fifo: number} | undefined) : undefined
+}
+
+/**
+ * Brings the tables up to date and registers the queue (unless mustExist); returns whether this
+ * opener's ungrouped sends join the default group. The kind never conflicts: fifo=true (or a .fifo
+ * name) marks the queue FIFO for every later opener too, fifo=false only affects this opener's own
+ * sends, and without either the queue's recorded kind applies.
+ */
 function registerQueue(db: Database.Database, parsed: SqliteQueueUrl, options: OpenQueueOptions): boolean {
   const wantFifo = options.fifo ?? parsed.fifo
-  if (options.mustExist) {
-    const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_queues'").get()
-    const row = table ? (db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(parsed.name) as {fifo: number} | undefined) : undefined
-    if (!row) throw new UsageError(`no queue "${parsed.name}" in ${parsed.path}`, 'check the name after # in the queue URL')
-    return row.fifo === 1
-  }
   const row = db
     .transaction(() => {
-      db.exec(SCHEMA)
-      db.prepare('INSERT OR IGNORE INTO queue_queues (name, fifo, created_at) VALUES (?, ?, ?)').run(parsed.name, wantFifo ? 1 : 0, Date.now())
-      return db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(parsed.name) as {fifo: number}
+      if (options.mustExist && !queueRow(db, parsed.name)) return undefined
+      migrate(db, parsed.path)
+      if (!options.mustExist) {
+        db.prepare('INSERT OR IGNORE INTO queue_queues (name, fifo, created_at) VALUES (?, ?, ?)').run(parsed.name, wantFifo ? 1 : 0, Date.now())
+        if (wantFifo) db.prepare('UPDATE queue_queues SET fifo = 1 WHERE name = ? AND fifo = 0').run(parsed.name)
+      }
+      return queueRow(db, parsed.name)
     })
     .immediate()
-  const fifo = row.fifo === 1
-  if (wantFifo !== undefined && wantFifo !== fifo) {
-    throw new UsageError(
-      `queue "${parsed.name}" in ${parsed.path} already exists as a ${fifo ? 'FIFO' : 'standard'} queue`,
-      `drop fifo=${wantFifo} from the URL or use another queue name`,
-    )
-  }
-  return fifo
+  if (!row) throw new UsageError(`no queue "${parsed.name}" in ${parsed.path}`, 'check the name after # in the queue URL')
+  return wantFifo ?? row.fifo === 1
 }
 
 interface Settings {
@@ -219,6 +210,14 @@ interface Settings {
   maxReceiveCount: number
   visibilityTimeout: number
   log: Logger
+  /** Where dead letters made at receive are reported when the receive has no onDead. */
+  loud: Logger
+}
+
+/** What one claim did: the messages leased, and those that went dead instead (attempts used up). */
+interface Claim {
+  messages: QueueMessage[]
+  dead: {message: QueueMessage; reason: string}[]
 }
 
 class SqliteQueue implements Queue {
@@ -226,8 +225,8 @@ class SqliteQueue implements Queue {
   readonly capabilities: QueueCapabilities
   readonly url: string
   private closed = false
-  /** FIFO receives left that skip the quick look at the oldest visible messages (see claim). */
-  private fifoFirstSkips = 0
+  /** Receives left that skip the quick look at the oldest visible messages (see claim). */
+  private firstSkips = 0
   private readonly closing = new AbortController()
   private readonly name: string
   private readonly path: string
@@ -244,63 +243,66 @@ class SqliteQueue implements Queue {
     this.url = url
     this.name = parsed.name
     this.path = parsed.path
-    this.capabilities = {send: true, fifo: settings.fifo, maxBodyBytes: SQLITE_MAX_BODY_BYTES, deadLetter: true, peek: true}
-    // FIFO: only a group's head (its oldest live message), and only when nothing of the group is
-    // in flight. The groups are walked with a loose index scan (one seek per group), so a deep
-    // group of many thousand messages costs no more than a shallow one. Only the seqs are picked
-    // here: sorting every group head's full row (bodies of many KB) to keep `limit` of them cost
-    // more than the whole rest of a receive; the chosen rows are read by seq afterwards.
-    const readyFifo = `WITH RECURSIVE groups(g) AS (
-        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id IS NOT NULL)
-        UNION ALL
-        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id > groups.g) FROM groups WHERE groups.g IS NOT NULL
-      )
-      SELECT m.seq FROM groups
-      JOIN queue_messages m ON m.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = groups.g AND dead = 0)
-      WHERE m.visible_at <= @now
+    this.capabilities = {send: true, fifo: settings.fifo, groups: true, maxBodyBytes: SQLITE_MAX_BODY_BYTES, deadLetter: true, peek: true}
+    // A message is ready when it is visible and either has no group, or heads its group (the
+    // group's oldest live message) while nothing of the group is in flight.
+    const headOfIdleGroup = (m: string) => `${m}.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = ${m}.group_id AND dead = 0)
         AND NOT EXISTS (SELECT 1 FROM queue_messages o
-          WHERE o.queue = @queue AND o.group_id = m.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
-      ORDER BY m.visible_at, m.seq LIMIT @limit`
-    // The common case first: walk the oldest visible messages in (visible_at, seq) order, at most
-    // @scan of them, keeping each that heads its group while nothing of the group is in flight. The
-    // eligible ones among the first @scan visible messages are exactly the first eligible ones in the
-    // order readyFifo returns them, so when this finds @limit it is readyFifo's answer (checked in
-    // the queue tests); when it finds fewer (a deep group's followers in front), readyFifo decides.
-    const readyFifoFirst = `SELECT c.seq FROM (
+          WHERE o.queue = @queue AND o.group_id = ${m}.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)`
+    // The common case first: the oldest @scan visible messages in (visible_at, seq) order, keeping
+    // the ready ones. The ready ones among the first @scan visible messages are exactly the first
+    // ready ones in the order readyAll returns them, so when this finds @limit (or @scan covered
+    // every visible message) it is readyAll's answer (checked in the queue tests).
+    const readyFirst = `SELECT c.seq FROM (
         SELECT seq, group_id, visible_at FROM queue_messages
         WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @scan
       ) c
-      WHERE c.group_id IS NOT NULL
-        AND c.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = c.group_id AND dead = 0)
-        AND NOT EXISTS (SELECT 1 FROM queue_messages o
-          WHERE o.queue = @queue AND o.group_id = c.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
+      WHERE c.group_id IS NULL OR (${headOfIdleGroup('c')})
       ORDER BY c.visible_at, c.seq LIMIT @limit`
+    // Every ready message: the ungrouped ones (their own index) and the head of every idle group,
+    // the groups walked with a loose index scan (one seek per group) so a deep group of many
+    // thousand messages costs no more than a shallow one. Only seqs are picked: the chosen rows
+    // are read afterwards, when they are leased.
+    const readyAll = `WITH RECURSIVE groups(g) AS (
+        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id IS NOT NULL)
+        UNION ALL
+        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id > groups.g) FROM groups WHERE groups.g IS NOT NULL
+      ),
+      heads AS (
+        SELECT m.seq, m.visible_at FROM groups
+        JOIN queue_messages m ON m.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = groups.g AND dead = 0)
+        WHERE m.visible_at <= @now
+          AND NOT EXISTS (SELECT 1 FROM queue_messages o
+            WHERE o.queue = @queue AND o.group_id = m.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
+        ORDER BY m.visible_at, m.seq LIMIT @limit
+      ),
+      loose AS (
+        SELECT seq, visible_at FROM queue_messages INDEXED BY queue_messages_ungrouped
+        WHERE queue = @queue AND group_id IS NULL AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit
+      )
+      SELECT seq FROM (SELECT seq, visible_at FROM heads UNION ALL SELECT seq, visible_at FROM loose) ORDER BY visible_at, seq LIMIT @limit`
     this.stmt = {
       insert: db.prepare(
         'INSERT INTO queue_messages (queue, id, body, group_id, dedup_id, attributes, sent_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       // A plain read (no lock in WAL mode): idle long polls skip the write transaction.
       anyVisible: db.prepare('SELECT 1 FROM queue_messages WHERE queue = ? AND dead = 0 AND visible_at <= ? LIMIT 1').pluck(),
+      visibleUpTo: db.prepare('SELECT count(*) FROM (SELECT 1 FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now LIMIT @scan)').pluck(),
       findDuplicate: db.prepare('SELECT id FROM queue_messages WHERE queue = ? AND dedup_id = ? AND dead = 0 LIMIT 1').pluck(),
-      // Standard queues claim in two statements: the over-count heads go dead, the rest are leased.
-      killStandard: db.prepare(`UPDATE queue_messages SET dead = 1, receipt = NULL, dead_at = @now,
-          dead_reason = 'received ' || receive_count || ' times (maxReceiveCount ' || @max || ')'
-        WHERE seq IN (SELECT seq FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit)
-          AND receive_count >= @max`),
-      claimStandard: db.prepare(`UPDATE queue_messages SET receipt = seq || '.' || lower(hex(randomblob(9))), visible_at = @until, receive_count = receive_count + 1
-        WHERE seq IN (SELECT seq FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit)
-        RETURNING ${COLUMNS}, receipt`),
-      readyFifo: db.prepare(readyFifo).pluck(),
-      readyFifoFirst: db.prepare(readyFifoFirst).pluck(),
+      readyFirst: db.prepare(readyFirst).pluck(),
+      readyAll: db.prepare(readyAll).pluck(),
       row: db.prepare(`SELECT ${COLUMNS} FROM queue_messages WHERE seq = ?`),
-      // Lease and read in one step (the row is rewritten anyway); no row: over maxReceiveCount (@max > 0).
+      // Lease and read in one step; no row: its attempts reached maxReceiveCount (@max > 0).
       leaseRow: db.prepare(`UPDATE queue_messages SET receipt = @receipt, visible_at = @until, receive_count = receive_count + 1
-        WHERE seq = @seq AND (@max = 0 OR receive_count < @max) RETURNING ${COLUMNS}`),
+        WHERE seq = @seq AND (@max = 0 OR receive_count - releases < @max) RETURNING ${COLUMNS}`),
       kill: db.prepare('UPDATE queue_messages SET dead = 1, receipt = NULL, dead_reason = ?, dead_at = ? WHERE seq = ?'),
       delete: db.prepare('DELETE FROM queue_messages WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
       extend: db.prepare('UPDATE queue_messages SET visible_at = ? WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
+      // Visibility 0: visible at once, the receipt stops working; the receive still counts.
+      reset: db.prepare('UPDATE queue_messages SET visible_at = ?, receipt = NULL WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
+      // Handed back unattempted: the receive does not count.
       release: db.prepare(
-        'UPDATE queue_messages SET visible_at = ?, receipt = NULL WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?',
+        'UPDATE queue_messages SET visible_at = ?, receipt = NULL, releases = releases + 1 WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?',
       ),
       deadLetter: db.prepare(
         'UPDATE queue_messages SET dead = 1, receipt = NULL, dead_reason = ?, dead_at = ? WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0',
@@ -309,15 +311,20 @@ class SqliteQueue implements Queue {
           coalesce(sum(dead = 0 AND visible_at <= @now), 0) AS visible,
           coalesce(sum(dead = 0 AND visible_at > @now AND receipt IS NOT NULL), 0) AS inFlight,
           coalesce(sum(dead = 0 AND visible_at > @now AND receipt IS NULL), 0) AS delayed,
-          coalesce(sum(dead = 1), 0) AS dead
+          coalesce(sum(dead = 1), 0) AS dead,
+          min(CASE WHEN dead = 0 THEN sent_at END) AS oldestSentAt,
+          min(CASE WHEN dead = 0 AND visible_at > @now THEN visible_at END) AS nextVisibleAt
         FROM queue_messages WHERE queue = @queue`),
       peek: db.prepare(
         `SELECT ${COLUMNS} FROM queue_messages WHERE queue = ? AND dead = 0 AND (receipt IS NULL OR visible_at <= ?) ORDER BY visible_at, seq LIMIT ?`,
       ),
       peekDead: db.prepare(`SELECT ${COLUMNS}, dead_reason FROM queue_messages WHERE queue = ? AND dead = 1 ORDER BY dead_at, seq LIMIT ?`),
+      keptDead: db.prepare('SELECT 1 FROM queue_messages WHERE queue = ? AND id = ? AND dead = 1').pluck(),
+      keepDead: db.prepare(`INSERT INTO queue_messages (queue, id, body, group_id, dedup_id, attributes, sent_at, visible_at, receive_count, dead, dead_reason, dead_at)
+        VALUES (@queue, @id, @body, @group, @dedup, @attributes, @sentAt, @now, @receiveCount, 1, @reason, @now)`),
       purge: db.prepare('DELETE FROM queue_messages WHERE queue = ? AND dead = 0'),
       redrive: db.prepare(
-        'UPDATE queue_messages SET dead = 0, receive_count = 0, visible_at = ?, receipt = NULL, dead_reason = NULL, dead_at = NULL WHERE queue = ? AND dead = 1',
+        'UPDATE queue_messages SET dead = 0, receive_count = 0, releases = 0, visible_at = ?, receipt = NULL, dead_reason = NULL, dead_at = NULL WHERE queue = ? AND dead = 1',
       ),
     }
     this.tx = {
@@ -330,6 +337,22 @@ class SqliteQueue implements Queue {
           if (!this.deleteNow(handle, now)) failed.push({index, code: 'StaleReceipt', message: 'receipt handle is stale (re-received, deleted or expired)'})
         })
         return failed
+      }),
+      keepDead: db.transaction((message: QueueMessage, reason: string) => {
+        if (this.stmt.keptDead.get(this.name, message.id) !== undefined) return
+        const now = Date.now()
+        this.stmt.keepDead.run({
+          queue: this.name,
+          id: message.id,
+          body: message.body,
+          group: message.groupId ?? null,
+          dedup: message.deduplicationId ?? null,
+          attributes: Object.keys(message.attributes).length > 0 ? JSON.stringify(message.attributes) : null,
+          sentAt: message.sentAt?.getTime() ?? now,
+          receiveCount: message.receiveCount,
+          reason,
+          now,
+        })
       }),
       purge: db.transaction(() => this.stmt.purge.run(this.name).changes),
       redrive: db.transaction(() => this.stmt.redrive.run(Date.now(), this.name).changes),
@@ -384,36 +407,27 @@ class SqliteQueue implements Queue {
     return this.guard(() => this.tx.send.immediate(messages))
   }
 
+  /** The seqs of up to `limit` ready messages, oldest first (see readyFirst and readyAll). */
+  private ready(now: number, limit: number): number[] {
+    if (this.firstSkips > 0) this.firstSkips--
+    else {
+      const seqs = this.stmt.readyFirst.all({queue: this.name, now, limit, scan: FIRST_SCAN}) as number[]
+      if (seqs.length === limit || (this.stmt.visibleUpTo.get({queue: this.name, now, scan: FIRST_SCAN}) as number) < FIRST_SCAN) return seqs
+      // Too few among many visible (a deep group's followers in front): walk the groups, and skip
+      // the first look for a while, where it rarely finds enough.
+      this.firstSkips = FIRST_SKIPS
+    }
+    return this.stmt.readyAll.all({queue: this.name, now, limit}) as number[]
+  }
+
   /** Claims up to `max` messages now; runs inside an IMMEDIATE transaction (the cross-process lock). */
-  private claim(max: number, visibilityTimeout: number): QueueMessage[] {
+  private claim(max: number, visibilityTimeout: number): Claim {
     const now = Date.now()
     const maxCount = this.settings.maxReceiveCount
-    if (!this.settings.fifo) {
-      // A message over maxReceiveCount goes to dead instead of being delivered; then look again.
-      for (let round = 0; maxCount > 0 && round < 100; round++) {
-        const killed = this.stmt.killStandard.run({queue: this.name, now, limit: max, max: maxCount}).changes
-        if (killed === 0) break
-        this.settings.log.debug('messages moved to dead after maxReceiveCount', {queue: this.name, count: killed})
-      }
-      const rows = this.stmt.claimStandard.all({queue: this.name, now, limit: max, until: now + visibilityTimeout * 1000}) as (Row & {receipt: string})[]
-      rows.sort((a, b) => a.seq - b.seq)
-      return rows.map((row) => toMessage(row, row.receipt, row.receive_count))
-    }
-    const out: QueueMessage[] = []
-    for (let round = 0; round < 100 && out.length < max; round++) {
-      const limit = max - out.length
-      let seqs: number[] | undefined
-      if (this.fifoFirstSkips > 0) this.fifoFirstSkips--
-      else {
-        seqs = this.stmt.readyFifoFirst.all({queue: this.name, now, limit, scan: FIFO_FIRST_SCAN}) as number[]
-        // Too few: walk the groups, and skip the first look for a while (deep groups in front, or a
-        // few groups only, where it rarely finds enough and the walk is cheap).
-        if (seqs.length < limit) {
-          seqs = undefined
-          this.fifoFirstSkips = FIFO_FIRST_SKIPS
-        }
-      }
-      seqs ??= this.stmt.readyFifo.all({queue: this.name, now, limit}) as number[]
+    const claim: Claim = {messages: [], dead: []}
+    // A message whose attempts are used up goes dead instead of out; then look again.
+    for (let round = 0; round < 100 && claim.messages.length < max; round++) {
+      const seqs = this.ready(now, max - claim.messages.length)
       let killed = 0
       // 18 random hex digits per receipt, drawn in one call for the batch.
       const random = seqs.length > 0 ? randomBytes(9 * seqs.length).toString('hex') : ''
@@ -422,17 +436,19 @@ class SqliteQueue implements Queue {
         // Same transaction: the row picked above is still there, unchanged until this update.
         const leased = this.stmt.leaseRow.get({receipt, until: now + visibilityTimeout * 1000, seq, max: maxCount}) as Row | undefined
         if (leased) {
-          out.push(toMessage(leased, receipt, leased.receive_count))
+          claim.messages.push(toMessage(leased, receipt))
           continue
         }
         const row = this.stmt.row.get(seq) as Row
-        this.stmt.kill.run(`received ${row.receive_count} times (maxReceiveCount ${maxCount})`, now, row.seq)
+        const attempts = row.receive_count - row.releases
+        const reason = `reached maxReceiveCount ${maxCount} after ${attempts} attempts; the last attempt never settled (was its worker killed while handling it?)`
+        this.stmt.kill.run(reason, now, row.seq)
+        claim.dead.push({message: toMessage(row, ''), reason})
         killed++
       }
       if (killed === 0) break
-      this.settings.log.debug('messages moved to dead after maxReceiveCount', {queue: this.name, count: killed})
     }
-    return out
+    return claim
   }
 
   async receive(options: ReceiveOptions = {}): Promise<QueueMessage[]> {
@@ -443,14 +459,24 @@ class SqliteQueue implements Queue {
     let interval = POLL_MIN_MS
     for (;;) {
       if (this.closed || signals.some((s) => s.aborted)) return []
-      const messages =
-        this.guard(() => this.stmt.anyVisible.get(this.name, Date.now())) === undefined
-          ? []
-          : this.guard(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as QueueMessage[])
+      let messages: QueueMessage[] = []
+      if (this.guard(() => this.stmt.anyVisible.get(this.name, Date.now())) !== undefined) {
+        const claim = this.guard(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as Claim)
+        messages = claim.messages
+        this.reportDead(claim.dead, options.onDead)
+      }
       const left = deadline - Date.now()
       if (messages.length > 0 || left <= 0) return messages
       await pause(Math.min(interval, left), ...signals)
       interval = Math.min(interval * 2, POLL_MAX_MS)
+    }
+  }
+
+  /** Dead letters made at receive are loud: the caller's onDead, else a warn line. */
+  private reportDead(dead: Claim['dead'], onDead: ReceiveOptions['onDead']): void {
+    for (const {message, reason} of dead) {
+      if (onDead) onDead(message, reason)
+      else this.settings.loud.warn('message dead-lettered at receive', {queue: this.url, messageId: message.id, reason})
     }
   }
 
@@ -476,21 +502,29 @@ class SqliteQueue implements Queue {
     if (failures.length > 0) throw new QueueBatchError('delete', failures)
   }
 
+  /** Hands the message back unattempted: visible after `delaySeconds`, the receive not counted. */
   async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
-    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
-    await this.changeVisibility(receiptHandle, delaySeconds)
+    this.open()
+    this.updateLease(this.stmt.release, receiptHandle, checkVisibilityTimeout(delaySeconds, 'release delay'))
   }
 
   async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
     this.open()
     checkVisibilityTimeout(seconds)
+    // 0 gives the message back now (the old receipt stops working); the receive still counts.
+    this.updateLease(seconds === 0 ? this.stmt.reset : this.stmt.extend, receiptHandle, seconds)
+  }
+
+  private updateLease(statement: Database.Statement, receiptHandle: string, seconds: number): void {
     const seq = this.parseReceipt(receiptHandle)
     const now = Date.now()
-    // 0 releases the message: it is visible at once and the old receipt stops working.
-    const statement = seconds === 0 ? this.stmt.release : this.stmt.extend
     if (seq === undefined || this.guard(() => statement.run(now + seconds * 1000, seq, this.name, receiptHandle, now).changes) !== 1) {
       throw new StaleReceiptError(receiptHandle)
     }
+  }
+
+  async maxAttempts(): Promise<number | undefined> {
+    return this.settings.maxReceiveCount || undefined
   }
 
   async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
@@ -502,10 +536,19 @@ class SqliteQueue implements Queue {
     return 'dead-letter-queue'
   }
 
+  /**
+   * Keeps a message received from elsewhere (the API Gateway facade) as a dead letter here, with
+   * its reason; once per message id.
+   */
+  async keepDead(message: QueueMessage, reason: string): Promise<void> {
+    this.open()
+    this.guard(() => this.tx.keepDead.immediate(message, reason))
+  }
+
   async peek(max = 10): Promise<QueueMessage[]> {
     this.open()
     const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as Row[])
-    return rows.map((row) => toMessage(row, '', row.receive_count))
+    return rows.map((row) => toMessage(row, ''))
   }
 
   /** Dead messages with their reason in `attributes['cistern.deadReason']` (operator view). */
@@ -513,7 +556,7 @@ class SqliteQueue implements Queue {
     this.open()
     const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as Row[])
     return rows.map((row) => {
-      const message = toMessage(row, '', row.receive_count)
+      const message = toMessage(row, '')
       if (row.dead_reason) message.attributes = {...message.attributes, 'cistern.deadReason': row.dead_reason}
       return message
     })
@@ -521,7 +564,12 @@ class SqliteQueue implements Queue {
 
   async stats(): Promise<QueueStats> {
     this.open()
-    return this.guard(() => this.stmt.stats.get({queue: this.name, now: Date.now()}) as QueueStats)
+    const now = Date.now()
+    const row = this.guard(() => this.stmt.stats.get({queue: this.name, now})) as QueueStats & {oldestSentAt: number | null; nextVisibleAt: number | null}
+    const stats: QueueStats = {visible: row.visible, inFlight: row.inFlight, delayed: row.delayed, dead: row.dead}
+    if (row.oldestSentAt !== null) stats.oldestAgeSeconds = Math.max(0, Math.floor((now - row.oldestSentAt) / 1000))
+    if (row.nextVisibleAt !== null) stats.nextVisibleAt = new Date(row.nextVisibleAt)
+    return stats
   }
 
   async purge(): Promise<number> {
@@ -562,12 +610,13 @@ export function sqliteError(error: unknown, path: string): unknown {
   return error
 }
 
-function toMessage(row: Row, receiptHandle: string, receiveCount: number): QueueMessage {
+function toMessage(row: Row, receiptHandle: string): QueueMessage {
   const message: QueueMessage = {
     id: row.id,
     body: row.body,
     receiptHandle,
-    receiveCount,
+    receiveCount: row.receive_count,
+    attempts: row.receive_count - row.releases,
     sentAt: new Date(row.sent_at),
     attributes: row.attributes ? (JSON.parse(row.attributes) as Record<string, string>) : {},
   }

@@ -33,6 +33,11 @@ queueContract(
     stats: true,
     purge: true,
     redrive: true,
+    releaseNotCounted: true,
+    deadAtReceive: true,
+    groupsOnEveryQueue: true,
+    deadLetters: 'moved',
+    statsAges: true,
   },
 )
 
@@ -160,10 +165,33 @@ describe('sqlite queue file', () => {
     expect((e2 as UsageError).oneLine).toMatch(/directory/)
   })
 
-  it('refuses to reopen a standard queue as FIFO', async () => {
+  // Issue 11 item 9: `queue send sqlite:…#spigot` on a fresh data dir, then any spigot command
+  // (which opens it fifo) used to fail with "drop fifo=true from the URL". The kind never conflicts now.
+  it('a standard queue opened with fifo=true opens; from then on every opener puts ungrouped sends in the default group', async () => {
     const path = join(dir, 'kinds.db')
-    await (await openQueue(`sqlite:${path}#jobs`)).close()
-    await expect(openQueue(`sqlite:${path}#jobs?fifo=true`)).rejects.toThrow(/already exists as a standard queue/)
+    const first = await openQueue(`sqlite:${path}#spigot`)
+    expect(first.capabilities.fifo).toBe(false)
+    await first.send({body: 'sent before', groupId: 'acme/app'})
+    await first.close()
+    const spigot = await openQueue(`sqlite:${path}#spigot`, {fifo: true})
+    expect(spigot.capabilities).toMatchObject({fifo: true, groups: true})
+    await spigot.send({body: 'sent after', groupId: 'acme/app'})
+    await spigot.close()
+    // A later opener without the parameter: FIFO (ungrouped sends share the default group).
+    const later = await openQueue(`sqlite:${path}#spigot`)
+    expect(later.capabilities.fifo).toBe(true)
+    await later.sendBatch([{body: 'u1'}, {body: 'u2'}])
+    const got = await later.receive({maxMessages: 10})
+    expect(got.map((m) => m.body)).toEqual(['sent before', 'u1'])
+    expect(got[1]!.groupId).toBeUndefined() // the default group '' reads as no group
+    await later.close()
+    // fifo=false is this opener's choice only: its ungrouped sends are ungrouped; no error.
+    const loose = await openQueue(`sqlite:${path}?fifo=false#spigot`)
+    expect(loose.capabilities.fifo).toBe(false)
+    await loose.close()
+    const again = await openQueue(`sqlite:${path}#spigot`)
+    expect(again.capabilities.fifo).toBe(true)
+    await again.close()
   })
 
   it('rejects empty and oversized bodies and bad delays before writing', async () => {
@@ -335,7 +363,7 @@ describe('sqlite FIFO details', () => {
     await queue.changeVisibility(first!.receiptHandle, 0)
     const [second] = await queue.receive()
     expect(second!.body).toBe('next')
-    expect(await queue.stats()).toEqual({visible: 0, inFlight: 1, delayed: 0, dead: 1})
+    expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 1, delayed: 0, dead: 1})
     const [dead] = await queue.peekDead!()
     expect(dead!.attributes['cistern.deadReason']).toMatch(/maxReceiveCount 1/)
     await queue.close()

@@ -26,6 +26,8 @@ export interface Fauxqs {
    * first (FIFO alike) and named in a RedrivePolicy with `maxReceiveCount` (default 5).
    */
   createQueue(name: string, options?: {deadLetter?: string; maxReceiveCount?: number; visibilityTimeout?: number}): Promise<{url: string; arn: string}>
+  /** Creates an S3 bucket on the emulator (the same endpoint serves S3). */
+  createBucket(name: string): Promise<void>
   stop(): Promise<void>
 }
 
@@ -84,6 +86,15 @@ export async function startFauxqs(options: {region?: string} = {}): Promise<Faux
         attributes.RedrivePolicy = JSON.stringify({deadLetterTargetArn: dlq.arn, maxReceiveCount: options.maxReceiveCount ?? 5})
       }
       return create(name, attributes)
+    },
+    async createBucket(name) {
+      const {S3Client, CreateBucketCommand} = await import('@aws-sdk/client-s3')
+      const s3 = new S3Client({region, endpoint, forcePathStyle: true, credentials: {accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY}})
+      try {
+        await s3.send(new CreateBucketCommand({Bucket: name}))
+      } finally {
+        s3.destroy()
+      }
     },
     async stop() {
       client.destroy()

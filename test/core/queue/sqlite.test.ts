@@ -7,6 +7,7 @@ import {describe, expect, it} from 'vitest'
 
 import {UsageError} from '../../../src/core/errors.js'
 import {openQueue} from '../../../src/core/queue/index.js'
+import {SCHEMA_VERSION} from '../../../src/core/queue/sqlite-schema.js'
 import {parseSqliteUrl, sqliteError} from '../../../src/core/queue/sqlite.js'
 import type {QueueMessage} from '../../../src/core/queue/types.js'
 import {CisternError} from '../../../src/core/errors.js'
@@ -14,6 +15,20 @@ import {tempDir} from '../../helpers/tmp.js'
 import {queueContract, sleep} from './contract.js'
 
 const dir = tempDir('cistern-sqlite-queue-')
+
+/** The embedded queue's tables as the first cistern releases created them (schema version 1). */
+const V1_SCHEMA = `
+CREATE TABLE queue_queues (name TEXT PRIMARY KEY, fifo INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE queue_messages (
+  seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, group_id TEXT, dedup_id TEXT,
+  attributes TEXT, sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL, receipt TEXT,
+  receive_count INTEGER NOT NULL DEFAULT 0, dead INTEGER NOT NULL DEFAULT 0, dead_reason TEXT, dead_at INTEGER
+);
+CREATE INDEX queue_messages_ready ON queue_messages (queue, dead, visible_at, seq);
+CREATE INDEX queue_messages_group ON queue_messages (queue, group_id, dead, seq) WHERE group_id IS NOT NULL;
+CREATE INDEX queue_messages_group_lease ON queue_messages (queue, group_id, visible_at) WHERE group_id IS NOT NULL AND receipt IS NOT NULL;
+CREATE INDEX queue_messages_dedup ON queue_messages (queue, dedup_id) WHERE dedup_id IS NOT NULL;
+`
 let counter = 0
 
 queueContract(
@@ -136,6 +151,52 @@ describe('sqlite queue file', () => {
     const reopened = await openQueue(`sqlite:${path}#jobs`)
     expect((await reopened.receive()).map((m) => m.body)).toEqual(['hello'])
     await reopened.close()
+  })
+
+  it('a file written by the previous schema (version 1) is migrated on open and keeps every message in its state', async () => {
+    const path = join(dir, 'v1.db')
+    const old = new Database(path)
+    old.pragma('journal_mode = WAL')
+    // What the first cistern releases wrote (no schema version recorded).
+    old.exec(V1_SCHEMA)
+    const now = Date.now()
+    const insert = old.prepare(
+      'INSERT INTO queue_messages (queue, id, body, group_id, attributes, sent_at, visible_at, receipt, receive_count, dead, dead_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    )
+    old.prepare('INSERT INTO queue_queues (name, fifo, created_at) VALUES (?, ?, ?)').run('jobs', 0, now)
+    insert.run('jobs', 'id-visible', 'waiting', null, '{"k":"v"}', now - 5000, now - 5000, null, 2, 0, null)
+    insert.run('jobs', 'id-held', 'held by an old receiver', null, null, now - 4000, now + 60_000, '2.abcdef', 1, 0, null)
+    insert.run('jobs', 'id-g1', 'group head', 'g', null, now - 3000, now - 3000, null, 0, 0, null)
+    insert.run('jobs', 'id-g2', 'group follower', 'g', null, now - 2000, now - 2000, null, 0, 0, null)
+    insert.run('jobs', 'id-dead', 'dead one', null, null, now - 1000, now - 1000, null, 5, 1, 'received 5 times (maxReceiveCount 5)')
+    old.close()
+
+    const queue = await openQueue(`sqlite:${path}#jobs`, {mustExist: true})
+    expect(await queue.stats()).toMatchObject({visible: 3, inFlight: 1, delayed: 0, dead: 1, oldestAgeSeconds: 5})
+    const got = await queue.receive({maxMessages: 10})
+    expect(got.map((m) => [m.body, m.receiveCount, m.attempts])).toEqual([
+      ['waiting', 3, 3],
+      ['group head', 1, 1],
+    ])
+    expect(got[0]!.attributes).toEqual({k: 'v'})
+    await queue.release(got[1]!.receiptHandle)
+    expect((await queue.peekDead!()).map((m) => m.attributes['cistern.deadReason'])).toEqual(['received 5 times (maxReceiveCount 5)'])
+    await queue.close()
+    const db = new Database(path, {readonly: true})
+    expect(db.prepare("SELECT value FROM queue_meta WHERE key = 'schema'").pluck().get()).toBe(String(SCHEMA_VERSION))
+    db.close()
+  })
+
+  it('a file from a newer cistern is refused with the fix', async () => {
+    const path = join(dir, 'future.db')
+    const queue = await openQueue(`sqlite:${path}#jobs`)
+    await queue.close()
+    const db = new Database(path)
+    db.prepare("UPDATE queue_meta SET value = '99' WHERE key = 'schema'").run()
+    db.close()
+    const error = await openQueue(`sqlite:${path}#jobs`).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(UsageError)
+    expect((error as UsageError).oneLine).toMatch(/written by a newer cistern \(queue schema 99, this one knows \d+\) — upgrade cistern/)
   })
 
   it('mustExist: a missing file or queue is a usage error and nothing is created', async () => {

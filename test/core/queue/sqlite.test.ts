@@ -7,7 +7,7 @@ import {describe, expect, it} from 'vitest'
 
 import {UsageError} from '../../../src/core/errors.js'
 import {openQueue} from '../../../src/core/queue/index.js'
-import {SCHEMA_VERSION} from '../../../src/core/queue/sqlite-schema.js'
+import {SCHEMA_VERSION} from '../../../src/core/queue/sqlite-file.js'
 import {parseSqliteUrl, sqliteError} from '../../../src/core/queue/sqlite.js'
 import type {QueueMessage} from '../../../src/core/queue/types.js'
 import {CisternError} from '../../../src/core/errors.js'
@@ -15,6 +15,16 @@ import {tempDir} from '../../helpers/tmp.js'
 import {queueContract, sleep} from './contract.js'
 
 const dir = tempDir('cistern-sqlite-queue-')
+
+/** The queue's tables (columns) and indexes (their SQL), to compare two files. */
+function queueSchema(db: Database.Database) {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'queue%' ORDER BY name").pluck().all() as string[]
+  return {
+    tables: Object.fromEntries(tables.map((t) => [t, db.prepare(`SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)`).all(t)])),
+    indexes: db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'queue%' AND sql IS NOT NULL ORDER BY name").all(),
+    autoVacuum: db.pragma('auto_vacuum', {simple: true}),
+  }
+}
 
 /** The embedded queue's tables as the first cistern releases created them (schema version 1). */
 const V1_SCHEMA = `
@@ -184,6 +194,12 @@ describe('sqlite queue file', () => {
     await queue.close()
     const db = new Database(path, {readonly: true})
     expect(db.prepare("SELECT value FROM queue_meta WHERE key = 'schema'").pluck().get()).toBe(String(SCHEMA_VERSION))
+    // The migrated file has the tables and indexes a fresh one gets.
+    const fresh = join(dir, 'fresh-schema.db')
+    await (await openQueue(`sqlite:${fresh}#jobs`)).close()
+    const freshDb = new Database(fresh, {readonly: true})
+    expect(queueSchema(db)).toEqual(queueSchema(freshDb))
+    freshDb.close()
     db.close()
   })
 

@@ -135,8 +135,8 @@ export function openDatabase(path: string, options: {mustExist: boolean; synchro
     if (!options.mustExist) mkdirSync(dirname(path), {recursive: true})
     db = new Database(path, {fileMustExist: options.mustExist})
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
-    // Only takes effect on a file without tables; older files are converted by convertToIncrementalVacuum.
-    db.pragma('auto_vacuum = INCREMENTAL')
+    // Set before the first table; a file that has tables already is converted by convertToIncrementalVacuum.
+    if (db.prepare('SELECT count(*) FROM sqlite_master').pluck().get() === 0) db.pragma('auto_vacuum = INCREMENTAL')
     db.pragma('journal_mode = WAL')
     db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`)
     db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`)
@@ -161,6 +161,7 @@ export function convertToIncrementalVacuum(db: Database.Database, path: string, 
   try {
     db.pragma('auto_vacuum = INCREMENTAL')
     db.exec('VACUUM')
+    shrinkWal(db)
   } catch (error) {
     log.warn('could not convert the queue database to incremental auto-vacuum now; trying again on the next open', {path, error: errorMessage(error)})
   }
@@ -174,8 +175,8 @@ const RECLAIM_STEP_PAGES = 2048
 
 /**
  * Gives free pages back to the file system when they are many (a queue drained): incremental
- * vacuum in bounded steps, then a passive checkpoint so the WAL's copy reaches the file (which
- * truncates it) and journal_size_limit cuts the WAL back. Returns the pages freed.
+ * vacuum in bounded steps, then a checkpoint so the WAL's copy reaches the file (which truncates
+ * it) and the WAL is cut back. Returns the pages freed.
  */
 export function giveBackSpace(db: Database.Database): number {
   const pageSize = db.pragma('page_size', {simple: true}) as number
@@ -189,6 +190,24 @@ export function giveBackSpace(db: Database.Database): number {
     if (left >= free) break // not incremental (conversion pending), or nothing moved
     free = left
   }
-  db.pragma('wal_checkpoint(PASSIVE)')
+  shrinkWal(db)
   return before - free
+}
+
+/** How long giving space back may wait for other connections' readers before it settles for less. */
+const SHRINK_WAIT_MS = 50
+
+/**
+ * Copies the WAL into the file and cuts it to nothing (which also truncates the file after a
+ * vacuum), waiting briefly for readers in other processes; when they stay, a passive checkpoint
+ * does what it can and journal_size_limit bounds the WAL later.
+ */
+function shrinkWal(db: Database.Database): void {
+  db.pragma(`busy_timeout = ${SHRINK_WAIT_MS}`)
+  try {
+    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as {busy: number}[]
+    if (result?.busy) db.pragma('wal_checkpoint(PASSIVE)')
+  } finally {
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
+  }
 }

@@ -25,6 +25,8 @@ export interface Subject {
   /** Puts messages in when the queue cannot send (the facade): straight into the backing store. */
   seed?: (messages: SendInput[]) => Promise<void>
   close?: () => Promise<void>
+  /** Bytes the queue holds on disk (the embedded queue's file and its WAL), where there is a disk. */
+  diskBytes?: () => number
 }
 
 export interface ContractFeatures {
@@ -505,6 +507,28 @@ export function queueContract(name: string, factory: SubjectFactory, features: C
         order.push(held.body)
       }
       expect(order).toEqual(['a0', 'a1', 'a2'])
+    })
+
+    // Issue 14: 100k drained webhooks left an 834 MB file. Same mechanism, fewer messages.
+    it('the disk comes back when the queue drains (where there is a disk)', async () => {
+      const s = await subject({visibilityTimeout: 60})
+      if (!s.diskBytes) return
+      const body = JSON.stringify({pad: 'w'.repeat(8_000)})
+      for (let i = 0; i < 1_500; i += 10) await put(s, Array.from({length: 10}, (_, j) => ({body: `${i + j}${body}`})))
+      const full = s.diskBytes()
+      expect(full).toBeGreaterThan(12_000_000)
+      let drained = 0
+      for (let round = 0; round < 400 && drained < 1_500; round++) {
+        const got = await s.queue.receive({maxMessages: 10})
+        await s.queue.deleteBatch(got.map((m) => m.receiptHandle))
+        drained += got.length
+      }
+      expect(drained).toBe(1_500)
+      expect(await s.queue.receive()).toEqual([]) // the receive that finds it empty gives the space back
+      expect(s.diskBytes()).toBeLessThan(3_000_000)
+      // Still a working queue.
+      await put(s, [{body: 'after'}])
+      expect((await s.queue.receive()).map((m) => m.body)).toEqual(['after'])
     })
 
     it.runIf(features.fifo)('FIFO: a group is delivered in order, blocked while one of its messages is in flight', async () => {

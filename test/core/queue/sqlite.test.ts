@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3'
 import {execa} from 'execa'
-import {existsSync, mkdirSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 import {describe, expect, it} from 'vitest'
@@ -15,6 +15,11 @@ import {tempDir} from '../../helpers/tmp.js'
 import {queueContract, sleep} from './contract.js'
 
 const dir = tempDir('cistern-sqlite-queue-')
+
+/** A database file with its WAL. */
+function fileBytes(path: string): number {
+  return [path, `${path}-wal`].reduce((sum, file) => sum + (existsSync(file) ? statSync(file).size : 0), 0)
+}
 
 /** The queue's tables (columns) and indexes (their SQL), to compare two files. */
 function queueSchema(db: Database.Database) {
@@ -45,8 +50,9 @@ queueContract(
   'sqlite',
   async (options) => {
     const name = `q${++counter}${options.fifo ? '.fifo' : ''}`
-    const queue = await openQueue(`sqlite:${join(dir, 'contract.db')}#${name}`, options)
-    return {queue}
+    const file = join(dir, 'contract.db')
+    const queue = await openQueue(`sqlite:${file}#${name}`, options)
+    return {queue, diskBytes: () => fileBytes(file)}
   },
   {
     fifo: true,
@@ -200,6 +206,30 @@ describe('sqlite queue file', () => {
     const freshDb = new Database(fresh, {readonly: true})
     expect(queueSchema(db)).toEqual(queueSchema(freshDb))
     freshDb.close()
+    db.close()
+  })
+
+  it('a file made without incremental auto-vacuum (older cistern, or another piece first) is converted on open and gives its free space back', async () => {
+    const path = join(dir, 'bloated.db')
+    const old = new Database(path)
+    old.pragma('journal_mode = WAL')
+    old.exec(V1_SCHEMA)
+    old.prepare('INSERT INTO queue_queues (name, fifo, created_at) VALUES (?, 0, ?)').run('jobs', Date.now())
+    const insert = old.prepare('INSERT INTO queue_messages (queue, id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)')
+    old.transaction(() => {
+      for (let i = 0; i < 1_500; i++) insert.run('jobs', `id-${i}`, 'w'.repeat(8_000), Date.now(), Date.now())
+    })()
+    old.prepare('DELETE FROM queue_messages WHERE id != ?').run('id-7')
+    old.pragma('wal_checkpoint(TRUNCATE)')
+    expect(old.pragma('auto_vacuum', {simple: true})).toBe(0)
+    old.close()
+    expect(fileBytes(path)).toBeGreaterThan(12_000_000)
+    const queue = await openQueue(`sqlite:${path}#jobs`)
+    expect(fileBytes(path)).toBeLessThan(3_000_000)
+    expect((await queue.receive()).map((m) => m.id)).toEqual(['id-7'])
+    await queue.close()
+    const db = new Database(path, {readonly: true})
+    expect(db.pragma('auto_vacuum', {simple: true})).toBe(2) // incremental from now on
     db.close()
   })
 

@@ -1,5 +1,5 @@
 import {CisternError, ExitCode, UsageError} from '../errors.js'
-import type {BatchFailure} from './types.js'
+import type {BatchFailure, SendResult} from './types.js'
 
 /** A receipt handle that is no longer the current lease (re-received, deleted or expired). */
 export class StaleReceiptError extends CisternError {
@@ -11,11 +11,16 @@ export class StaleReceiptError extends CisternError {
   }
 }
 
-/** Some entries of a batch failed after retries; `failures` says which and why. */
+/**
+ * Some entries of a batch failed after retries; `failures` says which and why. A send batch also
+ * carries `results`: what each entry that did succeed got (undefined for the failed ones), so a
+ * caller can settle each entry without sending any again.
+ */
 export class QueueBatchError extends CisternError {
   constructor(
     readonly operation: 'send' | 'delete',
     readonly failures: BatchFailure[],
+    readonly results?: (SendResult | undefined)[],
   ) {
     super(`${failures.length} of a ${operation} batch failed: ${failures.map((f) => `#${f.index} ${f.code}: ${f.message}`).join('; ')}`)
     this.name = 'QueueBatchError'

@@ -257,7 +257,7 @@ class SqsQueue implements Queue {
         pending = retry
       }
     }
-    if (failures.length > 0) throw new QueueBatchError('send', failures.sort((a, b) => a.index - b.index))
+    if (failures.length > 0) throw new QueueBatchError('send', failures.sort((a, b) => a.index - b.index), results)
     return results
   }
 

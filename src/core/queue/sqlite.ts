@@ -207,6 +207,8 @@ class SqliteQueue implements DeadLetterStore {
   private firstSkips = 0
   /** Messages this connection deleted since it last looked at giving disk space back. */
   private deletedSinceReclaim = 0
+  /** The last receive returned all it asked for. */
+  private lastReceiveFull = false
   private readonly closing = new AbortController()
   private readonly name: string
   private readonly path: string
@@ -419,9 +421,11 @@ class SqliteQueue implements DeadLetterStore {
     for (;;) {
       if (this.closed || signals.some((s) => s.aborted)) return []
       let messages: QueueMessage[] = []
-      if (this.guard(() => this.stmt.anyVisible.get({queue: this.name, now: Date.now()})) === 1) {
+      // A full batch last time: more are likely waiting, so skip the look before the write lock.
+      if (this.lastReceiveFull || this.guard(() => this.stmt.anyVisible.get({queue: this.name, now: Date.now()})) === 1) {
         const claim = this.guard(() => this.soft(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as Claim))
         messages = claim.messages
+        this.lastReceiveFull = messages.length === maxMessages
         this.reportDead(claim.dead, options.onDead)
       }
       if (messages.length === 0) this.reclaimAfterDrain()

@@ -11,6 +11,8 @@
 //    inserted in one transaction) against node:http + cistern's coalescing sender, and a bare
 //    node:http server; each server in its own process, autocannon here. intakeSeconds=5
 //    connections=64 intakeBytes=7000 intakeDir=<tmp>.
+// 4. disk (issue 14, not in the default run): fill diskCount=100000 messages of diskBytes=8000
+//    (FIFO, 50 groups) in diskDir=/dev/shm, drain them, and print the file's size full and drained.
 //
 // Where the files live decides what is measured. With synchronous=FULL every commit waits for an
 // fsync, so on a disk both sides run at the disk's fsync rate and the ratio mostly counts commits
@@ -18,7 +20,7 @@
 // /dev/shm (when present), where fsync is free and the ratio is the CPU cost of the queue's
 // bookkeeping; pass a directory on disk as the third argument to measure the disk instead.
 import Database from 'better-sqlite3'
-import {existsSync, mkdtempSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -92,6 +94,7 @@ export default async function run(argv = []) {
   if (sections.includes('roundtrip')) results.roundtrip = await roundTrip(args)
   if (sections.includes('drain')) results.drain = await drainSection(options)
   if (sections.includes('intake')) results.intake = await intakeSection(options)
+  if (sections.includes('disk')) results.disk = await diskSection(options)
   return results
 }
 
@@ -280,4 +283,38 @@ async function intakeSection(options) {
   const batches = ['cistern', 'thread', 'normal'].map((k) => `${k}: ${results[k].commits} commits, largest ${results[k].largestBatch}${results[k].threaded ? ' (threaded)' : ''}`)
   console.log(`\ngroup commit: ${batches.join('; ')}. Every 202 was a stored message (checked).`)
   return Object.fromEntries(Object.entries(results).map(([key, r]) => [key, {rps: r.rps, p99: r.p99}]))
+}
+
+async function diskSection(options) {
+  const count = Number(options.diskCount ?? 100_000)
+  const bytes = Number(options.diskBytes ?? 8000)
+  const parent = options.diskDir ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
+  console.log(`\n### disk: ${count} messages of ${bytes} bytes in, all drained, in ${parent}`)
+  const dir = mkdtempSync(join(parent, 'cistern-bench-disk-'))
+  const path = join(dir, 'cistern.db')
+  const onDisk = () => [path, `${path}-wal`].reduce((sum, f) => sum + (statSync(f, {throwIfNoEntry: false})?.size ?? 0), 0)
+  try {
+    const queue = await openQueue(`sqlite:${path}#spigot.fifo`)
+    const pad = 'w'.repeat(Math.max(0, bytes - 20))
+    for (let i = 0; i < count; i += 100) {
+      await queue.sendBatch(Array.from({length: Math.min(100, count - i)}, (_, j) => ({body: `{"n":${i + j},"p":"${pad}"}`, groupId: `repo-${(i + j) % 50}`})))
+    }
+    const full = onDisk()
+    let drained = 0
+    for (let empty = 0; drained < count && empty < 100; ) {
+      const got = await queue.receive({maxMessages: 10})
+      if (got.length === 0) empty++
+      await queue.deleteBatch(got.map((m) => m.receiptHandle))
+      drained += got.length
+    }
+    const t0 = performance.now()
+    await queue.receive() // the receive that finds it empty gives the space back
+    const reclaimMs = performance.now() - t0
+    await queue.close()
+    const mb = (b) => fmt(b / 1024 / 1024, 2)
+    console.log(`file + WAL: ${mb(full)} MB full → ${mb(onDisk())} MB after ${drained} drained; the empty receive took ${fmt(reclaimMs, 0)} ms`)
+    return {fullBytes: full, drainedBytes: onDisk(), reclaimMs}
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
 }

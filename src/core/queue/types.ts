@@ -60,7 +60,8 @@ export interface ReceiveOptions {
   /**
    * Called for each message the backend moves to its dead letters during this receive instead of
    * delivering it (its attempts reached the limit without a settled outcome: the worker was killed
-   * while handling it). Dead letters are loud: the consumer logs and counts these.
+   * while handling it). Dead letters are loud: the consumer logs and counts these. Without it the
+   * embedded queue writes a warn line itself (the opener's logger, else stderr).
    */
   onDead?: (message: QueueMessage, reason: string) => void
 }

@@ -1,6 +1,18 @@
-// npm run bench -- queue [messages=100000] [bodyBytes=256] [dir] [rounds=3]
-// The embedded queue (send, receive, delete in batches of 10) against plain better-sqlite3 doing
-// the same rows' inserts and deletes in transactions of 10, same file pragmas, same run.
+// npm run bench -- queue [messages=100000] [bodyBytes=256] [dir] [rounds=3] [key=value …]
+// Three sections, one run (sections=roundtrip,drain,intake picks some):
+//
+// 1. roundtrip: the embedded queue (send, receive, delete in batches of 10) against plain
+//    better-sqlite3 doing the same rows' inserts and deletes in transactions of 10, same pragmas.
+// 2. drain (issue 15's baseline): a minimal durable drain (better-sqlite3, select 10, POST each over
+//    keep-alive, delete the 10 in one transaction) against cistern's queue doing the same through
+//    receive/deleteBatch, and both against the same POSTs with no queue at all; each drain in its
+//    own process, the sink in another. drainCount=5000 drainBytes=7000 drainDir=<tmp, a disk>.
+// 3. intake (issue 15's baseline): a minimal durable intake (node:http, the bodies of one turn
+//    inserted in one transaction) against node:http + cistern's coalescing sender, and a bare
+//    node:http server; each server in its own process, autocannon here. intakeSeconds=5
+//    connections=64 intakeBytes=7000 intakeDir=<tmp>.
+// 4. disk (issue 14, not in the default run): fill diskCount=100000 messages of diskBytes=8000
+//    (FIFO, 50 groups) in diskDir=/dev/shm, drain them, and print the file's size full and drained.
 //
 // Where the files live decides what is measured. With synchronous=FULL every commit waits for an
 // fsync, so on a disk both sides run at the disk's fsync rate and the ratio mostly counts commits
@@ -8,12 +20,13 @@
 // /dev/shm (when present), where fsync is free and the ratio is the CPU cost of the queue's
 // bookkeeping; pass a directory on disk as the third argument to measure the disk instead.
 import Database from 'better-sqlite3'
-import {existsSync, mkdtempSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {openQueue} from '../dist/core/queue/index.js'
-import {fmt, ratio, table} from './lib.js'
+import {startChild} from './baselines/child.js'
+import {fmt, load, ratio, table} from './lib.js'
 
 const PRAGMAS = ['busy_timeout = 10000', 'journal_mode = WAL', 'synchronous = FULL']
 
@@ -73,7 +86,20 @@ async function cistern(path, n, size) {
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
-export default async function run(args = []) {
+export default async function run(argv = []) {
+  const args = argv.filter((a) => !a.includes('='))
+  const options = Object.fromEntries(argv.filter((a) => a.includes('=')).map((a) => a.split(/=(.*)/s).slice(0, 2)))
+  const sections = (options.sections ?? 'roundtrip,drain,intake').split(',')
+  const results = {}
+  if (sections.includes('roundtrip')) results.roundtrip = await roundTrip(args)
+  if (sections.includes('drain')) results.drain = await drainSection(options)
+  if (sections.includes('intake')) results.intake = await intakeSection(options)
+  if (sections.includes('disk')) results.disk = await diskSection(options)
+  return results
+}
+
+async function roundTrip(args) {
+  console.log('\n### round trip: the queue against bare better-sqlite3 inserts and deletes')
   const n = Number(args[0] ?? 100_000)
   const size = Number(args[1] ?? 256)
   const parent = args[2] ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
@@ -135,6 +161,159 @@ export default async function run(args = []) {
       rssGrowthBytes: rss.after - rss.before,
       rssPeakGrowthBytes: rss.peak - rss.before,
     }
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+}
+
+/** Runs one drain child (already filled) to the end; its reply, plus what the sink counted. */
+async function drainOnce(name, env, sink) {
+  const child = startChild(name, env)
+  const ready = await child.next()
+  sink.send('count')
+  const before = (await sink.next()).count
+  child.send('go')
+  const done = await child.next()
+  sink.send('count')
+  const posted = (await sink.next()).count - before
+  child.send('stop')
+  await child.stop()
+  return {...ready, ...done, posted}
+}
+
+async function drainSection(options) {
+  const count = Number(options.drainCount ?? 5000)
+  const bytes = Number(options.drainBytes ?? 7000)
+  const parent = options.drainDir ?? tmpdir()
+  const rounds = Number(options.drainRounds ?? 2)
+  const groups = Number(options.groups ?? 20)
+  console.log(`\n### drain: ${count} messages of ${bytes} bytes → a loopback sink (files in ${parent}; ${rounds} alternating rounds, medians)`)
+  const dir = mkdtempSync(join(parent, 'cistern-bench-drain-'))
+  const sink = startChild('sink')
+  const {url} = await sink.next()
+  const sides = {
+    raw: {name: 'raw-posts', label: 'the same POSTs, no queue'},
+    minimal: {name: 'minimal-durable-drain', label: 'minimal durable drain (better-sqlite3: select 10, POST, delete 10)'},
+    cistern: {name: 'cistern-drain', label: 'cistern queue: receive 10, POST, deleteBatch'},
+    fifo: {name: 'cistern-drain', label: `cistern queue, FIFO (${groups} groups, one in flight each)`, env: {BENCH_GROUPS: String(groups)}},
+    normal: {name: 'cistern-drain', label: 'cistern queue, ?synchronous=normal', env: {BENCH_QUERY: '?synchronous=normal'}},
+  }
+  const runs = Object.fromEntries(Object.keys(sides).map((k) => [k, []]))
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const [key, side] of Object.entries(sides)) {
+        const db = join(dir, `${key}-${round}.db`)
+        const result = await drainOnce(side.name, {BENCH_COUNT: String(count), BENCH_BYTES: String(bytes), BENCH_SINK: url, BENCH_DB: db, ...side.env}, sink)
+        if (result.posted !== count) throw new Error(`${key}: the sink got ${result.posted} of ${count}`)
+        if (result.left) throw new Error(`${key}: ${result.left} left in the queue`)
+        runs[key].push(result)
+      }
+    }
+  } finally {
+    sink.send('stop')
+    await sink.stop()
+    rmSync(dir, {recursive: true, force: true})
+  }
+  const rate = (key) => median(runs[key].map((r) => (count / r.ms) * 1000))
+  const cpu = (key) => median(runs[key].map((r) => r.cpuUs / count))
+  const rows = Object.entries(sides).map(([key, side]) => ({
+    what: side.label,
+    'msgs/s': fmt(rate(key), 0),
+    'CPU µs/msg (drain process)': fmt(cpu(key), 1),
+    'vs no queue': fmt(ratio(rate(key), rate('raw')), 2),
+    'vs minimal durable drain': key === 'raw' ? '' : fmt(ratio(rate(key), rate('minimal')), 2),
+  }))
+  table(rows)
+  const mb = (b) => fmt(b / 1024 / 1024, 1)
+  const disk = runs.cistern.map((r) => `${mb(r.bytesFull)} MB full → ${mb(r.bytesDrained)} MB drained`).join('; ')
+  console.log(`\ncistern queue file (with its WAL): ${disk}`)
+  return Object.fromEntries(Object.keys(sides).map((key) => [key, {perSec: rate(key), cpuUsPerMessage: cpu(key)}]))
+}
+
+async function intakeOnce(name, env, {seconds, connections, body}) {
+  const server = startChild(name, env)
+  const {url} = await server.next()
+  await load(url, {connections, seconds: 1, body}) // warm-up
+  server.send('mark')
+  await server.next()
+  const result = await load(url, {connections, seconds, body})
+  server.send('stop')
+  const end = await server.next()
+  await server.stop()
+  return {...result, ...end}
+}
+
+async function intakeSection(options) {
+  const seconds = Number(options.intakeSeconds ?? 5)
+  const connections = Number(options.connections ?? 64)
+  const bytes = Number(options.intakeBytes ?? 7000)
+  const parent = options.intakeDir ?? tmpdir()
+  console.log(`\n### intake: ${connections} keep-alive connections, ${seconds} s, bodies of ${bytes} bytes (files in ${parent})`)
+  const body = JSON.stringify({ref: 'refs/heads/main', pad: 'x'.repeat(Math.max(0, bytes - 40))})
+  const dir = mkdtempSync(join(parent, 'cistern-bench-intake-'))
+  const sides = {
+    bare: {name: 'bare-server', label: 'bare node:http, no queue'},
+    minimal: {name: 'minimal-durable-intake', label: 'minimal durable intake (node:http + one insert transaction per turn)'},
+    cistern: {name: 'cistern-intake', label: 'node:http + cistern coalescingSender'},
+    thread: {name: 'cistern-intake', label: 'node:http + cistern coalescingSender, writer thread', env: {BENCH_THREAD: '1'}},
+    normal: {name: 'cistern-intake', label: 'node:http + cistern coalescingSender, ?synchronous=normal', env: {BENCH_QUERY: '?synchronous=normal'}},
+  }
+  const results = {}
+  try {
+    for (const [key, side] of Object.entries(sides)) {
+      results[key] = await intakeOnce(side.name, {BENCH_DB: join(dir, `${key}.db`), ...side.env}, {seconds, connections, body})
+      const r = results[key]
+      if (r.non2xx || r.errors) throw new Error(`${key}: ${r.non2xx} non-2xx, ${r.errors} errors`)
+      if (r.stored >= 0 && r.stored < r.total) throw new Error(`${key}: answered ${r.total} but stored ${r.stored}`)
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+  table(
+    Object.entries(sides).map(([key, side]) => ({
+      what: side.label,
+      'req/s': fmt(results[key].rps, 0),
+      p50: `${results[key].p50} ms`,
+      p99: `${results[key].p99} ms`,
+      'CPU µs/req (server)': fmt(results[key].cpuUs / results[key].total, 0),
+      'vs bare': fmt(ratio(results[key].rps, results.bare.rps), 2),
+      'vs minimal durable intake': key === 'bare' ? '' : fmt(ratio(results[key].rps, results.minimal.rps), 2),
+    })),
+  )
+  const batches = ['cistern', 'thread', 'normal'].map((k) => `${k}: ${results[k].commits} commits, largest ${results[k].largestBatch}${results[k].threaded ? ' (threaded)' : ''}`)
+  console.log(`\ngroup commit: ${batches.join('; ')}. Every 202 was a stored message (checked).`)
+  return Object.fromEntries(Object.entries(results).map(([key, r]) => [key, {rps: r.rps, p99: r.p99}]))
+}
+
+async function diskSection(options) {
+  const count = Number(options.diskCount ?? 100_000)
+  const bytes = Number(options.diskBytes ?? 8000)
+  const parent = options.diskDir ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
+  console.log(`\n### disk: ${count} messages of ${bytes} bytes in, all drained, in ${parent}`)
+  const dir = mkdtempSync(join(parent, 'cistern-bench-disk-'))
+  const path = join(dir, 'cistern.db')
+  const onDisk = () => [path, `${path}-wal`].reduce((sum, f) => sum + (statSync(f, {throwIfNoEntry: false})?.size ?? 0), 0)
+  try {
+    const queue = await openQueue(`sqlite:${path}#spigot.fifo`)
+    const pad = 'w'.repeat(Math.max(0, bytes - 20))
+    for (let i = 0; i < count; i += 100) {
+      await queue.sendBatch(Array.from({length: Math.min(100, count - i)}, (_, j) => ({body: `{"n":${i + j},"p":"${pad}"}`, groupId: `repo-${(i + j) % 50}`})))
+    }
+    const full = onDisk()
+    let drained = 0
+    for (let empty = 0; drained < count && empty < 100; ) {
+      const got = await queue.receive({maxMessages: 10})
+      if (got.length === 0) empty++
+      await queue.deleteBatch(got.map((m) => m.receiptHandle))
+      drained += got.length
+    }
+    const t0 = performance.now()
+    await queue.receive() // the receive that finds it empty gives the space back
+    const reclaimMs = performance.now() - t0
+    await queue.close()
+    const mb = (b) => fmt(b / 1024 / 1024, 2)
+    console.log(`file + WAL: ${mb(full)} MB full → ${mb(onDisk())} MB after ${drained} drained; the empty receive took ${fmt(reclaimMs, 0)} ms`)
+    return {fullBytes: full, drainedBytes: onDisk(), reclaimMs}
   } finally {
     rmSync(dir, {recursive: true, force: true})
   }

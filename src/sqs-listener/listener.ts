@@ -11,6 +11,7 @@ import {errorMessage} from '../core/errors.js'
 import {runJob, type JobResult, type JobsConfig} from '../core/jobs.js'
 import type {Logger} from '../core/log.js'
 import type {Queue, QueueMessage} from '../core/queue/types.js'
+import {NoDeadLetterQueueError} from '../core/queue/errors.js'
 import {encodeResponse, fitMessage, packLines, parseRequest, type BadRequestKind, type Encoding, type Response} from './codec.js'
 import {LISTENER_ID_ENV, stopOrphans} from './orphans.js'
 import {localOwnerPid, type RequestStore} from './store.js'
@@ -347,7 +348,11 @@ function deadLetterOrDelete(queue: Queue, log: Logger): Queue {
     get(target, property) {
       if (property === 'deadLetter') {
         return async (message: QueueMessage, reason: string) => {
-          const where = await target.deadLetter(message, reason)
+          // No dead-letter queue: the queue layer refuses (NoDeadLetterQueueError); this piece deletes.
+          const where = await target.deadLetter(message, reason).catch((error: unknown) => {
+            if (error instanceof NoDeadLetterQueueError) return 'redrive-policy' as const
+            throw error
+          })
           if (where === 'redrive-policy') {
             log.warn('the request queue has no dead-letter queue: the bad request is deleted', {messageId: message.id, body: message.body.slice(0, 2000)})
             await target.delete(message.receiptHandle)

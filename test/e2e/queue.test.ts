@@ -4,7 +4,10 @@ import {existsSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {facadeDeadLetterUrl} from '../../src/core/queue/apigw.js'
+import {openQueue} from '../../src/core/queue/index.js'
 import {SqsSimulator, sqsEndpoint} from '../core/queue/sqs-sim.js'
+import {facadeStandIn} from '../status-queue/facade-standin.js'
 import {CLI, cistern} from '../helpers/cli.js'
 import type {StandIn} from '../helpers/http.js'
 import {tempDir} from '../helpers/tmp.js'
@@ -38,7 +41,11 @@ describe('cistern queue on the embedded queue', slow, () => {
 
     const stats = await run(['queue', 'stats', url, '--json'])
     expect(stats.exitCode).toBe(0)
-    expect(JSON.parse(stats.stdout)).toEqual({visible: 2, inFlight: 0, delayed: 1, dead: 0})
+    const counted = JSON.parse(stats.stdout) as Record<string, unknown>
+    expect(counted).toMatchObject({visible: 2, inFlight: 0, delayed: 1, dead: 0})
+    // The embedded queue also tells the oldest message's age and when the delayed one shows.
+    expect(counted.oldestAgeSeconds).toBeLessThan(60)
+    expect(Date.parse(String(counted.nextVisibleAt))).toBeGreaterThan(Date.now() + 500_000)
 
     const peeked = await run(['queue', 'peek', url, '--json'])
     expect((JSON.parse(peeked.stdout) as {body: string}[]).map((m) => m.body)).toEqual([
@@ -57,7 +64,7 @@ describe('cistern queue on the embedded queue', slow, () => {
     expect(messages[0]!.id).toBe(id)
     expect(messages[1]!.attributes).toEqual({source: 'stdin'})
     // Not deleted: in flight now.
-    expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toEqual({visible: 0, inFlight: 2, delayed: 1, dead: 0})
+    expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toMatchObject({visible: 0, inFlight: 2, delayed: 1, dead: 0})
 
     const human = await run(['queue', 'send', url, '--body', 'take me'])
     expect(human.stdout.trim()).toMatch(/^[0-9a-f-]{36}$/)
@@ -65,7 +72,7 @@ describe('cistern queue on the embedded queue', slow, () => {
     expect(taken.exitCode).toBe(0)
     expect(taken.stdout).toContain('take me')
     expect(taken.stdout).toContain('deleted')
-    expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toEqual({visible: 0, inFlight: 2, delayed: 1, dead: 0})
+    expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toMatchObject({visible: 0, inFlight: 2, delayed: 1, dead: 0})
 
     const empty = await run(['queue', 'receive', url, '--json'])
     expect(empty.exitCode).toBe(0)
@@ -118,6 +125,19 @@ describe('cistern queue on the embedded queue', slow, () => {
     expect(result.stderr).toContain('message body is empty')
     const both = await run(['queue', 'send', url, '--body', 'a', '--file', 'b'])
     expect(both.exitCode).toBe(2)
+  })
+
+  // Issue 11 item 9: this used to leave a standard queue that every spigot command then refused
+  // with "drop fifo=true from the URL", a parameter the user never wrote.
+  it('queue send to the spigot queue on a fresh data dir, then a spigot command opens it', async () => {
+    const fresh = join(dir, 'fresh-data')
+    const spigotQueue = `sqlite:${join(fresh, 'cistern.db')}#spigot`
+    const sent = await cistern(['queue', 'send', spigotQueue, '--body', '{"queued":"by hand"}', '--group-id', 'acme/app'], {env: {...env, CISTERN_DATA_DIR: fresh}})
+    expect(sent.exitCode).toBe(0)
+    const status = await cistern(['spigot', 'status', '--json', '--backend', 'local'], {env: {...env, CISTERN_DATA_DIR: fresh}})
+    expect(String(status.stderr)).not.toMatch(/fifo/)
+    expect(status.exitCode).toBe(0)
+    expect(String(status.stdout)).toMatch(/"visible":\s*1/)
   })
 
   it('--lines sends one message per line in batches', async () => {
@@ -190,10 +210,46 @@ describe('cistern queue on SQS through AWS_ENDPOINT_URL (loopback SQS JSON endpo
     expect(stderr).toMatch(/no AWS credentials .* — set AWS_PROFILE/)
   })
 
+  it('an unreachable endpoint is exit 3, one line naming it and the fix', async () => {
+    const result = await cistern(['queue', 'stats', 'http://sqs.eu-west-1.localhost:9/123456789012/jobs'], {env: {...awsEnv(), AWS_ENDPOINT_URL: 'http://127.0.0.1:9'}})
+    const stderr = String(result.stderr ?? '')
+    expect(result.exitCode).toBe(3)
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    expect(stderr).toMatch(/cannot reach SQS at http:\/\/127\.0\.0\.1:9 .*ECONNREFUSED.* — check AWS_ENDPOINT_URL/)
+  })
+
   it('peek on SQS is exit 2 with the alternative', async () => {
     const result = await aws(['queue', 'peek', 'sqs://e2e-jobs'])
     expect(result.exitCode).toBe(2)
     expect(result.stderr).toContain('queue receive')
+  })
+})
+
+describe('cistern queue peek --dead on the API Gateway facade', slow, () => {
+  it('shows what a worker set aside in the embedded dead-letter store', async () => {
+    const facade = await facadeStandIn('e2e-api-key-123456')
+    try {
+      facade.send('{"build":{"number":12,"commit":"HEAD"}}')
+      const url = `apigw+${facade.apiUrl}/`
+      // The worker's side, in-process, with the data dir the CLI will use.
+      const queue = await openQueue(url, {apiKey: 'e2e-api-key-123456', deadLetterUrl: facadeDeadLetterUrl(facade.apiUrl, {CISTERN_DATA_DIR: dir})})
+      const [poison] = await queue.receive()
+      await queue.deadLetter(poison!, 'build.commit is HEAD, not a 40-hex SHA')
+      await queue.close()
+      expect(facade.messages).toHaveLength(0)
+      const peeked = await cistern(['queue', 'peek', url, '--dead', '--json'], {env: {...env, API_KEY: 'e2e-api-key-123456'}})
+      expect(peeked.exitCode).toBe(0)
+      expect(JSON.parse(String(peeked.stdout))).toMatchObject([
+        {id: poison!.id, body: '{"build":{"number":12,"commit":"HEAD"}}', attributes: {'cistern.deadReason': 'build.commit is HEAD, not a 40-hex SHA'}},
+      ])
+      const stats = await cistern(['queue', 'stats', url, '--json'], {env: {...env, API_KEY: 'e2e-api-key-123456'}})
+      expect(JSON.parse(String(stats.stdout))).toEqual({visible: -1, inFlight: -1, delayed: -1, dead: 1})
+      const redrive = await cistern(['queue', 'redrive', url], {env: {...env, API_KEY: 'e2e-api-key-123456'}})
+      expect(redrive.exitCode).toBe(2)
+      expect(String(redrive.stderr)).toMatch(/cannot send, so its dead letters cannot go back through it/)
+    } finally {
+      await facade.close()
+    }
   })
 })
 

@@ -8,13 +8,14 @@ import {type MessageView, messageView, operatorQueue, renderMessages} from '../.
 export default class QueuePeek extends CisternCommand<MessageView[]> {
   static override summary = 'Look at waiting messages without receiving them'
 
-  static override description = `Shows messages that are waiting (visible or delayed) without hiding them or counting a receive. --dead shows dead messages instead, with the reason they died (attribute cistern.deadReason). Only the embedded queue can peek: SQS and the API Gateway facade cannot look without receiving (use "queue receive" there). --json prints an array of {id, body, receiveCount, sentAt, groupId, attributes}.
+  static override description = `Shows messages that are waiting (visible or delayed) without hiding them or counting a receive. --dead shows dead messages instead, with the reason they died (attribute cistern.deadReason): the embedded queue's, and the API Gateway facade's (kept in its embedded dead-letter store). Only the embedded queue can peek at waiting messages: SQS and the facade cannot look without receiving (use "queue receive" there; an SQS queue's dead letters are in its dead-letter queue, which "queue receive" reads). --json prints an array of {id, body, receiveCount, attempts, sentAt, groupId, attributes}.
 
 Exit codes: 0, 1 the queue failed, 2 bad URL, missing queue, or a backend that cannot peek.`
 
   static override examples = [
     {description: 'The next five messages of the embedded queue', command: '<%= config.bin %> <%= command.id %> sqlite:./cistern.db#jobs --max 5'},
     {description: 'Dead messages and why they died', command: '<%= config.bin %> <%= command.id %> sqlite:./cistern.db#jobs --dead --json'},
+    {description: 'What status-queue set aside from the API Gateway facade', command: 'API_KEY=… <%= config.bin %> <%= command.id %> apigw+https://abc123.execute-api.us-east-1.amazonaws.com/prod/ --dead'},
   ]
 
   static override args = queueArg
@@ -29,7 +30,7 @@ Exit codes: 0, 1 the queue failed, 2 bad URL, missing queue, or a backend that c
     const {args, flags} = await this.parse(QueuePeek)
     const queue = await operatorQueue({url: args.url ?? flags.queue, region: flags.region, profile: flags.profile, log: this.logger}, 'existing')
     try {
-      if (!queue.capabilities.peek || (flags.dead && !queue.peekDead)) {
+      if (flags.dead ? !queue.peekDead : !queue.capabilities.peek) {
         throw new UsageError(`${queue.kind} queues cannot be looked at without receiving`, 'use "cistern queue receive" (messages come back after the visibility timeout)')
       }
       const messages = flags.dead ? await queue.peekDead!(flags.max) : await queue.peek(flags.max)

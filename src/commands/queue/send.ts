@@ -27,7 +27,7 @@ Exit codes: 0 sent, 1 the queue refused it, 2 bad URL, flag or body.`
     body: Flags.string({char: 'b', summary: 'Message body.'}),
     file: Flags.string({char: 'f', summary: 'Read the body from this file (- for stdin).'}),
     lines: Flags.boolean({summary: 'Send each non-empty line of the body as its own message.', default: false}),
-    'group-id': Flags.string({summary: 'FIFO message group.'}),
+    'group-id': Flags.string({summary: 'Message group: its messages are delivered in order, one in flight at a time (every embedded queue; SQS FIFO queues).'}),
     'dedup-id': Flags.string({summary: 'Deduplication id (not stored again while a message with it is queued).'}),
     delay: Flags.integer({summary: 'Seconds before the message becomes visible (0–900).', min: 0, max: 900}),
     attribute: Flags.string({char: 'a', summary: 'String message attribute key=value (repeatable).', multiple: true}),

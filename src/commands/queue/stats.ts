@@ -6,7 +6,7 @@ import type {QueueStats} from '../../core/queue/types.js'
 export default class QueueStatsCommand extends CisternCommand<QueueStats> {
   static override summary = 'Count visible, in-flight, delayed and dead messages'
 
-  static override description = `--json prints {visible, inFlight, delayed, dead}; -1 means the backend cannot tell (SQS without a known dead-letter queue; the API Gateway facade). On SQS the counts are approximate.
+  static override description = `--json prints {visible, inFlight, delayed, dead, oldestAgeSeconds, nextVisibleAt}; -1 means the backend cannot tell (SQS without a known dead-letter queue; the API Gateway facade, which knows only the dead letters it kept). oldestAgeSeconds (the oldest live message) and nextVisibleAt (when the next in-flight or delayed message shows) are given by the embedded queue, and left out when there is none. On SQS the counts are approximate.
 
 Exit codes: 0, 1 the queue failed, 2 bad URL or missing queue (nothing is created).`
 

@@ -1,15 +1,25 @@
 /**
  * The status-queue service's API Gateway facade over SQS: `GET /message` receives,
  * `DELETE /message?receiptHandle=…` deletes, `x-api-key` authenticates. It can do nothing else:
- * send/peek/purge/redrive are refused, changeVisibility is a no-op (the message simply comes back
- * after the facade's visibility timeout) and deadLetter leaves the message to the SQS redrive policy.
+ * send/peek/purge/redrive are refused, and changeVisibility/release are no-ops (the message simply
+ * comes back after the facade's visibility timeout; the SQS behind it counts every receive).
+ *
+ * Dead letters cannot go to the SQS redrive policy behind the facade without holding the message's
+ * FIFO group (EventBridge puts every event in one group) for up to maxReceiveCount timeouts. So
+ * deadLetter() keeps the whole message in an embedded dead-letter store (by default the data dir's
+ * cistern.db, queue `apigw-dead.<api>`), then DELETEs it from the facade so its group flows.
+ * peekDead() and stats().dead read that store.
  *
  * API Gateway answers 200 even when SQS failed (GET then says `messages: null`; DELETE carries the
  * SQS error in the body), and 403 {"message":"Forbidden"} for a bad key.
  */
+import {createHash} from 'node:crypto'
+
 import {CisternError, UsageError, errorMessage} from '../errors.js'
-import {type Logger, registerSecret, silentLogger} from '../log.js'
+import {type Logger, createLogger, registerSecret, silentLogger} from '../log.js'
+import {defaultDbPath} from '../paths.js'
 import {QueueBatchError, StaleReceiptError} from './errors.js'
+import type {DeadLetterStore} from './sqlite.js'
 import type {BatchFailure, OpenQueueOptions, Queue, QueueCapabilities, QueueMessage, QueueStats, ReceiveOptions, SendResult} from './types.js'
 import {type SqsMessageShape, fromSqsMessage} from './sqs-message.js'
 import {LIMITS, linkSignals, pause, receiveParams} from './validate.js'
@@ -39,12 +49,28 @@ export function facadeBase(url: string): string {
   return `${parsed.origin}${parsed.pathname.replace(/\/+$/, '')}`
 }
 
+/**
+ * `sqlite:<data dir>/cistern.db#apigw-dead.<host>-<stage>`: where the dead letters of the facade at
+ * `base` are kept unless OpenQueueOptions.deadLetterUrl names another sqlite: URL.
+ */
+export function facadeDeadLetterUrl(base: string, env: NodeJS.ProcessEnv = process.env): string {
+  const {host, pathname} = new URL(base)
+  let slug = `${host}${pathname}`.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/-+$/, '')
+  // Queue names are at most 80 characters: a long one keeps its start and a hash of the whole.
+  if (slug.length > 68) slug = `${slug.slice(0, 55)}-${createHash('sha256').update(base).digest('hex').slice(0, 12)}`
+  return `sqlite:${defaultDbPath(env)}#apigw-dead.${slug}`
+}
+
 export async function openFacadeQueue(url: string, options: OpenQueueOptions = {}): Promise<Queue> {
   const base = facadeBase(url)
   const apiKey = options.apiKey ?? process.env.API_KEY
   if (!apiKey) throw new UsageError(`no API key for the facade ${base}`, 'set API_KEY (the x-api-key of the API Gateway usage plan)')
   registerSecret(apiKey)
-  return new FacadeQueue(`apigw+${base}/`, base, apiKey, options.log ?? silentLogger)
+  const deadLetterUrl = options.deadLetterUrl ?? facadeDeadLetterUrl(base)
+  if (!deadLetterUrl.startsWith('sqlite:')) {
+    throw new UsageError(`the facade's dead letters are kept in an embedded queue, not at ${deadLetterUrl}`, 'give --dead-letter-queue a sqlite:<path>#<name> URL, or leave it out (the data dir is used)')
+  }
+  return new FacadeQueue(`apigw+${base}/`, base, apiKey, deadLetterUrl, options.log ?? silentLogger, options.log ?? createLogger({level: 'warn'}))
 }
 
 /** The SQS error an API Gateway 200 may carry (JSON or the XML SQS answered with). */
@@ -63,8 +89,11 @@ function sqsErrorIn(text: string): {code: string; message: string} | undefined {
 
 class FacadeQueue implements Queue {
   readonly kind = 'apigw' as const
-  readonly capabilities: QueueCapabilities = {send: false, fifo: false, maxBodyBytes: 262_144, deadLetter: false, peek: false}
+  readonly capabilities: QueueCapabilities = {send: false, fifo: false, groups: false, maxBodyBytes: 262_144, deadLetter: true, peek: false}
   private readonly closing = new AbortController()
+  /** The dead-letter store, opened on first use (a read does not create it). */
+  private store?: DeadLetterStore
+  private storeOpening: Promise<unknown> = Promise.resolve()
   /**
    * The facade decides how many messages a GET returns. Those beyond maxMessages wait here for
    * the next receive, while their lease is young enough to be worth handing out.
@@ -75,8 +104,27 @@ class FacadeQueue implements Queue {
     readonly url: string,
     private readonly base: string,
     private readonly apiKey: string,
+    readonly deadLetterUrl: string,
     private readonly log: Logger,
+    private readonly loud: Logger,
   ) {}
+
+  /** The store, opened once (openings queue behind each other); `create` false leaves a missing one missing. */
+  private deadLetters(create: boolean): Promise<DeadLetterStore | undefined> {
+    const next = this.storeOpening.then(async () => (this.store ??= await this.openStore(create)))
+    this.storeOpening = next.catch(() => undefined)
+    return next
+  }
+
+  private async openStore(create: boolean): Promise<DeadLetterStore | undefined> {
+    const {openSqliteQueue} = await import('./sqlite.js')
+    try {
+      return await openSqliteQueue(this.deadLetterUrl, {mustExist: !create, maxReceiveCount: 0, log: this.log})
+    } catch (error) {
+      if (!create && error instanceof UsageError) return undefined // nothing kept yet
+      throw error
+    }
+  }
 
   private async request(method: 'GET' | 'DELETE', path: string, signal?: AbortSignal): Promise<string> {
     const timeout = new AbortController()
@@ -198,9 +246,13 @@ class FacadeQueue implements Queue {
     if (failures.length > 0) throw new QueueBatchError('delete', failures.sort((a, b) => a.index - b.index))
   }
 
-  /** Not supported by the facade: a no-op, the message reappears after the facade's own timeout. */
+  /**
+   * Not supported by the facade: a no-op, the message reappears after the facade's own timeout,
+   * and the SQS behind it has counted the receive (as on SQS, consumers avoid receiving what they
+   * will not attempt).
+   */
   async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
-    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
+    this.buffer = this.buffer.filter((entry) => entry.message.receiptHandle !== receiptHandle)
     await this.changeVisibility(receiptHandle, delaySeconds)
   }
 
@@ -208,18 +260,41 @@ class FacadeQueue implements Queue {
     this.log.debug('the API Gateway facade cannot change visibility: the message comes back after its timeout', {seconds, receiptHandle: receiptHandle.slice(0, 12)})
   }
 
-  /** Not supported by the facade: the SQS redrive policy behind it moves the message eventually. */
+  /** Kept (durably) in the dead-letter store first, then deleted from the facade so its group flows. */
   async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
-    this.log.debug('the API Gateway facade has no dead-letter call: leaving the message to the redrive policy', {id: message.id, reason})
-    return 'redrive-policy'
+    const store = (await this.deadLetters(true))!
+    await store.keepDead(message, reason)
+    try {
+      await this.delete(message.receiptHandle)
+    } catch (error) {
+      if (!(error instanceof StaleReceiptError)) throw error
+      // Kept, but still in SQS (its lease lapsed): it comes back and is set aside again, kept once.
+      this.loud.warn('dead letter kept, but the facade did not delete it (its lease had lapsed): it will be received again', {
+        messageId: message.id,
+        store: this.deadLetterUrl,
+      })
+    }
+    return 'dead-letter-queue'
+  }
+
+  async maxAttempts(): Promise<number | undefined> {
+    return undefined // the redrive policy behind the facade is not visible through it
   }
 
   async peek(): Promise<QueueMessage[]> {
-    throw new UsageError('the API Gateway facade cannot show messages without receiving them', 'use "cistern queue receive"')
+    throw new UsageError('the API Gateway facade cannot show messages without receiving them', 'use "cistern queue receive" (its dead letters: "cistern queue peek --dead")')
   }
 
+  /** The dead letters kept for this facade, the reason in attributes['cistern.deadReason']. */
+  async peekDead(max = 10): Promise<QueueMessage[]> {
+    const store = await this.deadLetters(false)
+    return store ? store.peekDead!(max) : []
+  }
+
+  /** Only the dead letters are known (the facade cannot count the queue behind it). */
   async stats(): Promise<QueueStats> {
-    return {visible: -1, inFlight: -1, delayed: -1, dead: -1}
+    const store = await this.deadLetters(false)
+    return {visible: -1, inFlight: -1, delayed: -1, dead: store ? (await store.stats()).dead : 0}
   }
 
   async purge(): Promise<number> {
@@ -227,11 +302,16 @@ class FacadeQueue implements Queue {
   }
 
   async redrive(): Promise<number> {
-    throw new UsageError('the API Gateway facade cannot redrive', 'redrive the SQS queue behind it')
+    throw new UsageError(
+      `the API Gateway facade cannot send, so its dead letters cannot go back through it (they are kept in ${this.deadLetterUrl})`,
+      `"cistern queue peek --dead ${this.url} --json" shows them; send their bodies to the SQS queue behind the facade, then empty the store with "cistern queue redrive" and "cistern queue purge" on ${this.deadLetterUrl}`,
+    )
   }
 
   async close(): Promise<void> {
     this.closing.abort()
     this.buffer = []
+    await this.storeOpening
+    await this.store?.close()
   }
 }

@@ -1,5 +1,5 @@
-import {CisternError, ExitCode} from '../errors.js'
-import type {BatchFailure} from './types.js'
+import {CisternError, ExitCode, UsageError} from '../errors.js'
+import type {BatchFailure, SendResult} from './types.js'
 
 /** A receipt handle that is no longer the current lease (re-received, deleted or expired). */
 export class StaleReceiptError extends CisternError {
@@ -11,13 +11,26 @@ export class StaleReceiptError extends CisternError {
   }
 }
 
-/** Some entries of a batch failed after retries; `failures` says which and why. */
+/**
+ * Some entries of a batch failed after retries; `failures` says which and why. A send batch also
+ * carries `results`: what each entry that did succeed got (undefined for the failed ones), so a
+ * caller can settle each entry without sending any again.
+ */
 export class QueueBatchError extends CisternError {
   constructor(
     readonly operation: 'send' | 'delete',
     readonly failures: BatchFailure[],
+    readonly results?: (SendResult | undefined)[],
   ) {
     super(`${failures.length} of a ${operation} batch failed: ${failures.map((f) => `#${f.index} ${f.code}: ${f.message}`).join('; ')}`)
     this.name = 'QueueBatchError'
+  }
+}
+
+/** An SQS queue with neither a RedrivePolicy nor a --dead-letter-queue: there is nowhere to put a dead letter. Exit 2. */
+export class NoDeadLetterQueueError extends UsageError {
+  constructor(message: string, fix: string) {
+    super(message, fix)
+    this.name = 'NoDeadLetterQueueError'
   }
 }

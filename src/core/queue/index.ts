@@ -2,13 +2,13 @@ import {UsageError} from '../errors.js'
 import type {OpenQueueOptions, Queue} from './types.js'
 
 export type * from './types.js'
-export {QueueBatchError, StaleReceiptError} from './errors.js'
+export {NoDeadLetterQueueError, QueueBatchError, StaleReceiptError} from './errors.js'
 
 /**
  * Open a queue by URL. Backends are imported lazily so that a command using the embedded queue
  * never loads the AWS SDK (start-up time).
  *
- *   sqlite:<path>#<name>[?fifo=true&maxReceiveCount=5&visibilityTimeout=30]   embedded
+ *   sqlite:<path>#<name>[?fifo=true&maxReceiveCount=5&visibilityTimeout=30&synchronous=full|normal]   embedded
  *   https://sqs.<region>.amazonaws.com/<acct>/<name>      AWS SQS (also any https URL with AWS_ENDPOINT_URL set)
  *   sqs://<name>                                          AWS SQS, URL resolved with GetQueueUrl
  *   apigw+https://<api>.execute-api.<region>.amazonaws.com/<stage>/   the status-queue facade

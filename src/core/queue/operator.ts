@@ -32,6 +32,8 @@ export interface MessageView {
   id: string
   body: string
   receiveCount: number
+  /** Receives that counted as attempts (the embedded queue: not the released ones). */
+  attempts?: number
   receiptHandle?: string
   sentAt?: string
   groupId?: string
@@ -42,6 +44,7 @@ export interface MessageView {
 
 export function messageView(message: QueueMessage): MessageView {
   const view: MessageView = {id: message.id, body: message.body, receiveCount: message.receiveCount, attributes: message.attributes}
+  if (message.attempts !== undefined) view.attempts = message.attempts
   if (message.receiptHandle) view.receiptHandle = message.receiptHandle
   if (message.sentAt) view.sentAt = message.sentAt.toISOString()
   if (message.groupId) view.groupId = message.groupId
@@ -55,6 +58,7 @@ export function renderMessages(messages: MessageView[]): string {
   return messages
     .map((m) => {
       const facts = [`received ${m.receiveCount}×`]
+      if (m.attempts !== undefined && m.attempts !== m.receiveCount) facts.push(`${m.attempts} attempt${m.attempts === 1 ? '' : 's'}`)
       if (m.groupId) facts.push(`group ${m.groupId}`)
       if (m.sentAt) facts.push(`sent ${m.sentAt}`)
       for (const [key, value] of Object.entries(m.attributes)) facts.push(`${key}=${value}`)
@@ -66,7 +70,10 @@ export function renderMessages(messages: MessageView[]): string {
 
 export function renderStats(stats: QueueStats): string {
   const n = (value: number) => (value < 0 ? 'unknown' : String(value))
-  return `visible ${n(stats.visible)}  in flight ${n(stats.inFlight)}  delayed ${n(stats.delayed)}  dead ${n(stats.dead)}`
+  const parts = [`visible ${n(stats.visible)}`, `in flight ${n(stats.inFlight)}`, `delayed ${n(stats.delayed)}`, `dead ${n(stats.dead)}`]
+  if (stats.oldestAgeSeconds !== undefined) parts.push(`oldest ${stats.oldestAgeSeconds} s`)
+  if (stats.nextVisibleAt) parts.push(`next visible ${stats.nextVisibleAt.toISOString()}`)
+  return parts.join('  ')
 }
 
 export interface BodySource {

@@ -2,7 +2,8 @@
  * The embedded queue: one SQLite file (better-sqlite3, WAL, synchronous=FULL) with SQS semantics.
  * Several processes may share the file: every receive claims its rows inside a BEGIN IMMEDIATE
  * transaction, so two receivers never hold the same message. Other pieces keep their own tables
- * in the same file; everything here is prefixed `queue_`.
+ * in the same file; everything here is prefixed `queue_` (the file, its schema versions and its
+ * disk space: sqlite-file.ts; the SQL: sqlite-sql.ts).
  *
  * A message row is in one of four states, derived from its columns at time `now`:
  *   dead=1                                        dead (kept with its reason until redrive/purge)
@@ -11,16 +12,27 @@
  *   dead=0, visible_at >  now, receipt IS NULL    delayed
  * A receipt handle is `<seq>.<random hex>`: fresh per receive, and a delete/changeVisibility must
  * match it while the lease is live, so an old handle can never touch someone else's lease.
+ *
+ * Attempts are receives minus releases: release() hands a message back as never attempted, so a
+ * message released by a stopping or paused worker never moves toward the dead letters. When the
+ * attempts reach maxReceiveCount without the message being settled (its worker was killed while
+ * handling it, each time) the next receive moves it to dead, and says so (ReceiveOptions.onDead,
+ * else a warn line).
+ *
+ * Message groups are honoured on every queue: a grouped message is delivered only as its group's
+ * head (oldest live message) and only while nothing of its group is in flight. A FIFO queue only
+ * adds that a message sent without a group joins the default group ('').
  */
-import Database from 'better-sqlite3'
-import {randomBytes, randomUUID} from 'node:crypto'
-import {existsSync, mkdirSync, statSync} from 'node:fs'
+import type Database from 'better-sqlite3'
+import {randomUUID} from 'node:crypto'
 import {homedir} from 'node:os'
-import {dirname, resolve} from 'node:path'
+import {resolve} from 'node:path'
 
 import {CisternError, UsageError, errorMessage} from '../errors.js'
-import {type Logger, silentLogger} from '../log.js'
+import {type Logger, createLogger, silentLogger} from '../log.js'
 import {QueueBatchError, StaleReceiptError} from './errors.js'
+import {BUSY_TIMEOUT_MS, type Synchronous, convertToIncrementalVacuum, giveBackSpace, migrate, openDatabase} from './sqlite-file.js'
+import {type BodyRow, type LeasedRow, type MessageRow, type Statements, prepareStatements} from './sqlite-sql.js'
 import type {
   BatchFailure,
   OpenQueueOptions,
@@ -32,17 +44,18 @@ import type {
   SendInput,
   SendResult,
 } from './types.js'
-import {LIMITS, checkSend, checkVisibilityTimeout, pause, receiveParams} from './validate.js'
+import {LIMITS, checkSend, checkVisibilityTimeout, chunks, pause, receiveParams} from './validate.js'
 
 /** The embedded queue stores large webhook payloads itself (GitHub sends up to 25 MB). */
 export const SQLITE_MAX_BODY_BYTES = 32 * 1024 * 1024
-const BUSY_TIMEOUT_MS = 10_000
 const POLL_MIN_MS = 20
 const POLL_MAX_MS = 100
-/** How many of the oldest visible messages a FIFO receive looks at before walking every group. */
-const FIFO_FIRST_SCAN = 40
-/** After that look found too few, how many FIFO receives go straight to the walk over every group. */
-const FIFO_FIRST_SKIPS = 8
+/** How many of the oldest visible messages a receive looks at before walking every group. */
+const FIRST_SCAN = 40
+/** After that look found too few, how many receives go straight to the walk over every group. */
+const FIRST_SKIPS = 8
+/** Messages deleted (by this connection) before an empty receive looks at giving disk space back. */
+const RECLAIM_AFTER_DELETES = 256
 
 export interface SqliteQueueUrl {
   path: string
@@ -50,11 +63,12 @@ export interface SqliteQueueUrl {
   fifo?: boolean
   maxReceiveCount?: number
   visibilityTimeout?: number
+  synchronous?: Synchronous
 }
 
-const URL_FORM = 'sqlite:<path>#<name>[?fifo=true&maxReceiveCount=N&visibilityTimeout=S]'
+const URL_FORM = 'sqlite:<path>#<name>[?fifo=true&maxReceiveCount=N&visibilityTimeout=S&synchronous=full|normal]'
 
-/** Parses `sqlite:<path>#<name>[?fifo=true&maxReceiveCount=N&visibilityTimeout=S]`. */
+/** Parses `sqlite:<path>#<name>[?fifo=true&maxReceiveCount=N&visibilityTimeout=S&synchronous=full|normal]`. */
 export function parseSqliteUrl(url: string): SqliteQueueUrl {
   if (!url.startsWith('sqlite:')) throw new UsageError(`not a sqlite queue URL: "${url}"`, `use ${URL_FORM}`)
   let rest = url.slice('sqlite:'.length)
@@ -91,8 +105,13 @@ export function parseSqliteUrl(url: string): SqliteQueueUrl {
       case 'visibilityTimeout':
         parsed.visibilityTimeout = urlInteger(url, key, value, 0, LIMITS.maxVisibilityTimeout)
         break
+      case 'synchronous':
+        // normal: a commit does not wait for its fsync; durable through a crash of cistern, not a power cut.
+        if (value !== 'full' && value !== 'normal') throw new UsageError(`synchronous=${value} in "${url}": use synchronous=full (the default) or synchronous=normal`)
+        parsed.synchronous = value
+        break
       default:
-        throw new UsageError(`unknown parameter "${key}" in queue URL "${url}"`, 'known: fifo, maxReceiveCount, visibilityTimeout')
+        throw new UsageError(`unknown parameter "${key}" in queue URL "${url}"`, 'known: fifo, maxReceiveCount, visibilityTimeout, synchronous')
     }
   }
   // As on SQS, a name ending in .fifo is a FIFO queue.
@@ -108,79 +127,23 @@ function urlInteger(url: string, key: string, value: string, min: number, max: n
   return n
 }
 
-interface Row {
-  seq: number
-  id: string
-  body: string
-  group_id: string | null
-  dedup_id: string | null
-  attributes: string | null
-  sent_at: number
-  receive_count: number
-  dead_reason?: string | null
-}
-
-const COLUMNS = 'seq, id, body, group_id, dedup_id, attributes, sent_at, receive_count'
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS queue_queues (
-  name TEXT PRIMARY KEY,
-  fifo INTEGER NOT NULL,
-  created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS queue_messages (
-  seq INTEGER PRIMARY KEY,
-  queue TEXT NOT NULL,
-  id TEXT NOT NULL,
-  body TEXT NOT NULL,
-  group_id TEXT,
-  dedup_id TEXT,
-  attributes TEXT,
-  sent_at INTEGER NOT NULL,
-  visible_at INTEGER NOT NULL,
-  receipt TEXT,
-  receive_count INTEGER NOT NULL DEFAULT 0,
-  dead INTEGER NOT NULL DEFAULT 0,
-  dead_reason TEXT,
-  dead_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, dead, visible_at, seq);
-CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (queue, group_id, dead, seq) WHERE group_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_messages_group_lease ON queue_messages (queue, group_id, visible_at) WHERE group_id IS NOT NULL AND receipt IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_messages_dedup ON queue_messages (queue, dedup_id) WHERE dedup_id IS NOT NULL;
-`
-
-function openDatabase(path: string, mustExist: boolean): Database.Database {
-  if (mustExist && !existsSync(path)) {
-    throw new UsageError(`queue database ${path} does not exist`, 'check the path in the queue URL, or send a message first to create it')
-  }
-  if (existsSync(path) && statSync(path).isDirectory()) {
-    throw new UsageError(`queue database ${path} is a directory`, 'point the queue URL at a file: sqlite:<path>/cistern.db#<name>')
-  }
-  let db: Database.Database | undefined
-  try {
-    if (!mustExist) mkdirSync(dirname(path), {recursive: true})
-    db = new Database(path, {fileMustExist: mustExist})
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
-    db.pragma('journal_mode = WAL')
-    db.pragma('synchronous = FULL')
-    return db
-  } catch (error) {
-    db?.close()
-    throw new UsageError(`cannot open queue database ${path}: ${errorMessage(error)}`, 'check that the file is a SQLite database this user can read and write', error)
-  }
-}
+/** An embedded queue that can also keep dead letters of messages received elsewhere (the facade's store). */
+export type DeadLetterStore = Queue & {keepDead(message: QueueMessage, reason: string): Promise<void>}
 
 /** Opens (creating unless `mustExist`) the embedded queue named in a `sqlite:` URL. */
-export async function openSqliteQueue(url: string, options: OpenQueueOptions = {}): Promise<Queue> {
+export async function openSqliteQueue(url: string, options: OpenQueueOptions = {}): Promise<DeadLetterStore> {
   const parsed = parseSqliteUrl(url)
-  const db = openDatabase(parsed.path, options.mustExist ?? false)
+  const log = options.log ?? silentLogger
+  const db = openDatabase(parsed.path, {mustExist: options.mustExist ?? false, synchronous: parsed.synchronous})
   try {
     const fifo = registerQueue(db, parsed, options)
+    convertToIncrementalVacuum(db, parsed.path, log)
     const maxReceiveCount = options.maxReceiveCount ?? parsed.maxReceiveCount ?? LIMITS.defaultMaxReceiveCount
     if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 0) throw new UsageError(`maxReceiveCount must be a whole number ≥ 0 (got ${maxReceiveCount})`)
     const visibilityTimeout = checkVisibilityTimeout(options.visibilityTimeout ?? parsed.visibilityTimeout ?? LIMITS.defaultVisibilityTimeout)
-    return new SqliteQueue(db, url, parsed, {fifo, maxReceiveCount, visibilityTimeout, log: options.log ?? silentLogger})
+    // Dead letters are loud even when the opener gave no logger.
+    const loud = options.log ?? createLogger({level: 'warn'})
+    return new SqliteQueue(db, url, parsed, {fifo, synchronous: parsed.synchronous ?? 'full', maxReceiveCount, visibilityTimeout, log, loud})
   } catch (error) {
     db.close()
     if (error instanceof CisternError) throw error
@@ -188,50 +151,68 @@ export async function openSqliteQueue(url: string, options: OpenQueueOptions = {
   }
 }
 
-/** Creates the tables and the queue's row (unless mustExist); returns whether it is FIFO. */
+function queueRow(db: Database.Database, name: string): {fifo: number} | undefined {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_queues'").get()
+  return table ? (db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(name) as {fifo: number} | undefined) : undefined
+}
+
+/**
+ * Brings the tables up to date and registers the queue (unless mustExist); returns whether this
+ * opener's ungrouped sends join the default group. The kind never conflicts: fifo=true (or a .fifo
+ * name) marks the queue FIFO for every later opener too, fifo=false only affects this opener's own
+ * sends, and without either the queue's recorded kind applies.
+ */
 function registerQueue(db: Database.Database, parsed: SqliteQueueUrl, options: OpenQueueOptions): boolean {
   const wantFifo = options.fifo ?? parsed.fifo
-  if (options.mustExist) {
-    const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_queues'").get()
-    const row = table ? (db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(parsed.name) as {fifo: number} | undefined) : undefined
-    if (!row) throw new UsageError(`no queue "${parsed.name}" in ${parsed.path}`, 'check the name after # in the queue URL')
-    return row.fifo === 1
-  }
   const row = db
     .transaction(() => {
-      db.exec(SCHEMA)
-      db.prepare('INSERT OR IGNORE INTO queue_queues (name, fifo, created_at) VALUES (?, ?, ?)').run(parsed.name, wantFifo ? 1 : 0, Date.now())
-      return db.prepare('SELECT fifo FROM queue_queues WHERE name = ?').get(parsed.name) as {fifo: number}
+      if (options.mustExist && !queueRow(db, parsed.name)) return undefined
+      migrate(db, parsed.path)
+      if (!options.mustExist) {
+        db.prepare('INSERT OR IGNORE INTO queue_queues (name, fifo, created_at) VALUES (?, ?, ?)').run(parsed.name, wantFifo ? 1 : 0, Date.now())
+        if (wantFifo) db.prepare('UPDATE queue_queues SET fifo = 1 WHERE name = ? AND fifo = 0').run(parsed.name)
+      }
+      return queueRow(db, parsed.name)
     })
     .immediate()
-  const fifo = row.fifo === 1
-  if (wantFifo !== undefined && wantFifo !== fifo) {
-    throw new UsageError(
-      `queue "${parsed.name}" in ${parsed.path} already exists as a ${fifo ? 'FIFO' : 'standard'} queue`,
-      `drop fifo=${wantFifo} from the URL or use another queue name`,
-    )
-  }
-  return fifo
+  if (!row) throw new UsageError(`no queue "${parsed.name}" in ${parsed.path}`, 'check the name after # in the queue URL')
+  return wantFifo ?? row.fifo === 1
 }
 
 interface Settings {
   fifo: boolean
+  synchronous: Synchronous
   maxReceiveCount: number
   visibilityTimeout: number
   log: Logger
+  /** Where dead letters made at receive are reported when the receive has no onDead. */
+  loud: Logger
 }
 
-class SqliteQueue implements Queue {
+/** A visible message as the first look reads it from an index: [seq, visible_at, group_id]. */
+type Visible = [number, number, string?]
+
+/** What one claim did: the messages leased, and those that went dead instead (attempts used up). */
+interface Claim {
+  messages: QueueMessage[]
+  dead: {message: QueueMessage; reason: string}[]
+}
+
+class SqliteQueue implements DeadLetterStore {
   readonly kind = 'sqlite' as const
   readonly capabilities: QueueCapabilities
   readonly url: string
   private closed = false
-  /** FIFO receives left that skip the quick look at the oldest visible messages (see claim). */
-  private fifoFirstSkips = 0
+  /** Receives left that skip the quick look at the oldest visible messages (see ready). */
+  private firstSkips = 0
+  /** Messages this connection deleted since it last looked at giving disk space back. */
+  private deletedSinceReclaim = 0
+  /** The last receive returned all it asked for. */
+  private lastReceiveFull = false
   private readonly closing = new AbortController()
   private readonly name: string
   private readonly path: string
-  private readonly stmt
+  private readonly stmt: Statements
   // Transaction wrappers built once: better-sqlite3 compiles BEGIN/COMMIT per wrapper.
   private readonly tx
 
@@ -244,94 +225,17 @@ class SqliteQueue implements Queue {
     this.url = url
     this.name = parsed.name
     this.path = parsed.path
-    this.capabilities = {send: true, fifo: settings.fifo, maxBodyBytes: SQLITE_MAX_BODY_BYTES, deadLetter: true, peek: true}
-    // FIFO: only a group's head (its oldest live message), and only when nothing of the group is
-    // in flight. The groups are walked with a loose index scan (one seek per group), so a deep
-    // group of many thousand messages costs no more than a shallow one. Only the seqs are picked
-    // here: sorting every group head's full row (bodies of many KB) to keep `limit` of them cost
-    // more than the whole rest of a receive; the chosen rows are read by seq afterwards.
-    const readyFifo = `WITH RECURSIVE groups(g) AS (
-        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id IS NOT NULL)
-        UNION ALL
-        SELECT (SELECT min(group_id) FROM queue_messages WHERE queue = @queue AND group_id > groups.g) FROM groups WHERE groups.g IS NOT NULL
-      )
-      SELECT m.seq FROM groups
-      JOIN queue_messages m ON m.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = groups.g AND dead = 0)
-      WHERE m.visible_at <= @now
-        AND NOT EXISTS (SELECT 1 FROM queue_messages o
-          WHERE o.queue = @queue AND o.group_id = m.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
-      ORDER BY m.visible_at, m.seq LIMIT @limit`
-    // The common case first: walk the oldest visible messages in (visible_at, seq) order, at most
-    // @scan of them, keeping each that heads its group while nothing of the group is in flight. The
-    // eligible ones among the first @scan visible messages are exactly the first eligible ones in the
-    // order readyFifo returns them, so when this finds @limit it is readyFifo's answer (checked in
-    // the queue tests); when it finds fewer (a deep group's followers in front), readyFifo decides.
-    const readyFifoFirst = `SELECT c.seq FROM (
-        SELECT seq, group_id, visible_at FROM queue_messages
-        WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @scan
-      ) c
-      WHERE c.group_id IS NOT NULL
-        AND c.seq = (SELECT min(seq) FROM queue_messages WHERE queue = @queue AND group_id = c.group_id AND dead = 0)
-        AND NOT EXISTS (SELECT 1 FROM queue_messages o
-          WHERE o.queue = @queue AND o.group_id = c.group_id AND o.receipt IS NOT NULL AND o.visible_at > @now AND o.dead = 0)
-      ORDER BY c.visible_at, c.seq LIMIT @limit`
-    this.stmt = {
-      insert: db.prepare(
-        'INSERT INTO queue_messages (queue, id, body, group_id, dedup_id, attributes, sent_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
-      // A plain read (no lock in WAL mode): idle long polls skip the write transaction.
-      anyVisible: db.prepare('SELECT 1 FROM queue_messages WHERE queue = ? AND dead = 0 AND visible_at <= ? LIMIT 1').pluck(),
-      findDuplicate: db.prepare('SELECT id FROM queue_messages WHERE queue = ? AND dedup_id = ? AND dead = 0 LIMIT 1').pluck(),
-      // Standard queues claim in two statements: the over-count heads go dead, the rest are leased.
-      killStandard: db.prepare(`UPDATE queue_messages SET dead = 1, receipt = NULL, dead_at = @now,
-          dead_reason = 'received ' || receive_count || ' times (maxReceiveCount ' || @max || ')'
-        WHERE seq IN (SELECT seq FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit)
-          AND receive_count >= @max`),
-      claimStandard: db.prepare(`UPDATE queue_messages SET receipt = seq || '.' || lower(hex(randomblob(9))), visible_at = @until, receive_count = receive_count + 1
-        WHERE seq IN (SELECT seq FROM queue_messages WHERE queue = @queue AND dead = 0 AND visible_at <= @now ORDER BY visible_at, seq LIMIT @limit)
-        RETURNING ${COLUMNS}, receipt`),
-      readyFifo: db.prepare(readyFifo).pluck(),
-      readyFifoFirst: db.prepare(readyFifoFirst).pluck(),
-      row: db.prepare(`SELECT ${COLUMNS} FROM queue_messages WHERE seq = ?`),
-      // Lease and read in one step (the row is rewritten anyway); no row: over maxReceiveCount (@max > 0).
-      leaseRow: db.prepare(`UPDATE queue_messages SET receipt = @receipt, visible_at = @until, receive_count = receive_count + 1
-        WHERE seq = @seq AND (@max = 0 OR receive_count < @max) RETURNING ${COLUMNS}`),
-      kill: db.prepare('UPDATE queue_messages SET dead = 1, receipt = NULL, dead_reason = ?, dead_at = ? WHERE seq = ?'),
-      delete: db.prepare('DELETE FROM queue_messages WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
-      extend: db.prepare('UPDATE queue_messages SET visible_at = ? WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?'),
-      release: db.prepare(
-        'UPDATE queue_messages SET visible_at = ?, receipt = NULL WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0 AND visible_at > ?',
-      ),
-      deadLetter: db.prepare(
-        'UPDATE queue_messages SET dead = 1, receipt = NULL, dead_reason = ?, dead_at = ? WHERE seq = ? AND queue = ? AND receipt = ? AND dead = 0',
-      ),
-      stats: db.prepare(`SELECT
-          coalesce(sum(dead = 0 AND visible_at <= @now), 0) AS visible,
-          coalesce(sum(dead = 0 AND visible_at > @now AND receipt IS NOT NULL), 0) AS inFlight,
-          coalesce(sum(dead = 0 AND visible_at > @now AND receipt IS NULL), 0) AS delayed,
-          coalesce(sum(dead = 1), 0) AS dead
-        FROM queue_messages WHERE queue = @queue`),
-      peek: db.prepare(
-        `SELECT ${COLUMNS} FROM queue_messages WHERE queue = ? AND dead = 0 AND (receipt IS NULL OR visible_at <= ?) ORDER BY visible_at, seq LIMIT ?`,
-      ),
-      peekDead: db.prepare(`SELECT ${COLUMNS}, dead_reason FROM queue_messages WHERE queue = ? AND dead = 1 ORDER BY dead_at, seq LIMIT ?`),
-      purge: db.prepare('DELETE FROM queue_messages WHERE queue = ? AND dead = 0'),
-      redrive: db.prepare(
-        'UPDATE queue_messages SET dead = 0, receive_count = 0, visible_at = ?, receipt = NULL, dead_reason = NULL, dead_at = NULL WHERE queue = ? AND dead = 1',
-      ),
-    }
+    this.capabilities = {send: true, fifo: settings.fifo, groups: true, maxBodyBytes: SQLITE_MAX_BODY_BYTES, deadLetter: true, peek: true}
+    this.stmt = prepareStatements(db)
     this.tx = {
       send: db.transaction((messages: SendInput[]) => this.sendNow(messages)),
       receive: db.transaction((max: number, visibilityTimeout: number) => this.claim(max, visibilityTimeout)),
-      deleteBatch: db.transaction((handles: string[]) => {
-        const now = Date.now()
-        const failed: BatchFailure[] = []
-        handles.forEach((handle, index) => {
-          if (!this.deleteNow(handle, now)) failed.push({index, code: 'StaleReceipt', message: 'receipt handle is stale (re-received, deleted or expired)'})
-        })
-        return failed
+      deleteBatch: db.transaction((handles: string[]) => this.deleteNow(handles)),
+      keepDead: db.transaction((message: QueueMessage, reason: string) => this.keepDeadNow(message, reason)),
+      purge: db.transaction(() => {
+        this.stmt.purgeBodies.run(this.name)
+        return this.stmt.purge.run(this.name).changes
       }),
-      purge: db.transaction(() => this.stmt.purge.run(this.name).changes),
       redrive: db.transaction(() => this.stmt.redrive.run(Date.now(), this.name).changes),
     }
   }
@@ -365,7 +269,8 @@ class SqliteQueue implements Queue {
       const id = randomUUID()
       const group = message.groupId ?? (this.settings.fifo ? '' : null)
       const attributes = message.attributes && Object.keys(message.attributes).length > 0 ? JSON.stringify(message.attributes) : null
-      this.stmt.insert.run(this.name, id, message.body, group, dedup, attributes, now, now + (message.delaySeconds ?? 0) * 1000)
+      const {lastInsertRowid} = this.stmt.insertMessage.run(this.name, id, group, dedup, now, now + (message.delaySeconds ?? 0) * 1000)
+      this.stmt.insertBody.run(lastInsertRowid, message.body, attributes)
       if (dedup) sentDedup.set(dedup, id)
       results.push({id})
     }
@@ -384,55 +289,127 @@ class SqliteQueue implements Queue {
     return this.guard(() => this.tx.send.immediate(messages))
   }
 
+  /**
+   * The seqs of up to `limit` ready messages, oldest first. The common cases look at the oldest
+   * visible messages only: ungrouped ones are ready whenever visible, and a grouped one when it
+   * heads its group with nothing of the group in flight (one check per group). The ready ones among
+   * the oldest visible messages are exactly the first ready ones overall, so the look is the answer
+   * unless it ran out of grouped messages it did not see (a deep group's followers in front of the
+   * other groups' heads): then readyAll walks every group, and the next receives go straight to it.
+   */
+  private ready(now: number, limit: number): number[] {
+    if (this.firstSkips > 0) {
+      this.firstSkips--
+      return this.readyAll(now, limit)
+    }
+    const loose = this.stmt.firstLoose(limit).raw().all(this.name, now) as Visible[]
+    const heads = new Map<string, number>()
+    for (const scan of [limit, FIRST_SCAN]) {
+      const grouped = this.stmt.firstGrouped(scan).raw().all(this.name, now) as Visible[]
+      const seqs = this.pick(loose, grouped, limit, scan, now, heads)
+      if (seqs) return seqs
+    }
+    this.firstSkips = FIRST_SKIPS
+    return this.readyAll(now, limit)
+  }
+
+  /**
+   * Every ready message: the oldest ungrouped ones and the head of every idle group (the groups
+   * walked with one index seek each, so a deep group costs no more than a shallow one).
+   */
+  private readyAll(now: number, limit: number): number[] {
+    const candidates = this.stmt.firstLoose(limit).raw().all(this.name, now) as Visible[]
+    let group = this.stmt.firstGroup.get(this.name) as string | null
+    for (let walked = 0; group !== null && walked < 1_000_000; walked++) {
+      const head = this.stmt.headOf.get(this.name, group) as [number, number] | undefined
+      if (head && head[1] <= now && this.stmt.groupBusy.get(this.name, group, now) === undefined) candidates.push(head)
+      group = this.stmt.nextGroup.get(this.name, group) as string | null
+    }
+    return candidates
+      .sort((a, b) => a[1] - b[1] || a[0] - b[0])
+      .slice(0, limit)
+      .map(([seq]) => seq)
+  }
+
+  /**
+   * Merges the oldest visible ungrouped and grouped messages in (visible_at, seq) order, keeping the
+   * ready ones; undefined when the grouped ones seen (`scan` of them, all used) may not be all that
+   * matter. `heads` caches, per group, its head's seq when nothing of it is in flight, else 0.
+   */
+  private pick(loose: Visible[], grouped: Visible[], limit: number, scan: number, now: number, heads: Map<string, number>): number[] | undefined {
+    const seqs: number[] = []
+    let l = 0
+    let g = 0
+    while (seqs.length < limit) {
+      const a = loose[l]
+      const b = grouped[g]
+      if (b === undefined && grouped.length === scan) return undefined
+      if (a === undefined && b === undefined) break
+      if (b === undefined || (a !== undefined && (a[1] < b[1] || (a[1] === b[1] && a[0] < b[0])))) {
+        seqs.push(a![0])
+        l++
+        continue
+      }
+      g++
+      const group = b[2]!
+      let head = heads.get(group)
+      if (head === undefined) {
+        head = this.stmt.groupBusy.get(this.name, group, now) === undefined ? (this.stmt.groupHead.get(this.name, group) as number) : 0
+        heads.set(group, head)
+      }
+      if (b[0] === head) seqs.push(b[0])
+    }
+    return seqs
+  }
+
   /** Claims up to `max` messages now; runs inside an IMMEDIATE transaction (the cross-process lock). */
-  private claim(max: number, visibilityTimeout: number): QueueMessage[] {
+  private claim(max: number, visibilityTimeout: number): Claim {
     const now = Date.now()
     const maxCount = this.settings.maxReceiveCount
-    if (!this.settings.fifo) {
-      // A message over maxReceiveCount goes to dead instead of being delivered; then look again.
-      for (let round = 0; maxCount > 0 && round < 100; round++) {
-        const killed = this.stmt.killStandard.run({queue: this.name, now, limit: max, max: maxCount}).changes
-        if (killed === 0) break
-        this.settings.log.debug('messages moved to dead after maxReceiveCount', {queue: this.name, count: killed})
+    const claim: Claim = {messages: [], dead: []}
+    // A message whose attempts are used up goes dead instead of out; then look again.
+    for (let round = 0; round < 100 && claim.messages.length < max; round++) {
+      const seqs = this.ready(now, max - claim.messages.length)
+      if (seqs.length === 0) break
+      // Same transaction: the rows picked above are still there, unchanged until this update.
+      const leased = this.stmt.leaseBatch(seqs.length).all(now + visibilityTimeout * 1000, ...seqs, maxCount, maxCount) as LeasedRow[]
+      const bodies = this.bodiesOf(leased.map((row) => row.seq))
+      const order = new Map(seqs.map((seq, i) => [seq, i]))
+      leased.sort((a, b) => order.get(a.seq)! - order.get(b.seq)!)
+      for (const row of leased) claim.messages.push(toMessage(row, bodies.get(row.seq)!, row.receipt))
+      if (leased.length === seqs.length) break
+      const taken = new Set(leased.map((row) => row.seq))
+      for (const seq of seqs.filter((seq) => !taken.has(seq))) {
+        const row = this.stmt.message.get(seq) as MessageRow
+        const reason = `reached maxReceiveCount ${maxCount} after ${row.receive_count - row.releases} attempts; the last attempt never settled (was its worker killed while handling it?)`
+        this.stmt.kill.run(reason, now, seq)
+        claim.dead.push({message: toMessage(row, this.stmt.body.get(seq) as BodyRow, ''), reason})
       }
-      const rows = this.stmt.claimStandard.all({queue: this.name, now, limit: max, until: now + visibilityTimeout * 1000}) as (Row & {receipt: string})[]
-      rows.sort((a, b) => a.seq - b.seq)
-      return rows.map((row) => toMessage(row, row.receipt, row.receive_count))
     }
-    const out: QueueMessage[] = []
-    for (let round = 0; round < 100 && out.length < max; round++) {
-      const limit = max - out.length
-      let seqs: number[] | undefined
-      if (this.fifoFirstSkips > 0) this.fifoFirstSkips--
-      else {
-        seqs = this.stmt.readyFifoFirst.all({queue: this.name, now, limit, scan: FIFO_FIRST_SCAN}) as number[]
-        // Too few: walk the groups, and skip the first look for a while (deep groups in front, or a
-        // few groups only, where it rarely finds enough and the walk is cheap).
-        if (seqs.length < limit) {
-          seqs = undefined
-          this.fifoFirstSkips = FIFO_FIRST_SKIPS
-        }
-      }
-      seqs ??= this.stmt.readyFifo.all({queue: this.name, now, limit}) as number[]
-      let killed = 0
-      // 18 random hex digits per receipt, drawn in one call for the batch.
-      const random = seqs.length > 0 ? randomBytes(9 * seqs.length).toString('hex') : ''
-      for (const [i, seq] of seqs.entries()) {
-        const receipt = `${seq}.${random.slice(i * 18, i * 18 + 18)}`
-        // Same transaction: the row picked above is still there, unchanged until this update.
-        const leased = this.stmt.leaseRow.get({receipt, until: now + visibilityTimeout * 1000, seq, max: maxCount}) as Row | undefined
-        if (leased) {
-          out.push(toMessage(leased, receipt, leased.receive_count))
-          continue
-        }
-        const row = this.stmt.row.get(seq) as Row
-        this.stmt.kill.run(`received ${row.receive_count} times (maxReceiveCount ${maxCount})`, now, row.seq)
-        killed++
-      }
-      if (killed === 0) break
-      this.settings.log.debug('messages moved to dead after maxReceiveCount', {queue: this.name, count: killed})
+    return claim
+  }
+
+  private bodiesOf(seqs: number[]): Map<number, BodyRow> {
+    if (seqs.length === 0) return new Map()
+    const rows = this.stmt.bodies(seqs.length).all(...seqs) as (BodyRow & {seq: number})[]
+    return new Map(rows.map((row) => [row.seq, row]))
+  }
+
+  /**
+   * A lease is soft state: if a power cut loses one, the message is simply visible again sooner and
+   * delivered again (at least once holds). So receives, extensions and releases commit without
+   * waiting for an fsync (synchronous NORMAL, WAL order kept); sends, deletes and dead letters wait
+   * (FULL), and the next of those syncs everything before it too. A queue opened with
+   * synchronous=normal never waits.
+   */
+  private soft<T>(work: () => T): T {
+    if (this.settings.synchronous === 'normal') return work()
+    this.stmt.syncNormal.run()
+    try {
+      return work()
+    } finally {
+      this.stmt.syncFull.run()
     }
-    return out
   }
 
   async receive(options: ReceiveOptions = {}): Promise<QueueMessage[]> {
@@ -443,14 +420,43 @@ class SqliteQueue implements Queue {
     let interval = POLL_MIN_MS
     for (;;) {
       if (this.closed || signals.some((s) => s.aborted)) return []
-      const messages =
-        this.guard(() => this.stmt.anyVisible.get(this.name, Date.now())) === undefined
-          ? []
-          : this.guard(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as QueueMessage[])
+      let messages: QueueMessage[] = []
+      // A full batch last time: more are likely waiting, so skip the look before the write lock.
+      if (this.lastReceiveFull || this.guard(() => this.stmt.anyVisible.get({queue: this.name, now: Date.now()})) === 1) {
+        const claim = this.guard(() => this.soft(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as Claim))
+        messages = claim.messages
+        this.lastReceiveFull = messages.length === maxMessages
+        this.reportDead(claim.dead, options.onDead)
+      }
+      if (messages.length === 0) this.reclaimAfterDrain()
       const left = deadline - Date.now()
       if (messages.length > 0 || left <= 0) return messages
       await pause(Math.min(interval, left), ...signals)
       interval = Math.min(interval * 2, POLL_MAX_MS)
+    }
+  }
+
+  /** Dead letters made at receive are loud: the caller's onDead, else a warn line. */
+  private reportDead(dead: Claim['dead'], onDead: ReceiveOptions['onDead']): void {
+    for (const {message, reason} of dead) {
+      if (onDead) onDead(message, reason)
+      else this.settings.loud.warn('message dead-lettered at receive', {queue: this.url, messageId: message.id, reason})
+    }
+  }
+
+  /**
+   * The queue came up empty after this connection deleted a good many messages: give the space
+   * back now, while almost nothing is left to move (issue 14: a drained file kept its largest size).
+   */
+  private reclaimAfterDrain(): void {
+    if (this.deletedSinceReclaim < RECLAIM_AFTER_DELETES) return
+    this.deletedSinceReclaim = 0
+    try {
+      const pages = giveBackSpace(this.db)
+      if (pages > 0) this.settings.log.debug('gave disk space back after the queue drained', {queue: this.name, pages})
+    } catch (error) {
+      // Another process holding the file busy: the next drain tries again.
+      this.settings.log.debug('could not give disk space back now', {queue: this.name, error: errorMessage(error)})
     }
   }
 
@@ -459,14 +465,28 @@ class SqliteQueue implements Queue {
     return match ? Number(match[1]) : undefined
   }
 
-  private deleteNow(receiptHandle: string, now: number): boolean {
-    const seq = this.parseReceipt(receiptHandle)
-    return seq !== undefined && this.stmt.delete.run(seq, this.name, receiptHandle, now).changes === 1
+  /** Deletes what the handles lease (10 per statement); the handles that lease nothing are the failures. */
+  private deleteNow(handles: string[]): BatchFailure[] {
+    const now = Date.now()
+    const deleted = new Set<number>()
+    for (const batch of chunks(handles.map((handle) => ({handle, seq: this.parseReceipt(handle)})).filter((h) => h.seq !== undefined))) {
+      const pairs = batch.flatMap(({handle, seq}) => [seq, handle])
+      const seqs = this.stmt.deleteLeased(batch.length).all(...pairs, this.name, now) as {seq: number}[]
+      if (seqs.length > 0) this.stmt.deleteBodies(seqs.length).run(...seqs.map((row) => row.seq))
+      for (const row of seqs) deleted.add(row.seq)
+    }
+    this.deletedSinceReclaim += deleted.size
+    const failed: BatchFailure[] = []
+    handles.forEach((handle, index) => {
+      const seq = this.parseReceipt(handle)
+      if (seq === undefined || !deleted.has(seq)) failed.push({index, code: 'StaleReceipt', message: 'receipt handle is stale (re-received, deleted or expired)'})
+    })
+    return failed
   }
 
   async delete(receiptHandle: string): Promise<void> {
     this.open()
-    if (!this.guard(() => this.deleteNow(receiptHandle, Date.now()))) throw new StaleReceiptError(receiptHandle)
+    if (this.guard(() => this.tx.deleteBatch.immediate([receiptHandle]) as BatchFailure[]).length > 0) throw new StaleReceiptError(receiptHandle)
   }
 
   async deleteBatch(receiptHandles: string[]): Promise<void> {
@@ -476,21 +496,29 @@ class SqliteQueue implements Queue {
     if (failures.length > 0) throw new QueueBatchError('delete', failures)
   }
 
+  /** Hands the message back unattempted: visible after `delaySeconds`, the receive not counted. */
   async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
-    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
-    await this.changeVisibility(receiptHandle, delaySeconds)
+    this.open()
+    this.updateLease(this.stmt.release, receiptHandle, checkVisibilityTimeout(delaySeconds, 'release delay'))
   }
 
   async changeVisibility(receiptHandle: string, seconds: number): Promise<void> {
     this.open()
     checkVisibilityTimeout(seconds)
+    // 0 gives the message back now (the old receipt stops working); the receive still counts.
+    this.updateLease(seconds === 0 ? this.stmt.reset : this.stmt.extend, receiptHandle, seconds)
+  }
+
+  private updateLease(statement: Database.Statement, receiptHandle: string, seconds: number): void {
     const seq = this.parseReceipt(receiptHandle)
     const now = Date.now()
-    // 0 releases the message: it is visible at once and the old receipt stops working.
-    const statement = seconds === 0 ? this.stmt.release : this.stmt.extend
-    if (seq === undefined || this.guard(() => statement.run(now + seconds * 1000, seq, this.name, receiptHandle, now).changes) !== 1) {
+    if (seq === undefined || this.guard(() => this.soft(() => statement.run(now + seconds * 1000, seq, this.name, receiptHandle, now).changes)) !== 1) {
       throw new StaleReceiptError(receiptHandle)
     }
+  }
+
+  async maxAttempts(): Promise<number | undefined> {
+    return this.settings.maxReceiveCount || undefined
   }
 
   async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
@@ -502,18 +530,43 @@ class SqliteQueue implements Queue {
     return 'dead-letter-queue'
   }
 
+  private keepDeadNow(message: QueueMessage, reason: string): void {
+    if (this.stmt.keptDead.get(this.name, message.id) !== undefined) return
+    const now = Date.now()
+    const {lastInsertRowid} = this.stmt.insertDead.run({
+      queue: this.name,
+      id: message.id,
+      group: message.groupId ?? null,
+      dedup: message.deduplicationId ?? null,
+      sentAt: message.sentAt?.getTime() ?? now,
+      receiveCount: message.receiveCount,
+      reason,
+      now,
+    })
+    this.stmt.insertBody.run(lastInsertRowid, message.body, Object.keys(message.attributes).length > 0 ? JSON.stringify(message.attributes) : null)
+  }
+
+  /**
+   * Keeps a message received from elsewhere (the API Gateway facade) as a dead letter here, with
+   * its reason; once per message id.
+   */
+  async keepDead(message: QueueMessage, reason: string): Promise<void> {
+    this.open()
+    this.guard(() => this.tx.keepDead.immediate(message, reason))
+  }
+
   async peek(max = 10): Promise<QueueMessage[]> {
     this.open()
-    const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as Row[])
-    return rows.map((row) => toMessage(row, '', row.receive_count))
+    const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as (MessageRow & BodyRow)[])
+    return rows.map((row) => toMessage(row, row, ''))
   }
 
   /** Dead messages with their reason in `attributes['cistern.deadReason']` (operator view). */
   async peekDead(max = 10): Promise<QueueMessage[]> {
     this.open()
-    const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as Row[])
+    const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as (MessageRow & BodyRow)[])
     return rows.map((row) => {
-      const message = toMessage(row, '', row.receive_count)
+      const message = toMessage(row, row, '')
       if (row.dead_reason) message.attributes = {...message.attributes, 'cistern.deadReason': row.dead_reason}
       return message
     })
@@ -521,12 +574,20 @@ class SqliteQueue implements Queue {
 
   async stats(): Promise<QueueStats> {
     this.open()
-    return this.guard(() => this.stmt.stats.get({queue: this.name, now: Date.now()}) as QueueStats)
+    const now = Date.now()
+    const row = this.guard(() => this.stmt.stats.get({queue: this.name, now})) as QueueStats & {oldestSentAt: number | null; nextVisibleAt: number | null}
+    const stats: QueueStats = {visible: row.visible, inFlight: row.inFlight, delayed: row.delayed, dead: row.dead}
+    if (row.oldestSentAt !== null) stats.oldestAgeSeconds = Math.max(0, Math.floor((now - row.oldestSentAt) / 1000))
+    if (row.nextVisibleAt !== null) stats.nextVisibleAt = new Date(row.nextVisibleAt)
+    return stats
   }
 
   async purge(): Promise<number> {
     this.open()
-    return this.guard(() => this.tx.purge.immediate() as number)
+    const purged = this.guard(() => this.tx.purge.immediate() as number)
+    this.deletedSinceReclaim += purged
+    this.reclaimAfterDrain()
+    return purged
   }
 
   async redrive(): Promise<number> {
@@ -562,14 +623,15 @@ export function sqliteError(error: unknown, path: string): unknown {
   return error
 }
 
-function toMessage(row: Row, receiptHandle: string, receiveCount: number): QueueMessage {
+function toMessage(row: MessageRow, body: BodyRow, receiptHandle: string): QueueMessage {
   const message: QueueMessage = {
     id: row.id,
-    body: row.body,
+    body: body.body,
     receiptHandle,
-    receiveCount,
+    receiveCount: row.receive_count,
+    attempts: row.receive_count - row.releases,
     sentAt: new Date(row.sent_at),
-    attributes: row.attributes ? (JSON.parse(row.attributes) as Record<string, string>) : {},
+    attributes: body.attributes ? (JSON.parse(body.attributes) as Record<string, string>) : {},
   }
   if (row.group_id) message.groupId = row.group_id
   if (row.dedup_id) message.deduplicationId = row.dedup_id

@@ -6,12 +6,23 @@
  *
  * SQS cannot tell a stale receipt handle: a delete with an old one "succeeds" and deletes nothing
  * (so it never touches someone else's lease); only a malformed/unknown one is an error.
+ *
+ * Attempts: SQS counts every receive (ApproximateReceiveCount) for its redrive policy, whatever we
+ * do afterwards, so a release is only a visibility change here and `attempts` stays unset (read it
+ * as `receiveCount`). Consumers avoid receiving what they will not attempt (docs/delivery.md).
+ *
+ * Dead letters are moved by cistern itself: SendMessage to the dead-letter queue (the
+ * RedrivePolicy's target, or OpenQueueOptions.deadLetterUrl) with the reason, then DeleteMessage
+ * from this queue. Without a dead-letter queue there is nowhere to put one: deadLetter() refuses,
+ * and a consumer (`consumer: true`) refuses to open, so a refused message is never left to be
+ * delivered again and again.
  */
 import type {SQSClient, SendMessageBatchRequestEntry} from '@aws-sdk/client-sqs'
 
+import {awsEndpointFromEnv, awsError, awsErrorName} from '../aws.js'
 import {CisternError, UsageError, errorMessage} from '../errors.js'
 import {type Logger, silentLogger} from '../log.js'
-import {QueueBatchError, StaleReceiptError} from './errors.js'
+import {NoDeadLetterQueueError, QueueBatchError, StaleReceiptError} from './errors.js'
 import type {
   BatchFailure,
   OpenQueueOptions,
@@ -36,6 +47,14 @@ const SQS_HARD_MAX_BODY_BYTES = 1_048_576
 const BATCH_ATTEMPTS = 3
 /** The reason a message was dead-lettered travels as this message attribute. */
 export const DEAD_REASON_ATTRIBUTE = 'cistern.deadReason'
+/** …the queue it came from, and when (ISO 8601), as these. */
+export const DEAD_FROM_ATTRIBUTE = 'cistern.deadFrom'
+export const DEAD_AT_ATTRIBUTE = 'cistern.deadAt'
+/** SQS carries at most 10 message attributes. */
+const MAX_ATTRIBUTES = 10
+/** A connect that takes longer is an unreachable endpoint; a request idle longer (past the 20 s long poll) a hung one. */
+const CONNECT_TIMEOUT_MS = 5_000
+const REQUEST_TIMEOUT_MS = 35_000
 
 export interface SqsTarget {
   /** Queue URL when known; else resolved from `name` with GetQueueUrl. */
@@ -67,12 +86,29 @@ export function parseSqsUrl(url: string): SqsTarget {
   return {queueUrl: `${parsed.origin}/${parts.join('/')}`, name, region: regionFromHost(parsed.hostname)}
 }
 
-/** sqs.<region>.amazonaws.com[.cn], sqs-fips.<region>…, <region>.queue.amazonaws.com (legacy). */
+/**
+ * sqs.<region>.amazonaws.com[.cn], sqs-fips.<region>…, <region>.queue.amazonaws.com (legacy), and
+ * the sqs.<region>.<host> that emulators put in their queue URLs (fauxqs: sqs.us-east-1.localhost).
+ */
 export function regionFromHost(host: string): string | undefined {
   return (
     /(?:^|\.)sqs(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$/.exec(host)?.[1] ??
-    /^([a-z]{2}(?:-[a-z]+)+-\d+)\.queue\.amazonaws\.com$/.exec(host)?.[1]
+    /^([a-z]{2}(?:-[a-z]+)+-\d+)\.queue\.amazonaws\.com$/.exec(host)?.[1] ??
+    /^sqs\.([a-z]{2}(?:-[a-z]+)+-\d+)\./.exec(host)?.[1]
   )
+}
+
+/** The RedrivePolicy attribute (JSON; maxReceiveCount may be a string) → the DLQ's ARN and the limit. */
+function parseRedrivePolicy(text: string | undefined): {arn: string; maxReceiveCount?: number} | undefined {
+  if (!text) return undefined
+  try {
+    const policy = JSON.parse(text) as {deadLetterTargetArn?: unknown; maxReceiveCount?: unknown}
+    if (typeof policy.deadLetterTargetArn !== 'string') return undefined
+    const max = Number(policy.maxReceiveCount)
+    return {arn: policy.deadLetterTargetArn, ...(Number.isInteger(max) && max > 0 ? {maxReceiveCount: max} : {})}
+  } catch {
+    return undefined
+  }
 }
 
 /** `arn:aws:sqs:<region>:<account>:<name>` → its parts. */
@@ -81,61 +117,39 @@ function parseArn(arn: string): {region: string; account: string; name: string} 
   return m ? {region: m[1]!, account: m[2]!, name: m[3]!} : undefined
 }
 
-function errorName(error: unknown): string {
-  const e = error as {name?: string; Code?: string; code?: string}
-  return e?.name ?? e?.Code ?? e?.code ?? ''
-}
-
-/** Turns an SDK error into one operator line with the fix where the operator can fix it. */
-export function sqsError(error: unknown, what: string, queue: string): unknown {
-  if (error instanceof CisternError) return error
-  const name = errorName(error)
-  const message = errorMessage(error)
-  if (name === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
-    return new UsageError(
-      `no AWS credentials for ${what} on ${queue}`,
-      'set AWS_PROFILE (or --profile), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available',
-      error,
-    )
-  }
-  if (/region is missing/i.test(message)) {
-    return new UsageError(`no AWS region for ${queue}`, 'set AWS_REGION or --region, or use the full https://sqs.<region>.amazonaws.com/… URL', error)
-  }
-  if (name === 'QueueDoesNotExist' || name === 'AWS.SimpleQueueService.NonExistentQueue' || /NonExistentQueue|queue does not exist/i.test(message)) {
-    return new UsageError(`SQS queue ${queue} does not exist`, 'check the queue URL/name, the account and the region (AWS_REGION)', error)
-  }
-  if (name === 'AccessDenied' || name === 'AccessDeniedException' || /not authorized|access denied/i.test(message)) {
-    return new CisternError(`AWS refused ${what} on ${queue}: ${message}`, {fix: `grant sqs:${what} on the queue to these credentials`, cause: error})
-  }
-  if (name === 'InvalidClientTokenId' || name === 'UnrecognizedClientException' || name === 'SignatureDoesNotMatch' || name === 'ExpiredToken') {
-    return new UsageError(`AWS rejected the credentials for ${queue} (${name})`, 'refresh or fix the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)', error)
-  }
-  return new CisternError(`SQS ${what} on ${queue} failed: ${name ? name + ': ' : ''}${message}`, {cause: error})
+/** An SQS call that failed → one operator line (the mapping lives in core/aws.ts). */
+export function sqsError(error: unknown, action: string, queue: string, endpoint?: string): CisternError {
+  return awsError(error, {service: 'SQS', action, resource: queue, endpoint})
 }
 
 function isAbort(error: unknown, signal?: AbortSignal): boolean {
-  return Boolean(signal?.aborted) || errorName(error) === 'AbortError'
+  return Boolean(signal?.aborted) || awsErrorName(error) === 'AbortError'
 }
 
-/** Opens an SQS queue (sqs://<name> is resolved with GetQueueUrl now). */
+/**
+ * Opens an SQS queue (sqs://<name> is resolved with GetQueueUrl now). With `consumer: true` the
+ * dead-letter queue is looked up now too, and a queue without one is refused (exit 2).
+ */
 export async function openSqsQueue(url: string, options: OpenQueueOptions = {}): Promise<Queue> {
   const target = parseSqsUrl(url)
   const sdk = await import('@aws-sdk/client-sqs')
-  const endpoint = process.env.AWS_ENDPOINT_URL_SQS || process.env.AWS_ENDPOINT_URL || undefined
+  const configured = awsEndpointFromEnv('SQS')
   const region = target.region ?? options.region
   const client = new sdk.SQSClient({
     ...(region ? {region} : {}),
-    ...(endpoint ? {endpoint} : {}),
+    ...(configured ? {endpoint: configured} : {}),
     // Only an explicit profile narrows the default credential chain (which also reads AWS_PROFILE).
     ...(options.profile ? {profile: options.profile} : {}),
+    requestHandler: {connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS},
   })
+  const endpoint = configured ?? (target.queueUrl ? new URL(target.queueUrl).origin : region ? `https://sqs.${region}.amazonaws.com` : undefined)
   let queueUrl = target.queueUrl
   if (!queueUrl) {
     try {
       queueUrl = (await client.send(new sdk.GetQueueUrlCommand({QueueName: target.name}))).QueueUrl
     } catch (error) {
       client.destroy()
-      throw sqsError(error, 'GetQueueUrl', url)
+      throw sqsError(error, 'GetQueueUrl', url, endpoint)
     }
     if (!queueUrl) {
       client.destroy()
@@ -143,12 +157,23 @@ export async function openSqsQueue(url: string, options: OpenQueueOptions = {}):
     }
   }
   if (options.visibilityTimeout !== undefined) checkVisibilityTimeout(options.visibilityTimeout)
-  return new SqsQueue(sdk, client, url, queueUrl, target.name.endsWith('.fifo'), options)
+  const queue = new SqsQueue(sdk, client, url, queueUrl, target.name.endsWith('.fifo'), endpoint, options)
+  if (options.consumer) {
+    try {
+      await queue.requireDeadLetterQueue()
+    } catch (error) {
+      await queue.close()
+      throw error
+    }
+  }
+  return queue
 }
 
 interface DeadLetterTarget {
   url: string
   arn?: string
+  /** The RedrivePolicy's maxReceiveCount (absent for an explicit deadLetterUrl without a policy). */
+  maxReceiveCount?: number
 }
 
 class SqsQueue implements Queue {
@@ -166,17 +191,18 @@ class SqsQueue implements Queue {
     readonly url: string,
     private readonly queueUrl: string,
     private readonly fifo: boolean,
+    private readonly endpoint: string | undefined,
     private readonly options: OpenQueueOptions,
   ) {
     this.log = (options.log ?? silentLogger).child({queue: queueUrl})
-    this.capabilities = {send: true, fifo, maxBodyBytes: SQS_MAX_BODY_BYTES, deadLetter: true, peek: false}
+    this.capabilities = {send: true, fifo, groups: fifo, maxBodyBytes: SQS_MAX_BODY_BYTES, deadLetter: true, peek: false}
   }
 
   private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
     try {
       return await run()
     } catch (error) {
-      throw sqsError(error, what, this.queueUrl)
+      throw sqsError(error, what, this.queueUrl, this.endpoint)
     }
   }
 
@@ -231,7 +257,7 @@ class SqsQueue implements Queue {
         pending = retry
       }
     }
-    if (failures.length > 0) throw new QueueBatchError('send', failures.sort((a, b) => a.index - b.index))
+    if (failures.length > 0) throw new QueueBatchError('send', failures.sort((a, b) => a.index - b.index), results)
     return results
   }
 
@@ -260,7 +286,7 @@ class SqsQueue implements Queue {
       return (out.Messages ?? []).map(fromSqsMessage)
     } catch (error) {
       if (isAbort(error, signal)) return []
-      throw sqsError(error, 'ReceiveMessage', this.queueUrl)
+      throw sqsError(error, 'ReceiveMessage', this.queueUrl, this.endpoint)
     } finally {
       signal.removeEventListener('abort', onAbort!)
       dispose()
@@ -271,8 +297,8 @@ class SqsQueue implements Queue {
     try {
       await this.client.send(new this.sdk.DeleteMessageCommand({QueueUrl: this.queueUrl, ReceiptHandle: receiptHandle}))
     } catch (error) {
-      if (errorName(error) === 'ReceiptHandleIsInvalid') throw new StaleReceiptError(receiptHandle)
-      throw sqsError(error, 'DeleteMessage', this.queueUrl)
+      if (awsErrorName(error) === 'ReceiptHandleIsInvalid') throw new StaleReceiptError(receiptHandle)
+      throw sqsError(error, 'DeleteMessage', this.queueUrl, this.endpoint)
     }
   }
 
@@ -301,8 +327,8 @@ class SqsQueue implements Queue {
     if (failures.length > 0) throw new QueueBatchError('delete', failures.sort((a, b) => a.index - b.index))
   }
 
+  /** A visibility change: SQS has already counted the receive toward its redrive policy (see the top of this file). */
   async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
-    // TODO(queue layer): a release must not count as an attempt (docs/delivery.md).
     await this.changeVisibility(receiptHandle, delaySeconds)
   }
 
@@ -313,9 +339,9 @@ class SqsQueue implements Queue {
         new this.sdk.ChangeMessageVisibilityCommand({QueueUrl: this.queueUrl, ReceiptHandle: receiptHandle, VisibilityTimeout: seconds}),
       )
     } catch (error) {
-      const name = errorName(error)
+      const name = awsErrorName(error)
       if (name === 'ReceiptHandleIsInvalid' || name === 'MessageNotInflight') throw new StaleReceiptError(receiptHandle)
-      throw sqsError(error, 'ChangeMessageVisibility', this.queueUrl)
+      throw sqsError(error, 'ChangeMessageVisibility', this.queueUrl, this.endpoint)
     }
   }
 
@@ -332,19 +358,13 @@ class SqsQueue implements Queue {
       if (this.options.deadLetterUrl) return {url: this.options.deadLetterUrl}
       const attributes = await this.attributes(['RedrivePolicy', 'QueueArn'])
       if (attributes.QueueArn) this.ownArn ??= Promise.resolve(attributes.QueueArn)
-      if (!attributes.RedrivePolicy) return null
-      let arn: string | undefined
-      try {
-        arn = (JSON.parse(attributes.RedrivePolicy) as {deadLetterTargetArn?: string}).deadLetterTargetArn
-      } catch {
-        return null
-      }
-      const parts = arn ? parseArn(arn) : undefined
-      if (!arn || !parts) return null
+      const policy = parseRedrivePolicy(attributes.RedrivePolicy)
+      const parts = policy ? parseArn(policy.arn) : undefined
+      if (!policy || !parts) return null
       const out = await this.call('GetQueueUrl', () =>
         this.client.send(new this.sdk.GetQueueUrlCommand({QueueName: parts.name, QueueOwnerAWSAccountId: parts.account})),
       )
-      return out.QueueUrl ? {url: out.QueueUrl, arn} : null
+      return out.QueueUrl ? {url: out.QueueUrl, arn: policy.arn, maxReceiveCount: policy.maxReceiveCount} : null
     })().catch((error: unknown) => {
       this.deadLetterTarget = undefined // a transient failure is looked up again next time
       throw error
@@ -352,23 +372,46 @@ class SqsQueue implements Queue {
     return this.deadLetterTarget
   }
 
+  /** The fix an operator needs when this queue has no dead-letter queue. */
+  private noDeadLetterQueue(what: string): NoDeadLetterQueueError {
+    return new NoDeadLetterQueueError(
+      `${this.queueUrl} has no dead-letter queue (no RedrivePolicy), so ${what}`,
+      `give it one (aws sqs set-queue-attributes --queue-url ${this.queueUrl} --attributes '{"RedrivePolicy":"{\\"deadLetterTargetArn\\":\\"<DLQ ARN>\\",\\"maxReceiveCount\\":\\"5\\"}"}') or pass --dead-letter-queue URL`,
+    )
+  }
+
+  /** Looks the dead-letter queue up now; none is a usage error (exit 2) with the fix. */
+  async requireDeadLetterQueue(): Promise<void> {
+    if (!(await this.deadLetterQueue())) throw this.noDeadLetterQueue('a worker cannot set a message aside and refuses to start')
+  }
+
+  async maxAttempts(): Promise<number | undefined> {
+    return (await this.deadLetterQueue().catch(() => null))?.maxReceiveCount
+  }
+
+  /** SendMessage to the dead-letter queue with the reason, then DeleteMessage here. */
   async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
     const target = await this.deadLetterQueue()
-    if (!target) {
-      this.log.debug('no dead-letter queue known: leaving the message to the redrive policy', {id: message.id, reason})
-      return 'redrive-policy'
-    }
+    if (!target) throw this.noDeadLetterQueue('a message cannot be set aside; it stays in the queue')
     const attributes: Record<string, {DataType: string; StringValue: string}> = {}
-    for (const [key, value] of Object.entries(message.attributes)) attributes[key] = {DataType: 'String', StringValue: value}
-    // SQS allows 10 message attributes; the reason yields to the message's own ones.
-    if (Object.keys(attributes).length < 10) attributes[DEAD_REASON_ATTRIBUTE] = {DataType: 'String', StringValue: reason.slice(0, 1024) || 'dead'}
+    for (const [key, value] of Object.entries(message.attributes)) {
+      if (key !== DEAD_REASON_ATTRIBUTE && key !== DEAD_FROM_ATTRIBUTE && key !== DEAD_AT_ATTRIBUTE) attributes[key] = {DataType: 'String', StringValue: value}
+    }
+    // The message's own attributes come first (a redrive puts them back); ours fill what is left of SQS's 10.
+    const ours: [string, string][] = [
+      [DEAD_REASON_ATTRIBUTE, reason.slice(0, 1024) || 'dead'],
+      [DEAD_FROM_ATTRIBUTE, this.queueUrl],
+      [DEAD_AT_ATTRIBUTE, new Date().toISOString()],
+    ]
+    for (const [key, value] of ours) if (Object.keys(attributes).length < MAX_ATTRIBUTES) attributes[key] = {DataType: 'String', StringValue: value}
     const dlqFifo = /\.fifo$/.test(target.url)
     await this.call('SendMessage', () =>
       this.client.send(
         new this.sdk.SendMessageCommand({
           QueueUrl: target.url,
           MessageBody: message.body,
-          ...(Object.keys(attributes).length > 0 ? {MessageAttributes: attributes} : {}),
+          MessageAttributes: attributes,
+          // The same message dead-lettered twice (a retried call) is stored once in a FIFO DLQ.
           ...(dlqFifo ? {MessageGroupId: message.groupId || 'default', MessageDeduplicationId: message.id} : {}),
         }),
       ),
@@ -406,12 +449,10 @@ class SqsQueue implements Queue {
     return -1
   }
 
-  /** Moves the dead-letter queue back: a message move task, else a receive/send/delete loop. */
+  /** Moves the dead-letter queue back: a message move task (returns -1: started), else a receive/send/delete loop. */
   async redrive(): Promise<number> {
     const target = await this.deadLetterQueue()
-    if (!target) {
-      throw new UsageError(`${this.queueUrl} has no dead-letter queue`, 'give it a RedrivePolicy, or open it with deadLetterUrl')
-    }
+    if (!target) throw this.noDeadLetterQueue('there is nothing to redrive')
     const waiting = Number((await this.attributes(['ApproximateNumberOfMessages'], target.url)).ApproximateNumberOfMessages ?? 0)
     if (waiting === 0) return 0
     const dlqArn = target.arn ?? (await this.attributes(['QueueArn'], target.url)).QueueArn
@@ -419,11 +460,12 @@ class SqsQueue implements Queue {
     if (dlqArn) {
       try {
         await this.client.send(new this.sdk.StartMessageMoveTaskCommand({SourceArn: dlqArn, ...(ownArn ? {DestinationArn: ownArn} : {})}))
-        return waiting
+        // AWS moves them in the background: how many have moved is not known yet.
+        return -1
       } catch (error) {
-        const name = errorName(error)
+        const name = awsErrorName(error)
         if (name !== 'UnsupportedOperation' && name !== 'InvalidAction' && !/not (implemented|supported)/i.test(errorMessage(error))) {
-          throw sqsError(error, 'StartMessageMoveTask', this.queueUrl)
+          throw sqsError(error, 'StartMessageMoveTask', this.queueUrl, this.endpoint)
         }
         this.log.debug('StartMessageMoveTask unavailable: moving messages one batch at a time', {error: errorMessage(error)})
       }
@@ -451,7 +493,7 @@ class SqsQueue implements Queue {
       if (messages.length === 0) break
       await this.sendBatch(
         messages.map((m) => {
-          const {[DEAD_REASON_ATTRIBUTE]: _reason, ...attributes} = m.attributes
+          const {[DEAD_REASON_ATTRIBUTE]: _reason, [DEAD_FROM_ATTRIBUTE]: _from, [DEAD_AT_ATTRIBUTE]: _at, ...attributes} = m.attributes
           return {body: m.body, attributes, groupId: m.groupId, deduplicationId: this.fifo ? `${m.id}-redrive` : undefined}
         }),
       )

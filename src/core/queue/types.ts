@@ -60,7 +60,8 @@ export interface ReceiveOptions {
   /**
    * Called for each message the backend moves to its dead letters during this receive instead of
    * delivering it (its attempts reached the limit without a settled outcome: the worker was killed
-   * while handling it). Dead letters are loud: the consumer logs and counts these.
+   * while handling it). Dead letters are loud: the consumer logs and counts these. Without it the
+   * embedded queue writes a warn line itself (the opener's logger, else stderr).
    */
   onDead?: (message: QueueMessage, reason: string) => void
 }
@@ -80,10 +81,19 @@ export interface QueueStats {
 export interface QueueCapabilities {
   /** The facade can only receive and delete. */
   send: boolean
+  /**
+   * A message sent without a group joins the queue's default group (SQS FIFO; an embedded queue
+   * opened or created with fifo=true or a .fifo name).
+   */
   fifo: boolean
+  /**
+   * Message groups are honoured: a group is delivered in order, one message in flight at a time.
+   * Every embedded queue, and SQS FIFO queues. Absent: no.
+   */
+  groups?: boolean
   /** Largest body the backend accepts, in bytes (SQS: 262,144 by default, 1 MiB max). */
   maxBodyBytes: number
-  /** deadLetter() moves the message to a dead-letter queue now (else the redrive policy does it). */
+  /** deadLetter() moves the message to its dead letters now (every backend; SQS needs a dead-letter queue). */
   deadLetter: boolean
   /** peek() shows messages without receiving them. */
   peek: boolean
@@ -120,21 +130,31 @@ export interface Queue {
    */
   release(receiptHandle: string, delaySeconds?: number): Promise<void>
   /**
-   * Give up on an in-flight message: move it to the dead-letter queue now with the reason, when
-   * the backend can; otherwise leave it for the queue's redrive policy. Returns where it went.
+   * Give up on an in-flight message: move it to the dead letters now, with the reason (embedded:
+   * the dead table; SQS: SendMessage to the dead-letter queue, then delete; facade: the embedded
+   * dead-letter store, then DELETE). An SQS queue without a dead-letter queue refuses (UsageError)
+   * and the message stays. Returns where it went ('redrive-policy' is no longer returned by any
+   * backend; the type keeps it for callers written against it).
    */
   deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'>
+  /**
+   * Attempts after which a message that keeps failing should go dead from the worker (with the last
+   * failure as its reason): the embedded maxReceiveCount, an SQS RedrivePolicy's maxReceiveCount;
+   * undefined when there is no limit or it is not known (the facade). Every cistern backend has it;
+   * optional for test doubles.
+   */
+  maxAttempts?(): Promise<number | undefined>
   /** Look at up to `max` waiting messages without receiving them (when capabilities.peek). */
   peek(max?: number): Promise<QueueMessage[]>
   /**
-   * Look at up to `max` dead messages (embedded queue only), the reason in
-   * `attributes['cistern.deadReason']`. Absent on backends that cannot.
+   * Look at up to `max` dead messages, the reason in `attributes['cistern.deadReason']` (the
+   * embedded queue, and the facade's embedded dead-letter store). Absent on backends that cannot.
    */
   peekDead?(max?: number): Promise<QueueMessage[]>
   stats(): Promise<QueueStats>
   /** Delete every message (not the dead ones); returns how many, -1 if unknown. */
   purge(): Promise<number>
-  /** Move dead-letter messages back to the queue; returns how many. */
+  /** Move dead-letter messages back to the queue; returns how many, or -1 when a background move was started (SQS move task). */
   redrive(): Promise<number>
   close(): Promise<void>
 }
@@ -142,16 +162,27 @@ export interface Queue {
 export interface OpenQueueOptions {
   /** Default visibility timeout for receive (seconds). */
   visibilityTimeout?: number
-  /** Embedded queue: receives after which a message is dead (default 5; 0 = never). */
+  /** Embedded queue: attempts (receives not released) after which a message is dead (default 5; 0 = never). */
   maxReceiveCount?: number
-  /** Embedded queue: create as FIFO. */
+  /**
+   * Embedded queue: messages sent without a group join the default group (true also marks the
+   * queue FIFO for every later opener). Groups are honoured on every embedded queue regardless.
+   */
   fifo?: boolean
   region?: string
   profile?: string
   /** Facade API key (x-api-key); else API_KEY from the environment. */
   apiKey?: string
-  /** SQS: explicit dead-letter queue URL (else read from the RedrivePolicy). */
+  /**
+   * Where dead letters go. SQS: a dead-letter queue URL (else the RedrivePolicy's target). The
+   * facade: a sqlite: URL for its dead-letter store (default: the data dir's cistern.db).
+   */
   deadLetterUrl?: string
+  /**
+   * Opened by a worker that will dead-letter messages: an SQS queue with neither a RedrivePolicy
+   * nor deadLetterUrl is refused now (UsageError, exit 2, with the fix) instead of failing later.
+   */
+  consumer?: boolean
   /** Opening must not create anything (read-only commands such as stats on a missing queue). */
   mustExist?: boolean
   log?: import('../log.js').Logger

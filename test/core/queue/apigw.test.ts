@@ -1,5 +1,7 @@
 import {randomUUID} from 'node:crypto'
+import {existsSync} from 'node:fs'
 import type {ServerResponse} from 'node:http'
+import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {UsageError} from '../../../src/core/errors.js'
@@ -8,11 +10,13 @@ import {QueueBatchError, StaleReceiptError} from '../../../src/core/queue/errors
 import {openQueue} from '../../../src/core/queue/index.js'
 import type {SendInput} from '../../../src/core/queue/types.js'
 import {type RecordedRequest, type StandIn, standIn} from '../../helpers/http.js'
+import {tempDir} from '../../helpers/tmp.js'
 import {queueContract} from './contract.js'
 import {type SimQueue, SqsSimulator} from './sqs-sim.js'
 
 const KEY = 'test-api-key-0123456789'
 const sim = new SqsSimulator('us-east-1')
+const dir = tempDir('cistern-facade-')
 
 /**
  * Answers like the status-queue API Gateway: the SQS behind it is the in-memory simulator. GET
@@ -76,7 +80,7 @@ queueContract(
   async (options) => {
     current = sim.createQueue(`facade-${++counter}`)
     visibility = options.visibilityTimeout ?? 30
-    const queue = await openQueue(`apigw+${server.url}/prod/`, {apiKey: KEY})
+    const queue = await openQueue(`apigw+${server.url}/prod/`, {apiKey: KEY, deadLetterUrl: `sqlite:${dir}/dead.db#dead-${counter}`, log: options.log})
     return {queue, seed: seed(current)}
   },
   {
@@ -89,6 +93,7 @@ queueContract(
     stats: false,
     purge: false,
     redrive: false,
+    deadLetters: 'moved',
   },
 )
 
@@ -147,21 +152,72 @@ describe('apigw facade specifics', () => {
     await queue.close()
   })
 
-  it('cannot send, peek, purge or redrive; changeVisibility is a no-op and deadLetter leaves it to the redrive policy', async () => {
+  it('cannot send, peek, purge or redrive; changeVisibility and release are no-ops', async () => {
     current = sim.createQueue(`facade-${++counter}`)
     await seed(current)([{body: 'x'}])
-    const queue = await openQueue(`apigw+${server.url}/prod/`, {apiKey: KEY})
+    const queue = await openQueue(`apigw+${server.url}/prod/`, {apiKey: KEY, deadLetterUrl: `sqlite:${dir}/nothing.db#none`})
     expect(queue.capabilities.send).toBe(false)
     await expect(queue.send({body: 'x'})).rejects.toThrow(/cannot send/)
     await expect(queue.peek()).rejects.toBeInstanceOf(UsageError)
     await expect(queue.purge()).rejects.toBeInstanceOf(UsageError)
     await expect(queue.redrive()).rejects.toBeInstanceOf(UsageError)
-    expect(await queue.stats()).toEqual({visible: -1, inFlight: -1, delayed: -1, dead: -1})
+    // Nothing dead yet: the store is not even created by looking.
+    expect(await queue.stats()).toEqual({visible: -1, inFlight: -1, delayed: -1, dead: 0})
+    expect(await queue.peekDead!()).toEqual([])
+    expect(existsSync(join(dir, 'nothing.db'))).toBe(false)
     const [m] = await queue.receive()
     server.requests.length = 0
     await queue.changeVisibility(m!.receiptHandle, 0)
-    expect(await queue.deadLetter(m!, 'why')).toBe('redrive-policy')
+    await queue.release(m!.receiptHandle, 5)
     expect(server.requests).toHaveLength(0)
+    expect(await queue.maxAttempts!()).toBeUndefined()
+    await queue.close()
+  })
+
+  // Issue 11 item 5: a poison message was logged "to=redrive-policy" and never deleted, holding its
+  // FIFO group for up to maxReceiveCount visibility timeouts.
+  it('deadLetter keeps the whole message in the embedded store, then DELETEs it from the facade; peek --dead and stats show it', async () => {
+    current = sim.createQueue(`facade-${++counter}`)
+    await seed(current)([{body: '{"build":{"number":7}}', attributes: {source: 'eventbridge'}}, {body: '{"build":{"number":8}}'}])
+    const queue = await openQueue(`apigw+${server.url}/prod/`, {apiKey: KEY})
+    // The default store: the data dir's cistern.db, a queue named after the facade.
+    expect((queue as unknown as {deadLetterUrl: string}).deadLetterUrl).toMatch(
+      new RegExp(`^sqlite:${process.env.CISTERN_DATA_DIR}/cistern\\.db#apigw-dead\\.127\\.0\\.0\\.1-${server.port}-prod$`),
+    )
+    const [poison, next] = await queue.receive()
+    server.requests.length = 0
+    expect(await queue.deadLetter(poison!, 'build.commit is HEAD, not a 40-hex SHA')).toBe('dead-letter-queue')
+    expect(server.requests.map((r) => [r.method, new URL(r.url, 'http://x').searchParams.get('receiptHandle')])).toEqual([['DELETE', poison!.receiptHandle]])
+    expect(current.messages.map((m) => m.Body)).toEqual(['{"build":{"number":8}}'])
+    await queue.delete(next!.receiptHandle)
+    expect(await queue.stats()).toEqual({visible: -1, inFlight: -1, delayed: -1, dead: 1})
+    await queue.close()
+    // Another process (the operator's peek) sees it, with the reason.
+    const operator = await openQueue(`apigw+${server.url}/prod/`, {apiKey: KEY})
+    const [dead, ...rest] = await operator.peekDead!(10)
+    expect(rest).toEqual([])
+    expect(dead).toMatchObject({id: poison!.id, body: '{"build":{"number":7}}', attributes: {source: 'eventbridge', 'cistern.deadReason': 'build.commit is HEAD, not a 40-hex SHA'}})
+    const error = await operator.redrive().catch((e: unknown) => e)
+    expect((error as UsageError).oneLine).toMatch(/cannot send, so its dead letters cannot go back through it .* send their bodies to the SQS queue behind the facade/)
+    await operator.close()
+  })
+
+  // SQS (so the facade) answers a DELETE with an old receipt as a success and deletes nothing.
+  it('a message dead-lettered again after its lease lapsed is kept once', async () => {
+    current = sim.createQueue(`facade-${++counter}`)
+    visibility = 1
+    await seed(current)([{body: 'slow poison'}])
+    const queue = await openQueue(`apigw+${server.url}/prod/`, {apiKey: KEY, deadLetterUrl: `sqlite:${dir}/lapsed.db#dead`})
+    const [first] = await queue.receive()
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    const [again] = await queue.receive()
+    expect(again!.id).toBe(first!.id)
+    expect(await queue.deadLetter(first!, 'why')).toBe('dead-letter-queue') // the old receipt deletes nothing
+    expect(current.messages).toHaveLength(1)
+    expect(await queue.deadLetter(again!, 'why')).toBe('dead-letter-queue')
+    expect(current.messages).toHaveLength(0)
+    expect((await queue.peekDead!()).map((m) => m.id)).toEqual([first!.id])
+    visibility = 30
     await queue.close()
   })
 

@@ -1,12 +1,13 @@
 import Database from 'better-sqlite3'
 import {execa} from 'execa'
-import {existsSync, mkdirSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 import {describe, expect, it} from 'vitest'
 
 import {UsageError} from '../../../src/core/errors.js'
 import {openQueue} from '../../../src/core/queue/index.js'
+import {SCHEMA_VERSION} from '../../../src/core/queue/sqlite-file.js'
 import {parseSqliteUrl, sqliteError} from '../../../src/core/queue/sqlite.js'
 import type {QueueMessage} from '../../../src/core/queue/types.js'
 import {CisternError} from '../../../src/core/errors.js'
@@ -14,14 +15,44 @@ import {tempDir} from '../../helpers/tmp.js'
 import {queueContract, sleep} from './contract.js'
 
 const dir = tempDir('cistern-sqlite-queue-')
+
+/** A database file with its WAL. */
+function fileBytes(path: string): number {
+  return [path, `${path}-wal`].reduce((sum, file) => sum + (existsSync(file) ? statSync(file).size : 0), 0)
+}
+
+/** The queue's tables (columns) and indexes (their SQL), to compare two files. */
+function queueSchema(db: Database.Database) {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'queue%' ORDER BY name").pluck().all() as string[]
+  return {
+    tables: Object.fromEntries(tables.map((t) => [t, db.prepare(`SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)`).all(t)])),
+    indexes: db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'queue%' AND sql IS NOT NULL ORDER BY name").all(),
+    autoVacuum: db.pragma('auto_vacuum', {simple: true}),
+  }
+}
+
+/** The embedded queue's tables as the first cistern releases created them (schema version 1). */
+const V1_SCHEMA = `
+CREATE TABLE queue_queues (name TEXT PRIMARY KEY, fifo INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE queue_messages (
+  seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, group_id TEXT, dedup_id TEXT,
+  attributes TEXT, sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL, receipt TEXT,
+  receive_count INTEGER NOT NULL DEFAULT 0, dead INTEGER NOT NULL DEFAULT 0, dead_reason TEXT, dead_at INTEGER
+);
+CREATE INDEX queue_messages_ready ON queue_messages (queue, dead, visible_at, seq);
+CREATE INDEX queue_messages_group ON queue_messages (queue, group_id, dead, seq) WHERE group_id IS NOT NULL;
+CREATE INDEX queue_messages_group_lease ON queue_messages (queue, group_id, visible_at) WHERE group_id IS NOT NULL AND receipt IS NOT NULL;
+CREATE INDEX queue_messages_dedup ON queue_messages (queue, dedup_id) WHERE dedup_id IS NOT NULL;
+`
 let counter = 0
 
 queueContract(
   'sqlite',
   async (options) => {
     const name = `q${++counter}${options.fifo ? '.fifo' : ''}`
-    const queue = await openQueue(`sqlite:${join(dir, 'contract.db')}#${name}`, options)
-    return {queue}
+    const file = join(dir, 'contract.db')
+    const queue = await openQueue(`sqlite:${file}#${name}`, options)
+    return {queue, diskBytes: () => fileBytes(file)}
   },
   {
     fifo: true,
@@ -33,6 +64,11 @@ queueContract(
     stats: true,
     purge: true,
     redrive: true,
+    releaseNotCounted: true,
+    deadAtReceive: true,
+    groupsOnEveryQueue: true,
+    deadLetters: 'moved',
+    statsAges: true,
   },
 )
 
@@ -133,6 +169,82 @@ describe('sqlite queue file', () => {
     await reopened.close()
   })
 
+  it('a file written by the previous schema (version 1) is migrated on open and keeps every message in its state', async () => {
+    const path = join(dir, 'v1.db')
+    const old = new Database(path)
+    old.pragma('journal_mode = WAL')
+    // What the first cistern releases wrote (no schema version recorded).
+    old.exec(V1_SCHEMA)
+    const now = Date.now()
+    const insert = old.prepare(
+      'INSERT INTO queue_messages (queue, id, body, group_id, attributes, sent_at, visible_at, receipt, receive_count, dead, dead_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    )
+    old.prepare('INSERT INTO queue_queues (name, fifo, created_at) VALUES (?, ?, ?)').run('jobs', 0, now)
+    insert.run('jobs', 'id-visible', 'waiting', null, '{"k":"v"}', now - 5000, now - 5000, null, 2, 0, null)
+    insert.run('jobs', 'id-held', 'held by an old receiver', null, null, now - 4000, now + 60_000, '2.abcdef', 1, 0, null)
+    insert.run('jobs', 'id-g1', 'group head', 'g', null, now - 3000, now - 3000, null, 0, 0, null)
+    insert.run('jobs', 'id-g2', 'group follower', 'g', null, now - 2000, now - 2000, null, 0, 0, null)
+    insert.run('jobs', 'id-dead', 'dead one', null, null, now - 1000, now - 1000, null, 5, 1, 'received 5 times (maxReceiveCount 5)')
+    old.close()
+
+    const queue = await openQueue(`sqlite:${path}#jobs`, {mustExist: true})
+    expect(await queue.stats()).toMatchObject({visible: 3, inFlight: 1, delayed: 0, dead: 1, oldestAgeSeconds: 5})
+    const got = await queue.receive({maxMessages: 10})
+    expect(got.map((m) => [m.body, m.receiveCount, m.attempts])).toEqual([
+      ['waiting', 3, 3],
+      ['group head', 1, 1],
+    ])
+    expect(got[0]!.attributes).toEqual({k: 'v'})
+    await queue.release(got[1]!.receiptHandle)
+    expect((await queue.peekDead!()).map((m) => m.attributes['cistern.deadReason'])).toEqual(['received 5 times (maxReceiveCount 5)'])
+    await queue.close()
+    const db = new Database(path, {readonly: true})
+    expect(db.prepare("SELECT value FROM queue_meta WHERE key = 'schema'").pluck().get()).toBe(String(SCHEMA_VERSION))
+    // The migrated file has the tables and indexes a fresh one gets.
+    const fresh = join(dir, 'fresh-schema.db')
+    await (await openQueue(`sqlite:${fresh}#jobs`)).close()
+    const freshDb = new Database(fresh, {readonly: true})
+    expect(queueSchema(db)).toEqual(queueSchema(freshDb))
+    freshDb.close()
+    db.close()
+  })
+
+  it('a file made without incremental auto-vacuum (older cistern, or another piece first) is converted on open and gives its free space back', async () => {
+    const path = join(dir, 'bloated.db')
+    const old = new Database(path)
+    old.pragma('journal_mode = WAL')
+    old.exec(V1_SCHEMA)
+    old.prepare('INSERT INTO queue_queues (name, fifo, created_at) VALUES (?, 0, ?)').run('jobs', Date.now())
+    const insert = old.prepare('INSERT INTO queue_messages (queue, id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)')
+    old.transaction(() => {
+      for (let i = 0; i < 1_500; i++) insert.run('jobs', `id-${i}`, 'w'.repeat(8_000), Date.now(), Date.now())
+    })()
+    old.prepare('DELETE FROM queue_messages WHERE id != ?').run('id-7')
+    old.pragma('wal_checkpoint(TRUNCATE)')
+    expect(old.pragma('auto_vacuum', {simple: true})).toBe(0)
+    old.close()
+    expect(fileBytes(path)).toBeGreaterThan(12_000_000)
+    const queue = await openQueue(`sqlite:${path}#jobs`)
+    expect(fileBytes(path)).toBeLessThan(3_000_000)
+    expect((await queue.receive()).map((m) => m.id)).toEqual(['id-7'])
+    await queue.close()
+    const db = new Database(path, {readonly: true})
+    expect(db.pragma('auto_vacuum', {simple: true})).toBe(2) // incremental from now on
+    db.close()
+  })
+
+  it('a file from a newer cistern is refused with the fix', async () => {
+    const path = join(dir, 'future.db')
+    const queue = await openQueue(`sqlite:${path}#jobs`)
+    await queue.close()
+    const db = new Database(path)
+    db.prepare("UPDATE queue_meta SET value = '99' WHERE key = 'schema'").run()
+    db.close()
+    const error = await openQueue(`sqlite:${path}#jobs`).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(UsageError)
+    expect((error as UsageError).oneLine).toMatch(/written by a newer cistern \(queue schema 99, this one knows \d+\) — upgrade cistern/)
+  })
+
   it('mustExist: a missing file or queue is a usage error and nothing is created', async () => {
     const path = join(dir, 'absent', 'q.db')
     await expect(openQueue(`sqlite:${path}#jobs`, {mustExist: true})).rejects.toThrow(/does not exist/)
@@ -160,10 +272,33 @@ describe('sqlite queue file', () => {
     expect((e2 as UsageError).oneLine).toMatch(/directory/)
   })
 
-  it('refuses to reopen a standard queue as FIFO', async () => {
+  // Issue 11 item 9: `queue send sqlite:…#spigot` on a fresh data dir, then any spigot command
+  // (which opens it fifo) used to fail with "drop fifo=true from the URL". The kind never conflicts now.
+  it('a standard queue opened with fifo=true opens; from then on every opener puts ungrouped sends in the default group', async () => {
     const path = join(dir, 'kinds.db')
-    await (await openQueue(`sqlite:${path}#jobs`)).close()
-    await expect(openQueue(`sqlite:${path}#jobs?fifo=true`)).rejects.toThrow(/already exists as a standard queue/)
+    const first = await openQueue(`sqlite:${path}#spigot`)
+    expect(first.capabilities.fifo).toBe(false)
+    await first.send({body: 'sent before', groupId: 'acme/app'})
+    await first.close()
+    const spigot = await openQueue(`sqlite:${path}#spigot`, {fifo: true})
+    expect(spigot.capabilities).toMatchObject({fifo: true, groups: true})
+    await spigot.send({body: 'sent after', groupId: 'acme/app'})
+    await spigot.close()
+    // A later opener without the parameter: FIFO (ungrouped sends share the default group).
+    const later = await openQueue(`sqlite:${path}#spigot`)
+    expect(later.capabilities.fifo).toBe(true)
+    await later.sendBatch([{body: 'u1'}, {body: 'u2'}])
+    const got = await later.receive({maxMessages: 10})
+    expect(got.map((m) => m.body)).toEqual(['sent before', 'u1'])
+    expect(got[1]!.groupId).toBeUndefined() // the default group '' reads as no group
+    await later.close()
+    // fifo=false is this opener's choice only: its ungrouped sends are ungrouped; no error.
+    const loose = await openQueue(`sqlite:${path}?fifo=false#spigot`)
+    expect(loose.capabilities.fifo).toBe(false)
+    await loose.close()
+    const again = await openQueue(`sqlite:${path}#spigot`)
+    expect(again.capabilities.fifo).toBe(true)
+    await again.close()
   })
 
   it('rejects empty and oversized bodies and bad delays before writing', async () => {
@@ -335,7 +470,7 @@ describe('sqlite FIFO details', () => {
     await queue.changeVisibility(first!.receiptHandle, 0)
     const [second] = await queue.receive()
     expect(second!.body).toBe('next')
-    expect(await queue.stats()).toEqual({visible: 0, inFlight: 1, delayed: 0, dead: 1})
+    expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 1, delayed: 0, dead: 1})
     const [dead] = await queue.peekDead!()
     expect(dead!.attributes['cistern.deadReason']).toMatch(/maxReceiveCount 1/)
     await queue.close()

@@ -17,33 +17,13 @@ import {QueueBatchError} from '../../../src/core/queue/errors.js'
 import {openQueue, queueScheme} from '../../../src/core/queue/index.js'
 import {parseSqsUrl, regionFromHost} from '../../../src/core/queue/sqs.js'
 import type {Queue} from '../../../src/core/queue/types.js'
-import {queueContract} from './contract.js'
 import {SqsSimulator, sqsError} from './sqs-sim.js'
 
 const sim = new SqsSimulator('eu-west-1')
 afterAll(() => sim.stop())
-let counter = 0
 
-queueContract(
-  'sqs (aws-sdk-client-mock + in-memory SQS)',
-  async (options) => {
-    const name = `contract-${++counter}${options.fifo ? '.fifo' : ''}`
-    sim.createQueue(name, {deadLetterName: `${name.replace('.fifo', '')}-dlq${options.fifo ? '.fifo' : ''}`, maxReceiveCount: options.maxReceiveCount ?? 5})
-    const queue = await openQueue(sim.urlOf(name), {visibilityTimeout: options.visibilityTimeout})
-    return {queue}
-  },
-  {
-    fifo: true,
-    delay: true,
-    visibility: true,
-    staleReceiptErrors: false,
-    maxReceiveCount: true,
-    dedupInQueue: false,
-    stats: true,
-    purge: true,
-    redrive: true,
-  },
-)
+// The queue contract runs against SQS through fauxqs (sqs-fauxqs.test.ts); these tests assert the
+// exact requests the backend makes, on aws-sdk-client-mock.
 
 describe('sqs queue URLs', () => {
   it('parses the region from the host and keeps the URL', () => {
@@ -55,6 +35,14 @@ describe('sqs queue URLs', () => {
     expect(regionFromHost('eu-central-1.queue.amazonaws.com')).toBe('eu-central-1')
     expect(regionFromHost('sqs.cn-north-1.amazonaws.com.cn')).toBe('cn-north-1')
     expect(regionFromHost('localhost')).toBeUndefined()
+    // Emulators' queue URLs (fauxqs: http://sqs.<region>.localhost:<port>/<acct>/<name>).
+    expect(regionFromHost('sqs.eu-west-3.localhost')).toBe('eu-west-3')
+    expect(parseSqsUrl('http://sqs.us-east-1.localhost:4566/000000000000/jobs.fifo')).toEqual({
+      queueUrl: 'http://sqs.us-east-1.localhost:4566/000000000000/jobs.fifo',
+      name: 'jobs.fifo',
+      region: 'us-east-1',
+    })
+    expect(queueScheme('http://sqs.us-east-1.localhost:4566/000000000000/jobs')).toBe('sqs')
     expect(parseSqsUrl('sqs://jobs')).toEqual({name: 'jobs'})
     expect(queueScheme('https://sqs.us-east-1.amazonaws.com/1/q')).toBe('sqs')
   })
@@ -196,14 +184,21 @@ describe('sqs backend requests', () => {
     const policyReads = sim.mock.commandCalls(GetQueueAttributesCommand).filter((c) => c.args[0].input.AttributeNames?.includes('RedrivePolicy'))
     expect(policyReads).toHaveLength(1)
     const sends = sim.mock.commandCalls(SendMessageCommand).map((c) => c.args[0].input)
+    // The original attributes, then the reason, the queue it came from and when.
     expect(sends.find((s) => s.MessageBody === 'bad 1')).toEqual({
       QueueUrl: sim.urlOf('requests-dlq'),
       MessageBody: 'bad 1',
-      MessageAttributes: {k: {DataType: 'String', StringValue: 'v'}, 'cistern.deadReason': {DataType: 'String', StringValue: '422 for bad 1'}},
+      MessageAttributes: {
+        k: {DataType: 'String', StringValue: 'v'},
+        'cistern.deadReason': {DataType: 'String', StringValue: '422 for bad 1'},
+        'cistern.deadFrom': {DataType: 'String', StringValue: sim.urlOf(name)},
+        'cistern.deadAt': {DataType: 'String', StringValue: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)},
+      },
     })
     expect(sim.mock.commandCalls(DeleteMessageCommand)).toHaveLength(2)
     expect(await queue.stats()).toEqual({visible: 0, inFlight: 0, delayed: 0, dead: 2})
-    expect(await queue.redrive()).toBe(2)
+    // A move task runs in the background: "started", not "moved 2" (issue 14).
+    expect(await queue.redrive()).toBe(-1)
     expect(sim.mock.commandCalls(StartMessageMoveTaskCommand)[0]!.args[0].input).toEqual({
       SourceArn: sim.queues.get(sim.urlOf('requests-dlq'))!.arn,
       DestinationArn: sim.queues.get(sim.urlOf(name))!.arn,
@@ -222,18 +217,63 @@ describe('sqs backend requests', () => {
     await q.close()
   })
 
-  it('without a dead-letter queue, deadLetter leaves the message to the redrive policy; stats says dead -1', async () => {
+  // Issue 11 item 4: a message answered 4xx was counted dead, never removed, and POSTed again on
+  // every run. Without a dead-letter queue deadLetter() now refuses (the worker says so) and a
+  // consumer refuses to start.
+  it('without a dead-letter queue, deadLetter refuses with the fix and touches nothing; stats says dead -1', async () => {
     sim.createQueue('no-dlq')
     const q = await openQueue(sim.urlOf('no-dlq'))
     await q.send({body: 'x'})
     const [m] = await q.receive()
     sim.mock.resetHistory()
-    expect(await q.deadLetter(m!, 'why')).toBe('redrive-policy')
+    const error = await q.deadLetter(m!, 'why').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(UsageError)
+    expect((error as UsageError).oneLine).toContain(`aws sqs set-queue-attributes --queue-url ${sim.urlOf('no-dlq')} --attributes`)
     expect(sim.mock.commandCalls(SendMessageCommand)).toHaveLength(0)
     expect(sim.mock.commandCalls(DeleteMessageCommand)).toHaveLength(0)
     expect(await q.stats()).toEqual({visible: 0, inFlight: 1, delayed: 0, dead: -1})
     await expect(q.redrive()).rejects.toBeInstanceOf(UsageError)
+    expect(await q.maxAttempts!()).toBeUndefined()
     await q.close()
+    const refused = await openQueue(sim.urlOf('no-dlq'), {consumer: true}).catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(UsageError)
+    expect((refused as UsageError).oneLine).toMatch(/has no dead-letter queue .* — give it one \(aws sqs set-queue-attributes/)
+  })
+
+  it('a consumer reads the RedrivePolicy once at open: the dead-letter queue and the attempt limit', async () => {
+    sim.mock.resetHistory()
+    const q = await openQueue(sim.urlOf(name), {consumer: true})
+    expect(await q.maxAttempts!()).toBe(3)
+    const reads = sim.mock.commandCalls(GetQueueAttributesCommand)
+    expect(reads.map((c) => c.args[0].input)).toEqual([{QueueUrl: sim.urlOf(name), AttributeNames: ['RedrivePolicy', 'QueueArn']}])
+    await q.send({body: 'x'})
+    const [m] = await q.receive()
+    await q.deadLetter(m!, 'why')
+    expect(sim.mock.commandCalls(GetQueueAttributesCommand)).toHaveLength(1)
+    await q.close()
+  })
+
+  it('dead letters keep all ten of the message\'s own attributes (the reason yields), and go to a FIFO DLQ with group and dedup id', async () => {
+    sim.createQueue('dead-ends.fifo', {deadLetterName: 'dead-ends-dlq.fifo'})
+    const q = await openQueue(sim.urlOf('dead-ends.fifo'))
+    const attributes = Object.fromEntries(Array.from({length: 10}, (_, i) => [`a${i}`, `v${i}`]))
+    await q.send({body: 'crowded', groupId: 'acme/app', deduplicationId: 'd-1', attributes})
+    const [m] = await q.receive()
+    sim.mock.resetHistory()
+    await q.deadLetter(m!, 'why')
+    const input = sim.mock.commandCalls(SendMessageCommand)[0]!.args[0].input
+    expect(Object.keys(input.MessageAttributes!).sort()).toEqual(Object.keys(attributes).sort())
+    expect(input).toMatchObject({QueueUrl: sim.urlOf('dead-ends-dlq.fifo'), MessageGroupId: 'acme/app', MessageDeduplicationId: m!.id})
+    expect(sim.mock.commandCalls(DeleteMessageCommand)[0]!.args[0].input).toEqual({QueueUrl: sim.urlOf('dead-ends.fifo'), ReceiptHandle: m!.receiptHandle})
+    await q.close()
+  })
+
+  it('release is a visibility change (SQS counts every receive)', async () => {
+    await queue.send({body: 'x'})
+    const [m] = await queue.receive()
+    expect(m!.attempts).toBeUndefined()
+    await queue.release(m!.receiptHandle, 7)
+    expect(sim.mock.commandCalls(ChangeMessageVisibilityCommand).at(-1)!.args[0].input).toEqual({QueueUrl: sim.urlOf(name), ReceiptHandle: m!.receiptHandle, VisibilityTimeout: 7})
   })
 
   it('redrive falls back to receive/send/delete batches when move tasks are unavailable', async () => {
@@ -290,6 +330,7 @@ describe('sqs backend requests', () => {
     const error = await queue.stats().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(CisternError)
     expect((error as CisternError).oneLine).toMatch(/no AWS credentials .* — set AWS_PROFILE/)
+    expect((error as CisternError).exitCode).toBe(2)
     // Restore the simulator's behaviour for the next tests.
     sim.mock.reset()
     ;(sim as unknown as {install(): void}).install()

@@ -248,7 +248,7 @@ describe('runOutcome', () => {
     const p = (exitCode: Problem['exitCode']): Problem => ({exitCode, line: `code ${exitCode}`})
     expect(runOutcome([])).toEqual({exitCode: 0, problems: []})
     expect(runOutcome([p(1), p(3)]).exitCode).toBe(3)
-    expect(runOutcome([p(3), p(1), p(2)])).toEqual({exitCode: 2, problems: ['code 3', 'code 1', 'code 2']})
+    expect(runOutcome([p(3), p(1), p(2)])).toEqual({exitCode: 2, problems: ['code 2', 'code 3', 'code 1']})
     expect(runOutcome([p(1)]).exitCode).toBe(ExitCode.failure)
   })
 })

@@ -216,8 +216,8 @@ describe.each(backends)('the delivery contract on the $name', (backend) => {
     await fill(queue, ['fine'])
     const log = memoryLog()
     const result = await run(queue, async () => delivered(), {log})
-    expect(result).toMatchObject({delivered: 1, dead: 1, exitCode: 1, deadLetters: [{reason: expect.stringMatching(/never finished/)}]})
-    expect(log.lines.some((line) => line.level === 'warn' && /^dead letter \S+ — .*never finished.*by the queue at receive/.test(line.msg))).toBe(true)
+    expect(result).toMatchObject({delivered: 1, dead: 1, exitCode: 1, deadLetters: [{reason: expect.stringMatching(/never settled/)}]})
+    expect(log.lines.some((line) => line.level === 'warn' && /^dead letter \S+ — .*never settled.*by the queue at receive/.test(line.msg))).toBe(true)
   })
 
   it('one target down (single-target consumer): nothing is received while its gate is closed, nothing goes dead, all delivered once it is back', async () => {

@@ -889,4 +889,7 @@ queueContract('memory (test helper)', async (options) => ({queue: new MemoryQueu
   stats: true,
   purge: true,
   redrive: true,
+  releaseNotCounted: true,
+  deadAtReceive: true,
+  deadLetters: 'moved',
 })

@@ -1,6 +1,7 @@
 import {randomUUID} from 'node:crypto'
 
 import {UsageError} from '../../src/core/errors.js'
+import type {Logger} from '../../src/core/log.js'
 import {QueueBatchError, StaleReceiptError} from '../../src/core/queue/errors.js'
 import type {BatchFailure, Queue, QueueMessage, QueueStats, ReceiveOptions, SendInput, SendResult} from '../../src/core/queue/types.js'
 
@@ -32,6 +33,8 @@ export interface MemoryQueueOptions {
   pollMs?: number
   /** stats() also tells oldestAgeSeconds and nextVisibleAt, as the embedded queue does (default true); false: only counts, as SQS. */
   detailedStats?: boolean
+  /** Where a dead letter made at receive is told when the receive has no onDead (as the embedded queue does). */
+  log?: Logger
 }
 
 /** What a test can inject or observe on every call. */
@@ -57,7 +60,7 @@ export class MemoryQueue implements Queue {
   beforeReceive?: () => void | Promise<void>
   readonly messages: Stored[] = []
   readonly dead: Stored[] = []
-  private readonly options: Required<MemoryQueueOptions>
+  private readonly options: Required<Omit<MemoryQueueOptions, 'log'>> & Pick<MemoryQueueOptions, 'log'>
   private closed = false
 
   constructor(options: MemoryQueueOptions = {}) {
@@ -133,10 +136,11 @@ export class MemoryQueue implements Queue {
       if (grouped) heads.add(message.groupId!)
       if (message.visibleAt > now) continue
       if (this.options.maxReceiveCount > 0 && message.attempts >= this.options.maxReceiveCount) {
-        const reason = `${message.attempts} attempts never finished (maxReceiveCount ${this.options.maxReceiveCount})`
+        const reason = `reached maxReceiveCount ${this.options.maxReceiveCount} after ${message.attempts} attempts; the last attempt never settled (was its worker killed while handling it?)`
         this.moveToDead(message, reason)
         if (grouped) heads.delete(message.groupId!)
-        options.onDead?.(this.toMessage(message, ''), reason)
+        if (options.onDead) options.onDead(this.toMessage(message, ''), reason)
+        else this.options.log?.warn('message dead-lettered at receive', {messageId: message.id, reason})
         continue
       }
       message.receiveCount++
@@ -192,6 +196,11 @@ export class MemoryQueue implements Queue {
   }
 
   /** Handed back never attempted: the receive does not count as an attempt; visible after the delay. */
+  /** The attempt limit (0: none), as the embedded queue tells it. */
+  async maxAttempts(): Promise<number> {
+    return this.options.maxReceiveCount
+  }
+
   async release(receiptHandle: string, delaySeconds = 0): Promise<void> {
     this.record('release', {seconds: delaySeconds})
     const message = this.leased(receiptHandle)

@@ -1,10 +1,11 @@
 import type {S3Client} from '@aws-sdk/client-s3'
-import {type Zippable, unzipSync, zipSync} from 'fflate'
-import {mkdir, readFile, readdir, stat, writeFile} from 'node:fs/promises'
-import {dirname, isAbsolute, join, normalize, relative, resolve, sep} from 'node:path'
 
+import {awsErrorName, classifyAwsError, isTransientAwsError} from '../core/aws.js'
 import {errorMessage} from '../core/errors.js'
+import type {BackoffOptions} from '../core/loop.js'
+import {GaveUpError, retryUntil} from '../core/retry.js'
 import {type ArtifactCredentials, JobFailure, type S3ArtifactRef} from './job.js'
+import {extractZip} from './zip.js'
 
 export type S3Factory = (credentials: ArtifactCredentials | undefined, region?: string) => Promise<Pick<S3Client, 'send'>>
 
@@ -15,110 +16,71 @@ export const defaultS3Factory: S3Factory = async (credentials, region) => {
   return new S3Client({region, credentials, followRegionRedirects: true})
 }
 
-// Artifacts are unpacked in memory: bound the download and what it inflates to (zip bombs and
-// runaway artifacts fail the job instead of the worker).
+// Artifacts are unpacked in memory: bound the download (zip.ts bounds what it inflates to).
 export const MAX_ARTIFACT_BYTES = 1024 ** 3
-export const MAX_UNZIPPED_BYTES = 2 * 1024 ** 3
+/** S3 throttling, a 5xx or no answer is retried this long (beyond the SDK's own tries) before the job fails: SystemUnavailable. */
+export const ARTIFACT_RETRY_MS = 30_000
 
-function s3Failure(action: string, artifact: S3ArtifactRef, error: unknown): JobFailure {
-  const name = String((error as {name?: string})?.name ?? '')
-  const where = `s3://${artifact.bucket}/${artifact.key}`
-  if (name === 'AccessDenied' || name === 'Forbidden' || name === 'InvalidAccessKeyId' || name === 'ExpiredToken') {
-    return new JobFailure('PermissionError', `${action} artifact ${artifact.name} (${where}): ${name}`)
-  }
-  if (name === 'NoSuchKey' || name === 'NoSuchBucket' || name === 'NotFound') {
-    return new JobFailure('RevisionUnavailable', `${action} artifact ${artifact.name} (${where}): ${name}`)
-  }
-  return new JobFailure('JobFailed', `${action} artifact ${artifact.name} (${where}): ${name ? name + ': ' : ''}${errorMessage(error)}`)
+export interface TransferOptions {
+  /** How long transient S3 failures are retried (default ARTIFACT_RETRY_MS). */
+  retryMs?: number
+  /** Stops the retries (the worker's stop deadline). */
+  signal?: AbortSignal
+  backoff?: BackoffOptions
 }
 
-/** Where an entry of a zip lands under dir, refusing absolute paths and `..` escapes. */
-export function safeEntryPath(dir: string, entry: string): string {
-  const cleaned = entry.replace(/\\/g, '/')
-  const target = resolve(dir, normalize(cleaned))
-  if (isAbsolute(cleaned) || (target !== resolve(dir) && !target.startsWith(resolve(dir) + sep))) {
-    throw new JobFailure('JobFailed', `artifact entry ${JSON.stringify(entry)} points outside the work directory`)
+class EmptyBodyError extends JobFailure {
+  constructor(artifact: S3ArtifactRef) {
+    super('JobFailed', `artifact ${artifact.name}: S3 answered with no body`)
   }
-  return target
 }
 
-/** Writes the entries of a zip under dir. */
-export async function extractZip(bytes: Uint8Array, dir: string, maxUnzipped = MAX_UNZIPPED_BYTES): Promise<number> {
-  let entries: Record<string, Uint8Array>
-  let total = 0
-  try {
-    entries = unzipSync(bytes, {
-      filter(file) {
-        total += file.originalSize
-        if (total > maxUnzipped) throw new JobFailure('JobFailed', `artifact unpacks to more than ${maxUnzipped} bytes`)
-        return true
-      },
-    })
-  } catch (error) {
-    if (error instanceof JobFailure) throw error
-    throw new JobFailure('JobFailed', `artifact is not a valid zip: ${errorMessage(error)}`)
+/**
+ * The failure type for an S3 error: refused credentials or access → PermissionError, a missing
+ * object or bucket → RevisionUnavailable, S3 unwell after the retries → SystemUnavailable, else JobFailed.
+ */
+function s3Failure(action: string, artifact: S3ArtifactRef, failure: unknown): JobFailure {
+  const error = failure instanceof GaveUpError ? failure.lastError : failure
+  const name = awsErrorName(error)
+  const where = `${action} artifact ${artifact.name} (s3://${artifact.bucket}/${artifact.key})`
+  const kind = classifyAwsError(error)
+  if (kind === 'access-denied' || kind === 'credentials' || name === 'Forbidden' || name === 'InvalidAccessKeyId') {
+    return new JobFailure('PermissionError', `${where}: ${name}`)
   }
-  await mkdir(dir, {recursive: true})
-  let files = 0
-  for (const [name, data] of Object.entries(entries)) {
-    const target = safeEntryPath(dir, name)
-    if (name.endsWith('/')) {
-      await mkdir(target, {recursive: true})
-      continue
-    }
-    await mkdir(dirname(target), {recursive: true})
-    await writeFile(target, data)
-    files++
-  }
-  return files
+  if (name === 'NoSuchKey' || name === 'NoSuchBucket' || name === 'NotFound') return new JobFailure('RevisionUnavailable', `${where}: ${name}`)
+  const detail = `${name ? name + ': ' : ''}${errorMessage(error)}`
+  if (failure instanceof GaveUpError) return new JobFailure('SystemUnavailable', `${where}: S3 did not answer in ${failure.attempts} tries (${detail})`)
+  return new JobFailure('JobFailed', `${where}: ${detail}`)
+}
+
+/** One S3 call, retried while S3 is transiently unwell. */
+function withRetries<T>(call: () => Promise<T>, options: TransferOptions): Promise<T> {
+  return retryUntil(call, {
+    deadline: Date.now() + (options.retryMs ?? ARTIFACT_RETRY_MS),
+    signal: options.signal,
+    shouldRetry: isTransientAwsError,
+    backoff: options.backoff,
+  })
 }
 
 /** Downloads and unzips one input artifact into dir with the job's S3 client. */
-export async function downloadArtifact(s3: Pick<S3Client, 'send'>, artifact: S3ArtifactRef, dir: string): Promise<number> {
+export async function downloadArtifact(s3: Pick<S3Client, 'send'>, artifact: S3ArtifactRef, dir: string, options: TransferOptions = {}): Promise<number> {
   const {GetObjectCommand} = await import('@aws-sdk/client-s3')
   let bytes: Uint8Array
   try {
-    const out = await s3.send(new GetObjectCommand({Bucket: artifact.bucket, Key: artifact.key}))
-    if (out.ContentLength !== undefined && out.ContentLength > MAX_ARTIFACT_BYTES) {
-      throw new JobFailure('JobFailed', `artifact ${artifact.name} is ${out.ContentLength} bytes (limit ${MAX_ARTIFACT_BYTES})`)
-    }
-    if (!out.Body) throw new Error('empty response body')
-    bytes = await out.Body.transformToByteArray()
+    bytes = await withRetries(async () => {
+      const out = await s3.send(new GetObjectCommand({Bucket: artifact.bucket, Key: artifact.key}))
+      if (out.ContentLength !== undefined && out.ContentLength > MAX_ARTIFACT_BYTES) {
+        throw new JobFailure('JobFailed', `artifact ${artifact.name} is ${out.ContentLength} bytes (limit ${MAX_ARTIFACT_BYTES})`)
+      }
+      if (!out.Body) throw new EmptyBodyError(artifact)
+      return out.Body.transformToByteArray()
+    }, options)
   } catch (error) {
     if (error instanceof JobFailure) throw error
     throw s3Failure('downloading', artifact, error)
   }
   return extractZip(bytes, dir)
-}
-
-/** Collects files (directories recursively) into a zip tree keyed by their path relative to root. */
-export async function zipPaths(root: string, paths: string[]): Promise<{zip: Uint8Array; files: number}> {
-  const tree: Zippable = {}
-  let files = 0
-  let total = 0
-  const add = async (absolute: string) => {
-    const info = await stat(absolute)
-    if (info.isDirectory()) {
-      for (const child of await readdir(absolute)) await add(join(absolute, child))
-      return
-    }
-    if (!info.isFile()) return
-    total += info.size
-    if (total > MAX_UNZIPPED_BYTES) throw new JobFailure('JobFailed', `output artifact is larger than ${MAX_UNZIPPED_BYTES} bytes`)
-    const rel = relative(root, absolute).split(sep).join('/')
-    tree[rel] = [await readFile(absolute), {mtime: info.mtime}]
-    files++
-  }
-  for (const path of paths) {
-    const absolute = safeEntryPath(root, path)
-    try {
-      await stat(absolute)
-    } catch {
-      throw new JobFailure('JobFailed', `output path ${path} was not produced by the job`)
-    }
-    await add(absolute)
-  }
-  return {zip: zipSync(tree, {level: 6}), files}
 }
 
 /**
@@ -130,19 +92,20 @@ export async function uploadArtifact(
   artifact: S3ArtifactRef,
   body: Uint8Array,
   encryptionKeyId: string | undefined,
+  options: TransferOptions = {},
 ): Promise<void> {
   const {PutObjectCommand} = await import('@aws-sdk/client-s3')
+  const put = () =>
+    new PutObjectCommand({
+      Bucket: artifact.bucket,
+      Key: artifact.key,
+      Body: body,
+      ContentType: 'application/zip',
+      ServerSideEncryption: 'aws:kms',
+      ...(encryptionKeyId ? {SSEKMSKeyId: encryptionKeyId} : {}),
+    })
   try {
-    await s3.send(
-      new PutObjectCommand({
-        Bucket: artifact.bucket,
-        Key: artifact.key,
-        Body: body,
-        ContentType: 'application/zip',
-        ServerSideEncryption: 'aws:kms',
-        ...(encryptionKeyId ? {SSEKMSKeyId: encryptionKeyId} : {}),
-      }),
-    )
+    await withRetries(() => s3.send(put()), options)
   } catch (error) {
     throw s3Failure('uploading', artifact, error)
   }

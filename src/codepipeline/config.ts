@@ -21,6 +21,11 @@ const noLiteralSecrets = {token: literalSecret, password: literalSecret, apiToke
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name')
 const positiveSeconds = z.number().positive()
+/**
+ * How long a CI server may stay down (no answer, 5xx, 429, refused credentials) for one job before
+ * the job fails; until then the job waits and is handed back with a continuation token.
+ */
+const failAfterSeconds = z.number().min(0).default(600)
 
 export const commandSettings = z
   .object({
@@ -54,6 +59,7 @@ export const jenkinsSettings = z
     waitSeconds: z.number().min(0).default(20),
     checkIntervalSeconds: positiveSeconds.default(5),
     requestTimeoutSeconds: positiveSeconds.default(15),
+    failAfterSeconds,
     ...noLiteralSecrets,
   })
   .strict()
@@ -71,6 +77,7 @@ export const travisSettings = z
     waitSeconds: z.number().min(0).default(20),
     checkIntervalSeconds: positiveSeconds.default(5),
     requestTimeoutSeconds: positiveSeconds.default(15),
+    failAfterSeconds,
     ...noLiteralSecrets,
   })
   .strict()
@@ -153,7 +160,10 @@ export function actionKey(action: Pick<ActionConfig, 'owner' | 'category' | 'pro
   return `${action.owner}/${action.category}/${action.provider}/${action.version}${query ? '?' + query : ''}`
 }
 
-export const SECTION = 'codepipeline-worker'
+export const SECTION = 'codepipeline-worker' as const
+
+/** A cistern.yml holding the worker's section (and maybe the shared jobs table); other sections are other pieces'. */
+const sectionFileSchema = z.object({[SECTION]: workerSectionSchema, jobs: jobsSchema.optional()}).loose()
 
 /**
  * Loads codepipeline.yml, or the `codepipeline-worker` section of a shared cistern.yml.
@@ -174,9 +184,8 @@ export async function loadWorkerConfig(path: string): Promise<WorkerConfig> {
     // loadConfig reports the syntax error with its line
   }
   if (sectioned) {
-    const wrapped = z.object({[SECTION]: workerSectionSchema, jobs: jobsSchema.optional()}).loose()
-    const whole = (await loadConfig(path, wrapped)) as {jobs?: JobsConfig} & Record<string, unknown>
-    const config = whole[SECTION] as z.infer<typeof workerSchema>
+    const whole = await loadConfig(path, sectionFileSchema)
+    const config = whole[SECTION]
     if (!config.jobs && config.actions.some((action) => action.handler === 'command')) {
       if (!whole.jobs) {
         throw new ConfigError(`${path}: ${SECTION} has command actions but neither ${SECTION}.jobs (a jobs.yml path) nor a top-level jobs: table`, path)

@@ -162,15 +162,22 @@ describe('cistern codepipeline-worker run (built CLI)', () => {
     expect(aws.requests).toHaveLength(0)
   })
 
-  it('--once: a poll that keeps failing is exit 1', async () => {
+  // Issue 11's contract: CodePipeline failing is its target being down (it was exit 1 after one failed poll):
+  // --once retries with back-off until --give-up-after, then exits 3 with the reason.
+  it('--once: a poll that keeps failing is retried with back-off, then exit 3', async () => {
     aws.respond((_req, res) => {
       res.statusCode = 500
       res.setHeader('content-type', 'application/x-amz-json-1.1')
       res.end(JSON.stringify({__type: 'InternalServiceError', message: 'boom'}))
     })
-    const result = await cistern(['codepipeline-worker', 'run', '-c', join(dir, 'ok.yml'), '--once', '--json'], {env: env({AWS_MAX_ATTEMPTS: '1'})})
-    expect(result.exitCode).toBe(1)
-    expect(JSON.parse(String(result.stdout))).toMatchObject({pollErrors: 1, jobs: 0})
+    const result = await cistern(['codepipeline-worker', 'run', '-c', join(dir, 'ok.yml'), '--once', '--json', '--give-up-after', '1s'], {env: env({AWS_MAX_ATTEMPTS: '1'})})
+    expect(result.exitCode).toBe(3)
+    const summary = JSON.parse(String(result.stdout))
+    expect(summary).toMatchObject({jobs: 0, exitCode: 3})
+    expect(summary.pollErrors).toBeGreaterThanOrEqual(2)
+    // Backed off (pollInterval.max 0.2 s in this config: at least 100 ms apart): never a hot loop.
+    expect(summary.pollErrors).toBeLessThanOrEqual(12)
+    expect(String(result.stderr)).toMatch(/giving up polling: CodePipeline failed PollForJobs on Custom\/Build\/cistern-e2e\/1 \(InternalServiceError: boom\)/)
   })
 
   it('an action type CodePipeline does not know is exit 2', async () => {

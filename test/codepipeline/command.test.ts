@@ -11,10 +11,11 @@ import {readdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {commandHandler, envKey} from '../../src/codepipeline/actions/command.js'
-import {safeEntryPath} from '../../src/codepipeline/artifacts.js'
+import {CommandHandler, envKey} from '../../src/codepipeline/actions/command.js'
 import {commandSettings} from '../../src/codepipeline/config.js'
-import {type JobContext, processJob} from '../../src/codepipeline/job.js'
+import type {JobContext} from '../../src/codepipeline/job.js'
+import {processJob} from '../../src/codepipeline/lifecycle.js'
+import {safeEntryPath} from '../../src/codepipeline/zip.js'
 import {loadJobs} from '../../src/core/jobs.js'
 import {tempDir} from '../helpers/tmp.js'
 import {CREDS, captureLogger, commandNames, fakeJob} from './fixtures.js'
@@ -70,7 +71,7 @@ function artifactJob(configuration: Record<string, string>, options: {encryption
 
 async function handlerFor(settings: Record<string, unknown> = {job: 'build'}) {
   const jobs = await loadJobs(join(dir, 'jobs.yml'))
-  return commandHandler({settings: commandSettings.parse({workRoot, ...settings}), jobs, region: 'eu-west-1'})
+  return new CommandHandler({settings: commandSettings.parse({workRoot, ...settings}), jobs, region: 'eu-west-1'})
 }
 
 function process_(job: ReturnType<typeof fakeJob>, handler: Awaited<ReturnType<typeof handlerFor>>, deadline = new AbortController()) {
@@ -256,7 +257,7 @@ describe('command handler', () => {
 
 describe('extractZip', () => {
   it('refuses an artifact that unpacks beyond the limit (zip bomb) before writing it', async () => {
-    const {extractZip} = await import('../../src/codepipeline/artifacts.js')
+    const {extractZip} = await import('../../src/codepipeline/zip.js')
     const bomb = zipSync({'zeros.bin': new Uint8Array(1024 * 1024)}, {level: 9})
     expect(bomb.length).toBeLessThan(10_000)
     const target = join(dir, 'bomb')

@@ -7,9 +7,9 @@ import {readFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {KILL_GRACE_MS, commandHandler} from '../../src/codepipeline/actions/command.js'
+import {CommandHandler, KILL_GRACE_MS} from '../../src/codepipeline/actions/command.js'
 import {loadWorkerConfig} from '../../src/codepipeline/config.js'
-import {processJob} from '../../src/codepipeline/job.js'
+import {processJob} from '../../src/codepipeline/lifecycle.js'
 import {loadJobs} from '../../src/core/jobs.js'
 import {tempDir} from '../helpers/tmp.js'
 import {captureLogger, fakeJob} from './fixtures.js'
@@ -67,7 +67,7 @@ describe('the example build job, run by the command handler as configured', () =
     const config = await loadWorkerConfig(configFile)
     const action = config.actions.find((a) => a.handler === 'command')
     if (action?.handler !== 'command') throw new Error(`${configFile} has no command action`)
-    const handler = commandHandler({
+    const handler = new CommandHandler({
       settings: {...action.settings, workRoot: tempDir('cistern-cp-example-')},
       jobs: config.sharedJobs ?? (await loadJobs(config.jobs!)),
       region: 'eu-west-1',

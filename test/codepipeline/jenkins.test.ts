@@ -9,8 +9,8 @@ import {mockClient} from 'aws-sdk-client-mock'
 import type {ServerResponse} from 'node:http'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
-import {jenkinsHandler, jobPath} from '../../src/codepipeline/actions/jenkins.js'
-import {MAX_TRANSIENT_ERRORS} from '../../src/codepipeline/actions/http.js'
+import {CiTargets} from '../../src/codepipeline/actions/ci-server.js'
+import {JenkinsHandler, jobPath} from '../../src/codepipeline/actions/jenkins.js'
 import {actionSchema, jenkinsSettings} from '../../src/codepipeline/config.js'
 import {runWorker} from '../../src/codepipeline/poller.js'
 import {type RecordedRequest, type StandIn, standIn} from '../helpers/http.js'
@@ -65,7 +65,7 @@ function fakeJenkins(req: RecordedRequest, res: ServerResponse) {
 function settings(extra: Record<string, unknown> = {}) {
   return jenkinsSettings.parse({url: jenkins.url, checkIntervalSeconds: 0.01, waitSeconds: 0, ...extra})
 }
-const handler = (extra: Record<string, unknown> = {}) => jenkinsHandler({settings: settings(extra), user: USER, token: TOKEN})
+const handler = (extra: Record<string, unknown> = {}, targets?: CiTargets) => new JenkinsHandler({settings: settings(extra), user: USER, token: TOKEN, targets})
 
 beforeAll(async () => {
   jenkins = await standIn(fakeJenkins)
@@ -124,13 +124,21 @@ describe('jenkins handler', () => {
     expect(jenkins.requests).toHaveLength(0)
   })
 
-  it('401 → PermissionError, 404 → ConfigurationError, unreachable → SystemUnavailable', async () => {
+  // Issue 11's contract: Jenkins refusing the token (401) or unreachable is Jenkins being down, not the
+  // job failing: the job is handed back with a continuation token, and fails (PermissionError,
+  // SystemUnavailable) only once Jenkins has been down for failAfterSeconds. A 404 is still the job's.
+  it('401 → handed back, then PermissionError; 404 → ConfigurationError; unreachable → handed back, then SystemUnavailable', async () => {
     jenkins.respond((_req, res) => {res.statusCode = 401; res.end()})
-    await expect(handler({job: 'app'}).run(context())).rejects.toMatchObject({type: 'PermissionError'})
+    const held = await handler({job: 'app'}).run(context())
+    expect(held).toMatchObject({status: 'inProgress', heldFor: `jenkins:127.0.0.1:${jenkins.port}`, summary: expect.stringMatching(/^Jenkins refused the credentials: .* answered 401.*; the build starts once it is back$/)})
+    expect(JSON.parse((held as {continuationToken: string}).continuationToken)).toEqual({downSince: expect.any(Number)})
+    await expect(handler({job: 'app', failAfterSeconds: 0}).run(context())).rejects.toMatchObject({type: 'PermissionError'})
     jenkins.respond((_req, res) => {res.statusCode = 404; res.end()})
     await expect(handler({job: 'app'}).run(context())).rejects.toMatchObject({type: 'ConfigurationError'})
-    const down = jenkinsHandler({settings: jenkinsSettings.parse({url: 'http://127.0.0.1:9', job: 'app', requestTimeoutSeconds: 2}), user: USER, token: TOKEN})
-    await expect(down.run(context())).rejects.toMatchObject({type: 'SystemUnavailable'})
+    const down = (extra: Record<string, unknown>) =>
+      new JenkinsHandler({settings: jenkinsSettings.parse({url: 'http://127.0.0.1:9', job: 'app', requestTimeoutSeconds: 2, waitSeconds: 0, ...extra}), user: USER, token: TOKEN})
+    expect(await down({}).run(context())).toMatchObject({status: 'inProgress', heldFor: 'jenkins:127.0.0.1:9', summary: expect.stringMatching(/connection refused/)})
+    await expect(down({failAfterSeconds: 0}).run(context())).rejects.toMatchObject({type: 'SystemUnavailable'})
   })
 
   it('a stopping worker gets a continuation token at once instead of waiting', async () => {
@@ -145,13 +153,57 @@ describe('jenkins handler', () => {
     expect(outcome).toMatchObject({percentComplete: expect.any(Number), externalExecutionId: `${EXTERNAL}/job/app/12/`})
   })
 
-  it('Jenkins down while resuming: keeps the token (counting errors), then SystemUnavailable', async () => {
+  it('Jenkins down while resuming: keeps the token with the time it went down, then SystemUnavailable once down for failAfterSeconds', async () => {
     jenkins.respond((_req, res) => {res.statusCode = 503; res.end()})
     const token = JSON.stringify({buildUrl: `${jenkins.url}/job/app/12/`})
     const first = await handler().run(context({continuationToken: token}))
-    expect(first).toMatchObject({status: 'inProgress', continuationToken: JSON.stringify({buildUrl: `${jenkins.url}/job/app/12/`, errors: 1})})
-    const last = JSON.stringify({buildUrl: `${jenkins.url}/job/app/12/`, errors: MAX_TRANSIENT_ERRORS - 1})
-    await expect(handler().run(context({continuationToken: last}))).rejects.toMatchObject({type: 'SystemUnavailable'})
+    expect(first).toMatchObject({status: 'inProgress', heldFor: `jenkins:127.0.0.1:${jenkins.port}`})
+    const kept = JSON.parse((first as {continuationToken: string}).continuationToken)
+    expect(kept).toEqual({buildUrl: `${jenkins.url}/job/app/12/`, downSince: expect.any(Number)})
+    // The next run (a new CodePipeline job with that token) keeps the time it first went down.
+    const second = await handler().run(context({continuationToken: JSON.stringify(kept)}))
+    expect(JSON.parse((second as {continuationToken: string}).continuationToken)).toEqual(kept)
+    const last = JSON.stringify({buildUrl: `${jenkins.url}/job/app/12/`, downSince: Date.now() - 601_000})
+    await expect(handler().run(context({continuationToken: last}))).rejects.toMatchObject({type: 'SystemUnavailable', message: expect.stringMatching(/answered 503.*down for 60\d s/)})
+    // Back: the build is followed from the token, no new build.
+    jenkins.respond(fakeJenkins)
+    script.buildChecks = 0
+    expect(await handler().run(context({continuationToken: JSON.stringify(kept)}))).toMatchObject({status: 'succeeded'})
+    expect(jenkins.requests.filter((r) => r.method === 'POST')).toHaveLength(0)
+  })
+
+  it('flapping: jobs sharing a server wait for its gate (no request while it is closed) and start their builds once it is back', async () => {
+    let down = true
+    jenkins.respond((req, res) => {
+      if (down) {
+        res.statusCode = 502
+        res.end()
+        return
+      }
+      fakeJenkins(req, res)
+    })
+    const targets = new CiTargets()
+    try {
+      const first = await handler({job: 'app'}, targets).run(context({id: 'flap-1'}))
+      expect(first).toMatchObject({status: 'inProgress', heldFor: `jenkins:127.0.0.1:${jenkins.port}`})
+      const sent = jenkins.requests.length
+      // The gate is closed: another job hands back at once, without a request.
+      expect(await handler({job: 'app'}, targets).run(context({id: 'flap-2'}))).toMatchObject({status: 'inProgress', heldFor: expect.any(String)})
+      expect(jenkins.requests).toHaveLength(sent)
+      // A job that may wait: Jenkins comes back while it waits, and its build is started and followed.
+      setTimeout(() => (down = false), 300)
+      const third = await handler({job: 'app', waitSeconds: 10}, targets).run(context({id: 'flap-3'}))
+      expect(third).toMatchObject({status: 'succeeded', summary: 'app #12: SUCCESS'})
+      expect(jenkins.requests.filter((r) => r.method === 'POST' && r.url === '/job/app/build')).toHaveLength(2) // one refused (502), one started
+    } finally {
+      await targets.close()
+    }
+  })
+
+  it('a hanging Jenkins (no answer within requestTimeoutSeconds) holds the job like a down one', async () => {
+    jenkins.respond(() => undefined) // never answers
+    const outcome = await handler({job: 'app', requestTimeoutSeconds: 0.3}).run(context())
+    expect(outcome).toMatchObject({status: 'inProgress', heldFor: expect.any(String), summary: expect.stringMatching(/timed out/)})
   })
 
   it('a queue item Jenkins has forgotten (404) is JobFailed, not a configuration problem', async () => {

@@ -9,17 +9,9 @@ import {
 import {mockClient} from 'aws-sdk-client-mock'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {
-  ActionConfigurationError,
-  type ActionHandler,
-  JobFailure,
-  LIMITS,
-  clampPercent,
-  jobSecrets,
-  processJob,
-  resultRequest,
-  truncate,
-} from '../../src/codepipeline/job.js'
+import {ActionConfigurationError, type ActionHandler, JobFailure, jobSecrets} from '../../src/codepipeline/job.js'
+import {processJob} from '../../src/codepipeline/lifecycle.js'
+import {LIMITS, clampPercent, resultRequest, truncate} from '../../src/codepipeline/result.js'
 import {CREDS, captureLogger, commandNames, fakeJob} from './fixtures.js'
 
 const cp = mockClient(CodePipelineClient)

@@ -12,7 +12,8 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {type ActionConfig, actionSchema} from '../../src/codepipeline/config.js'
 import type {ActionHandler} from '../../src/codepipeline/job.js'
-import {Slots, type WorkerAction, runWorker} from '../../src/codepipeline/poller.js'
+import {type WorkerAction, runWorker} from '../../src/codepipeline/poller.js'
+import {JobSlots} from '../../src/codepipeline/slots.js'
 import {ConfigError} from '../../src/core/errors.js'
 import {captureLogger, commandNames, delay, fakeJob, until} from './fixtures.js'
 
@@ -113,7 +114,9 @@ describe('runWorker', () => {
     expect(times.length).toBeLessThanOrEqual(Math.floor(elapsed / 190) + 1)
     for (let i = 1; i < times.length; i++) expect(times[i] - times[i - 1]).toBeGreaterThanOrEqual(190)
     expect(summary.throttled).toBe(times.length)
-    expect(capture.lines().filter((line) => line.msg === 'PollForJobs throttled: backing off')).toHaveLength(times.length)
+    // One warn line per throttled poll, from the core poll loop (issue 13: its back-off replaced the worker's own).
+    const throttledLines = capture.lines().filter((line) => line.level === 'warn' && String(line.msg).startsWith('poll failed; retrying in') && /AWS throttled CodePipeline PollForJobs/.test(String(line.error)))
+    expect(throttledLines).toHaveLength(times.length)
     expect(commandNames(cp).every((name) => name === 'PollForJobs')).toBe(true)
   })
 
@@ -269,32 +272,44 @@ describe('runWorker', () => {
     ).rejects.toThrow(/UnrecognizedClientException.*/)
   })
 
-  it('--once with a failing poll counts the error and returns', async () => {
+  // Issue 11's contract: CodePipeline unreachable is its target being down; a one-shot run retries
+  // until it has been down for giveUpAfterMs, then ends with exit 3 (it was one failed poll, exit 1).
+  it('--once with a poll that keeps failing retries with back-off, gives CodePipeline up after giveUpAfterMs: exit 3', async () => {
     cp.on(PollForJobsCommand).rejects(Object.assign(new Error('socket hang up'), {name: 'TimeoutError'}))
     const summary = await runWorker({
       client,
       actions: [action('a', 1, succeed)],
       concurrency: 1,
-      pollInterval: {min: 0, max: 0.01},
+      pollInterval: {min: 0, max: 0.02},
       stopTimeout: 1,
       logger: captureLogger().logger,
       once: true,
+      giveUpAfterMs: 150,
     })
-    expect(summary).toMatchObject({pollErrors: 1, jobs: 0})
+    expect(summary).toMatchObject({jobs: 0, exitCode: 3})
+    expect(summary.pollErrors).toBeGreaterThanOrEqual(2)
+    // Backed off (10–20 ms a try at this max): never a hot loop.
+    expect(summary.pollErrors).toBeLessThanOrEqual(20)
+    expect(summary.problems[0]).toMatch(/^giving up polling: cannot reach CodePipeline .*PollForJobs \(timed out: socket hang up\)/)
   })
 })
 
-describe('Slots', () => {
-  it('free() is the smaller of the global and the per-action room', () => {
-    const slots = new Slots(3, new Map([['a', 2], ['b', 5]]))
+describe('JobSlots', () => {
+  it('free() is the smaller of the global and the per-action room', async () => {
+    const slots = new JobSlots(3, new Map([['a', 2], ['b', 5]]))
     expect(slots.free('a')).toBe(2)
     expect(slots.free('b')).toBe(3)
-    slots.acquire('a')
-    slots.acquire('a')
+    const release: Array<() => void> = []
+    const job = () => new Promise<void>((resolve) => release.push(resolve))
+    const running = [slots.run('a', job), slots.run('a', job)]
     expect(slots.free('a')).toBe(0)
     expect(slots.free('b')).toBe(1)
-    expect(() => slots.acquire('a')).toThrow(/no free slot/)
-    slots.release('a')
+    await expect(slots.run('a', job)).rejects.toThrow(/no free slot/)
+    release.shift()?.()
+    await running[0]
+    await until(() => slots.free('a') === 1, 1000, 'the slot to free')
     expect(slots.free('a')).toBe(1)
+    release.shift()?.()
+    await running[1]
   })
 })

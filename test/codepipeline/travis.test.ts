@@ -9,7 +9,7 @@ import {mockClient} from 'aws-sdk-client-mock'
 import type {ServerResponse} from 'node:http'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
-import {travisHandler} from '../../src/codepipeline/actions/travis.js'
+import {TravisHandler} from '../../src/codepipeline/actions/travis.js'
 import {actionSchema, travisSettings} from '../../src/codepipeline/config.js'
 import {runWorker} from '../../src/codepipeline/poller.js'
 import {type RecordedRequest, type StandIn, standIn} from '../helpers/http.js'
@@ -42,7 +42,7 @@ function fakeTravis(req: RecordedRequest, res: ServerResponse) {
 }
 
 const handler = (extra: Record<string, unknown> = {}) =>
-  travisHandler({settings: travisSettings.parse({endpoint: travis.url, checkIntervalSeconds: 0.01, waitSeconds: 0, ...extra}), token: TOKEN})
+  new TravisHandler({settings: travisSettings.parse({endpoint: travis.url, checkIntervalSeconds: 0.01, waitSeconds: 0, ...extra}), token: TOKEN})
 
 beforeAll(async () => {
   travis = await standIn(fakeTravis)
@@ -111,11 +111,23 @@ describe('travis handler', () => {
     expect(travis.requests).toHaveLength(0)
   })
 
-  it('403 → PermissionError; 5xx on trigger → SystemUnavailable', async () => {
+  // Issue 11's contract: Travis refusing the token or answering 5xx is Travis being down, not the job
+  // failing: handed back with a continuation token until down for failAfterSeconds.
+  it('403 → handed back, then PermissionError; 5xx on trigger → handed back, then SystemUnavailable', async () => {
     travis.respond((_req, res) => {res.statusCode = 403; res.end()})
-    await expect(handler({repo: 'acme/app'}).run(context())).rejects.toMatchObject({type: 'PermissionError'})
+    expect(await handler({repo: 'acme/app'}).run(context())).toMatchObject({status: 'inProgress', heldFor: `travis:127.0.0.1:${travis.port}`, summary: expect.stringMatching(/^Travis refused the credentials/)})
+    await expect(handler({repo: 'acme/app', failAfterSeconds: 0}).run(context())).rejects.toMatchObject({type: 'PermissionError'})
     travis.respond((_req, res) => {res.statusCode = 502; res.end()})
-    await expect(handler({repo: 'acme/app'}).run(context())).rejects.toMatchObject({type: 'SystemUnavailable'})
+    const held = await handler({repo: 'acme/app'}).run(context())
+    expect(held).toMatchObject({status: 'inProgress', heldFor: expect.any(String)})
+    // Handed back before a request existed: the next run requests the build.
+    expect(JSON.parse((held as {continuationToken: string}).continuationToken)).toEqual({downSince: expect.any(Number)})
+    await expect(handler({repo: 'acme/app', failAfterSeconds: 0}).run(context())).rejects.toMatchObject({type: 'SystemUnavailable'})
+    travis.respond(fakeTravis)
+    const before = travis.requests.length
+    const resumed = await handler({repo: 'acme/app'}).run(context({continuationToken: (held as {continuationToken: string}).continuationToken}))
+    expect(resumed).toMatchObject({status: 'inProgress', continuationToken: JSON.stringify({requestId: '501'})})
+    expect(travis.requests.slice(before).filter((r) => r.method === 'POST' && r.url === '/repo/acme%2Fapp/requests')).toHaveLength(1)
   })
 
   it('round-trips a long build through continuation tokens with the CodePipeline mock', async () => {

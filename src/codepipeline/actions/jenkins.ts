@@ -1,17 +1,20 @@
+import {z} from 'zod'
+
 import {displayUrl} from '../../core/log.js'
 import type {JenkinsActionConfig} from '../config.js'
 import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext} from '../job.js'
-import {type CallOptions, Unreachable, call, follow, parseJson} from './http.js'
+import {type CiAnswer, type CiBuild, CiServer, CiTargets, type Progress, type Step, follow} from './ci-server.js'
 
 export interface JenkinsHandlerOptions {
   settings: JenkinsActionConfig['settings']
   user: string
   token: string
+  /** Shared with the worker's other handlers (one HTTP client, one set of gates); a fresh set by default. */
+  targets?: CiTargets
 }
 
-/** What a continuation token carries: where the build is (queue item first, then the build). */
-type JenkinsState = {queueUrl: string; job: string; buildUrl?: undefined} | {buildUrl: string; queueUrl?: undefined}
-type JenkinsToken = {queueUrl?: string; job?: string; buildUrl?: string; errors?: number}
+/** Where the build is: the queue item first, then the build. */
+type JenkinsState = {queueUrl: string; job: string} | {buildUrl: string}
 
 /** job/a/job/b for a job "a/b" in a folder. */
 export function jobPath(name: string): string {
@@ -24,23 +27,79 @@ export function jobPath(name: string): string {
 
 const FAILED_RESULTS = new Set(['FAILURE', 'UNSTABLE', 'ABORTED', 'NOT_BUILT'])
 
+// What Jenkins answers (only the fields used), and the continuation tokens this handler writes.
+const queueItemSchema = z.object({
+  cancelled: z.boolean().optional(),
+  why: z.string().nullish(),
+  executable: z.object({number: z.number(), url: z.string().optional()}).nullish(),
+})
+const buildSchema = z.object({
+  number: z.number().optional(),
+  url: z.string().optional(),
+  fullDisplayName: z.string().optional(),
+  result: z.string().nullish(),
+  timestamp: z.number().optional(),
+  estimatedDuration: z.number().optional(),
+})
+const tokenSchema = z.union([
+  z.object({buildUrl: z.string(), downSince: z.number().optional()}),
+  z.object({queueUrl: z.string(), job: z.string(), downSince: z.number().optional()}),
+  // Not started yet: its server was down.
+  z.object({downSince: z.number()}),
+])
+
 /**
  * Triggers a Jenkins build (user + API token), follows the queue item to the build and reports
- * progress through continuation tokens until the build has a result.
+ * progress through continuation tokens until the build has a result. Jenkins down or refusing the
+ * token holds the job (ci-server.ts); credentials only ever go to the configured URL.
  */
-export function jenkinsHandler(options: JenkinsHandlerOptions): ActionHandler {
-  const {settings} = options
-  const base = settings.url.replace(/\/+$/, '')
-  const auth = 'Basic ' + Buffer.from(`${options.user}:${options.token}`).toString('base64')
-  const timeoutMs = settings.requestTimeoutSeconds * 1000
+export class JenkinsHandler implements ActionHandler {
+  private readonly base: string
+  private readonly auth: string
+  private readonly server: CiServer
 
-  const request = (url: string, job: JobContext, extra: Partial<CallOptions> = {}) =>
-    call(url, {what: 'Jenkins', timeoutMs, signal: job.deadline, ...extra, headers: {authorization: auth, ...extra.headers}})
+  constructor(private readonly options: JenkinsHandlerOptions) {
+    const {settings} = options
+    this.base = settings.url.replace(/\/+$/, '')
+    this.auth = 'Basic ' + Buffer.from(`${options.user}:${options.token}`).toString('base64')
+    this.server = new CiServer('Jenkins', this.base, options.targets ?? new CiTargets(), settings.requestTimeoutSeconds * 1000)
+  }
+
+  async run(job: JobContext): Promise<HandlerOutcome> {
+    const {settings} = this.options
+    const start = job.continuationToken ? this.resume(job.continuationToken) : {}
+    const build: CiBuild<JenkinsState> = {trigger: () => this.trigger(job), check: (state) => this.check(state, job)}
+    return follow(this.server, build, start, {
+      waitMs: settings.waitSeconds * 1000,
+      intervalMs: settings.checkIntervalSeconds * 1000,
+      failAfterMs: settings.failAfterSeconds * 1000,
+      stopping: job.stopping,
+      token: ({state, downSince}) => JSON.stringify({...state, downSince}),
+    })
+  }
+
+  /** Where a continuation token says the build is; one pointing anywhere but the configured Jenkins is refused. */
+  private resume(text: string): Progress<JenkinsState> {
+    const token = parseToken(text)
+    if ('buildUrl' in token || 'queueUrl' in token) {
+      const url = 'buildUrl' in token ? token.buildUrl : token.queueUrl
+      if (!this.ours(url)) throw new JobFailure('JobFailed', `continuation token does not point at ${this.base}: was the Jenkins URL changed?`)
+    }
+    const state: JenkinsState | undefined = 'buildUrl' in token ? {buildUrl: token.buildUrl} : 'queueUrl' in token ? {queueUrl: token.queueUrl, job: token.job} : undefined
+    return {state, downSince: token.downSince}
+  }
 
   // Only ever send the credentials to the configured Jenkins, whatever a token or a Location says.
-  const ours = (url: string) => url === base || url.startsWith(base + '/')
+  private ours(url: string): boolean {
+    return url === this.base || url.startsWith(this.base + '/')
+  }
 
-  async function trigger(job: JobContext): Promise<JenkinsState> {
+  private request(url: string, job: JobContext, extra: {method?: 'POST'; headers?: Record<string, string>; body?: string} = {}): Promise<CiAnswer> {
+    return this.server.request(url, {jobId: job.id, signal: job.deadline, ...extra, headers: {authorization: this.auth, ...extra.headers}})
+  }
+
+  private async trigger(job: JobContext): Promise<JenkinsState> {
+    const {settings} = this.options
     const name = settings.job ?? job.configuration.ProjectName
     if (!name) throw new ActionConfigurationError('no Jenkins job: set settings.job or the ProjectName action configuration property')
     const parameters: Record<string, string> = {...settings.parameters}
@@ -48,108 +107,73 @@ export function jenkinsHandler(options: JenkinsHandlerOptions): ActionHandler {
       for (const [key, value] of Object.entries(job.configuration)) if (key !== 'ProjectName') parameters[key] = value
     }
     const hasParameters = Object.keys(parameters).length > 0
-    const url = `${base}/${jobPath(name)}/${hasParameters ? 'buildWithParameters' : 'build'}`
-    let result
-    try {
-      result = await request(url, job, {
-        method: 'POST',
-        headers: {'content-type': 'application/x-www-form-urlencoded'},
-        body: new URLSearchParams(parameters).toString(),
-      })
-    } catch (error) {
-      if (error instanceof Unreachable) throw new JobFailure('SystemUnavailable', error.message)
-      throw error
-    }
-    if (result.status === 400) {
-      throw new ActionConfigurationError(`Jenkins refused to start ${name} (400): ${result.text.slice(0, 300)}`)
-    }
-    if (result.status !== 201 && result.status !== 200 && result.status !== 302) {
-      throw new JobFailure('JobFailed', `Jenkins answered ${result.status} when starting ${name}`)
-    }
-    const location = result.headers.get('location') ?? ''
-    const item = /\/queue\/item\/(\d+)\/?$/.exec(location)
+    const url = `${this.base}/${jobPath(name)}/${hasParameters ? 'buildWithParameters' : 'build'}`
+    const answer = await this.request(url, job, {
+      method: 'POST',
+      headers: {'content-type': 'application/x-www-form-urlencoded'},
+      body: new URLSearchParams(parameters).toString(),
+    })
+    if (answer.status === 400) throw new ActionConfigurationError(`Jenkins refused to start ${name} (400): ${answer.text.slice(0, 300)}`)
+    if (answer.status === 404) throw this.server.refused(answer, url)
+    if (answer.status !== 201 && answer.status !== 200 && answer.status !== 302) throw new JobFailure('JobFailed', `Jenkins answered ${answer.status} when starting ${name}`)
+    const location = answer.headers.location ?? ''
+    const item = /\/queue\/item\/(\d+)\/?$/.exec(location)?.[1]
     if (!item) throw new JobFailure('JobFailed', `Jenkins started ${name} but gave no queue item (Location: ${displayUrl(location) || 'none'})`)
-    job.logger.info('Jenkins build queued', {jenkinsJob: name, queueItem: Number(item[1])})
-    return {queueUrl: `${base}/queue/item/${item[1]}/`, job: name}
+    job.logger.info('Jenkins build queued', {jenkinsJob: name, queueItem: Number(item)})
+    return {queueUrl: `${this.base}/queue/item/${item}/`, job: name}
   }
 
-  async function check(state: JenkinsState, job: JobContext) {
-    if (state.queueUrl) {
-      const item = parseJson(
-        await request(`${state.queueUrl}api/json`, job).catch((error: unknown) => {
-          // Jenkins forgets a queue item a few minutes after it left the queue (or after a restart).
-          if (error instanceof JobFailure && error.type === 'ConfigurationError') {
-            throw new JobFailure('JobFailed', `Jenkins no longer knows queue item ${state.queueUrl}: the build cannot be followed`)
-          }
-          throw error
-        }),
-        'Jenkins',
-      )
-      if (item.cancelled === true) {
-        return {done: true as const, outcome: {status: 'failed', type: 'JobFailed', message: 'the Jenkins build was cancelled while queued'} satisfies HandlerOutcome}
-      }
-      const executable = item.executable as {number?: number; url?: string} | null | undefined
-      if (executable && typeof executable.number === 'number') {
-        // Follow the build under the configured URL (Jenkins' own root URL may differ, e.g. behind a proxy).
-        const buildUrl = `${base}/${jobPath(state.job)}/${executable.number}/`
-        job.logger.info('Jenkins build started', {build: executable.url ?? buildUrl})
-        return check({buildUrl}, job)
-      }
-      const why = typeof item.why === 'string' ? item.why : 'queued'
-      return {done: false as const, state, summary: `Jenkins: waiting in the queue (${why})`, percentComplete: 0}
+  private async check(state: JenkinsState, job: JobContext): Promise<Step<JenkinsState>> {
+    return 'queueUrl' in state ? this.checkQueue(state, job) : this.checkBuild(state, job)
+  }
+
+  private async checkQueue(state: {queueUrl: string; job: string}, job: JobContext): Promise<Step<JenkinsState>> {
+    const url = `${state.queueUrl}api/json`
+    const answer = await this.request(url, job)
+    // Jenkins forgets a queue item a few minutes after it left the queue (or after a restart).
+    if (answer.status === 404) throw new JobFailure('JobFailed', `Jenkins no longer knows queue item ${state.queueUrl}: the build cannot be followed`)
+    if (answer.status >= 300) throw this.server.refused(answer, url)
+    const item = this.server.json(answer, queueItemSchema)
+    if (item.cancelled === true) return {done: true, outcome: {status: 'failed', type: 'JobFailed', message: 'the Jenkins build was cancelled while queued'}}
+    if (item.executable) {
+      // Follow the build under the configured URL (Jenkins' own root URL may differ, e.g. behind a proxy).
+      const buildUrl = `${this.base}/${jobPath(state.job)}/${item.executable.number}/`
+      job.logger.info('Jenkins build started', {build: item.executable.url ?? buildUrl})
+      return this.checkBuild({buildUrl}, job)
     }
-    const build = parseJson(
-      await request(`${state.buildUrl}api/json?tree=number,url,result,building,timestamp,estimatedDuration,fullDisplayName`, job),
-      'Jenkins',
-    )
-    const url = typeof build.url === 'string' ? build.url : state.buildUrl
-    const label = typeof build.fullDisplayName === 'string' ? build.fullDisplayName : `build #${String(build.number)}`
-    const result = typeof build.result === 'string' ? build.result : null
+    return {done: false, state, summary: `Jenkins: waiting in the queue (${item.why ?? 'queued'})`, percentComplete: 0}
+  }
+
+  private async checkBuild(state: {buildUrl: string}, job: JobContext): Promise<Step<JenkinsState>> {
+    const url = `${state.buildUrl}api/json?tree=number,url,result,building,timestamp,estimatedDuration,fullDisplayName`
+    const answer = await this.request(url, job)
+    if (answer.status >= 300) throw this.server.refused(answer, url)
+    const build = this.server.json(answer, buildSchema)
+    const buildUrl = build.url ?? state.buildUrl
+    const label = build.fullDisplayName ?? `build #${String(build.number)}`
+    const result = build.result ?? null
     if (result === 'SUCCESS') {
-      return {done: true as const, outcome: {status: 'succeeded', summary: `${label}: SUCCESS`, externalExecutionId: url, percentComplete: 100} satisfies HandlerOutcome}
-    }
-    if (result && FAILED_RESULTS.has(result)) {
-      return {done: true as const, outcome: {status: 'failed', type: 'JobFailed', message: `${label}: ${result}`, externalExecutionId: url} satisfies HandlerOutcome}
+      return {done: true, outcome: {status: 'succeeded', summary: `${label}: SUCCESS`, externalExecutionId: buildUrl, percentComplete: 100}}
     }
     if (result) {
-      return {done: true as const, outcome: {status: 'failed', type: 'JobFailed', message: `${label}: unexpected result ${result}`, externalExecutionId: url} satisfies HandlerOutcome}
+      const message = FAILED_RESULTS.has(result) ? `${label}: ${result}` : `${label}: unexpected result ${result}`
+      return {done: true, outcome: {status: 'failed', type: 'JobFailed', message, externalExecutionId: buildUrl}}
     }
-    const started = Number(build.timestamp)
-    const estimate = Number(build.estimatedDuration)
+    const started = build.timestamp ?? 0
+    const estimate = build.estimatedDuration ?? 0
     const percent = started > 0 && estimate > 0 ? Math.min(99, ((Date.now() - started) / estimate) * 100) : undefined
-    return {done: false as const, state, summary: `${label}: building`, percentComplete: percent, externalExecutionId: url}
-  }
-
-  return {
-    async run(job: JobContext): Promise<HandlerOutcome> {
-      let state: JenkinsState
-      let errors = 0
-      if (job.continuationToken) {
-        const token = parseToken(job.continuationToken)
-        const url = token.buildUrl ?? token.queueUrl
-        if (!url || !ours(url)) throw new JobFailure('JobFailed', `continuation token does not point at ${base}: was the Jenkins URL changed?`)
-        if (!token.buildUrl && typeof token.job !== 'string') throw new JobFailure('JobFailed', 'continuation token is not one this Jenkins handler wrote')
-        state = token.buildUrl ? {buildUrl: token.buildUrl} : {queueUrl: token.queueUrl!, job: token.job!}
-        errors = token.errors ?? 0
-      } else {
-        state = await trigger(job)
-      }
-      return follow(state, errors, {check: (s) => check(s, job), token: (s, e) => JSON.stringify(e > 0 ? {...s, errors: e} : s)}, {
-        waitMs: settings.waitSeconds * 1000,
-        intervalMs: settings.checkIntervalSeconds * 1000,
-        stopping: job.stopping,
-        what: 'Jenkins',
-      })
-    },
+    return {done: false, state, summary: `${label}: building`, percentComplete: percent, externalExecutionId: buildUrl}
   }
 }
 
-function parseToken(text: string): JenkinsToken {
+function parseToken(text: string): z.infer<typeof tokenSchema> {
+  let value: unknown
   try {
-    const value = JSON.parse(text) as JenkinsToken
-    if (value && (typeof value.buildUrl === 'string' || typeof value.queueUrl === 'string')) return value
+    value = JSON.parse(text)
   } catch {
-    // fall through
+    value = undefined
   }
+  const parsed = tokenSchema.safeParse(value)
+  if (parsed.success) return parsed.data
   throw new JobFailure('JobFailed', 'continuation token is not one this Jenkins handler wrote')
 }

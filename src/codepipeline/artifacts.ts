@@ -49,7 +49,7 @@ function s3Failure(action: string, artifact: S3ArtifactRef, failure: unknown): J
   }
   if (name === 'NoSuchKey' || name === 'NoSuchBucket' || name === 'NotFound') return new JobFailure('RevisionUnavailable', `${where}: ${name}`)
   const detail = `${name ? name + ': ' : ''}${errorMessage(error)}`
-  if (failure instanceof GaveUpError) return new JobFailure('SystemUnavailable', `${where}: S3 did not answer in ${failure.attempts} tries (${detail})`)
+  if (failure instanceof GaveUpError) return new JobFailure('SystemUnavailable', `${where}: S3 did not answer in ${failure.attempts} ${failure.attempts === 1 ? 'try' : 'tries'} (${detail})`)
   return new JobFailure('JobFailed', `${where}: ${detail}`)
 }
 

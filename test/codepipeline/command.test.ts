@@ -7,7 +7,8 @@ import {
 import {GetObjectCommand, PutObjectCommand, S3Client} from '@aws-sdk/client-s3'
 import {mockClient} from 'aws-sdk-client-mock'
 import {strToU8, unzipSync, zipSync} from 'fflate'
-import {readdirSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {execa} from 'execa'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
@@ -15,7 +16,7 @@ import {CommandHandler, envKey} from '../../src/codepipeline/actions/command.js'
 import {commandSettings} from '../../src/codepipeline/config.js'
 import type {JobContext} from '../../src/codepipeline/job.js'
 import {processJob} from '../../src/codepipeline/lifecycle.js'
-import {safeEntryPath} from '../../src/codepipeline/zip.js'
+import {extractZip, safeEntryPath, unixModes, zipPaths} from '../../src/codepipeline/zip.js'
 import {loadJobs} from '../../src/core/jobs.js'
 import {tempDir} from '../helpers/tmp.js'
 import {CREDS, captureLogger, commandNames, fakeJob} from './fixtures.js'
@@ -52,6 +53,9 @@ writeFileSync(
     `  argv: [${JSON.stringify(process.execPath)}, ${JSON.stringify(join(dir, 'hang.mjs'))}]`,
     `missing:`,
     `  argv: [/nonexistent/cistern-no-such-binary]`,
+    // Issue 14: the sources' own script, run as ./script (its execute bit comes from the zip).
+    `script:`,
+    `  argv: [sh, -c, 'cd "$CP_INPUT_SOURCE" && ./ci/build.sh > "$CP_OUTPUT_BUILT/out.txt"']`,
   ].join('\n') + '\n',
 )
 
@@ -69,9 +73,9 @@ function artifactJob(configuration: Record<string, string>, options: {encryption
   })
 }
 
-async function handlerFor(settings: Record<string, unknown> = {job: 'build'}) {
+async function handlerFor(settings: Record<string, unknown> = {job: 'build'}, artifactRetryMs?: number) {
   const jobs = await loadJobs(join(dir, 'jobs.yml'))
-  return new CommandHandler({settings: commandSettings.parse({workRoot, ...settings}), jobs, region: 'eu-west-1'})
+  return new CommandHandler({settings: commandSettings.parse({workRoot, ...settings}), jobs, region: 'eu-west-1', artifactRetryMs})
 }
 
 function process_(job: ReturnType<typeof fakeJob>, handler: Awaited<ReturnType<typeof handlerFor>>, deadline = new AbortController()) {
@@ -257,7 +261,6 @@ describe('command handler', () => {
 
 describe('extractZip', () => {
   it('refuses an artifact that unpacks beyond the limit (zip bomb) before writing it', async () => {
-    const {extractZip} = await import('../../src/codepipeline/zip.js')
     const bomb = zipSync({'zeros.bin': new Uint8Array(1024 * 1024)}, {level: 9})
     expect(bomb.length).toBeLessThan(10_000)
     const target = join(dir, 'bomb')
@@ -266,3 +269,95 @@ describe('extractZip', () => {
     expect(await extractZip(bomb, target, 2 * 1024 * 1024)).toBe(1)
   })
 })
+
+describe('file modes (issue 14: ./script.sh in an artifact runs)', () => {
+  const unix = (mode: number) => ({os: 3, attrs: (0o100000 | mode) * 0x10000})
+
+  it('an input artifact keeps the modes its zip records: the job runs ./ci/build.sh; the output records them too', async () => {
+    const source = zipSync({
+      'ci/build.sh': [strToU8('#!/bin/sh\necho built by script\n'), unix(0o755)],
+      'README.md': [strToU8('read me\n'), unix(0o644)],
+    })
+    s3.on(GetObjectCommand).resolves({Body: body(source), ContentLength: source.length})
+    const {done, capture} = process_(artifactJob({}), await handlerFor({job: 'script', keepWorkDir: false}))
+    expect(await done, capture.text()).toBe('succeeded')
+    const uploaded = s3.commandCalls(PutObjectCommand)[0].args[0].input.Body as Uint8Array
+    expect(new TextDecoder().decode(unzipSync(uploaded)['out.txt'])).toBe('built by script\n')
+    expect((unixModes(uploaded).get('out.txt') ?? 0) & 0o170000).toBe(0o100000)
+  })
+
+  it('extractZip: modes from fflate and from Info-ZIP zips; setuid bits dropped; a zip without modes gives plain files', async () => {
+    const target = join(dir, 'modes')
+    const zip = zipSync({
+      'run.sh': [strToU8('#!/bin/sh\necho ok\n'), unix(0o755)],
+      'suid': [strToU8('x'), unix(0o4755)],
+      'private.key': [strToU8('k'), unix(0o600)],
+      'plain.txt': strToU8('no mode recorded'),
+    })
+    expect(await extractZip(zip, target)).toBe(4)
+    const mode = (name: string) => statSync(join(target, name)).mode & 0o7777
+    expect(mode('run.sh')).toBe(0o755)
+    expect(mode('suid')).toBe(0o755)
+    expect(mode('private.key')).toBe(0o600)
+    expect(mode('plain.txt') & 0o111).toBe(0)
+    expect((await execa(join(target, 'run.sh'))).stdout).toBe('ok')
+
+    const probe = await execa('zip', ['-v'], {reject: false}).catch(() => ({exitCode: 1}))
+    if (probe.exitCode !== 0) return
+    const src = join(dir, 'infozip-src')
+    mkdirSync(join(src, 'bin'), {recursive: true})
+    writeFileSync(join(src, 'bin', 'tool.sh'), '#!/bin/sh\necho infozip\n', {mode: 0o750})
+    await execa('zip', ['-q', '-r', join(dir, 'infozip.zip'), 'bin'], {cwd: src})
+    const out = join(dir, 'infozip-out')
+    await extractZip(readFileSync(join(dir, 'infozip.zip')), out)
+    expect(statSync(join(out, 'bin', 'tool.sh')).mode & 0o777).toBe(0o750)
+    expect((await execa(join(out, 'bin', 'tool.sh'))).stdout).toBe('infozip')
+  })
+
+  it('zipPaths records each file\'s permission bits (a deploy step unzipping it gets ./run.sh back)', async () => {
+    const root = join(dir, 'to-zip')
+    mkdirSync(root, {recursive: true})
+    writeFileSync(join(root, 'run.sh'), '#!/bin/sh\n', {mode: 0o755})
+    writeFileSync(join(root, 'data.txt'), 'd', {mode: 0o644})
+    const {zip} = await zipPaths(root, ['.'])
+    const modes = unixModes(zip)
+    expect((modes.get('run.sh') ?? 0) & 0o777).toBe(0o755)
+    expect((modes.get('data.txt') ?? 0) & 0o777).toBe(0o644)
+  })
+})
+
+describe('S3 failing (contract: S3 unwell is retried, the job fails only when it stays so)', () => {
+  const slowDown = () => Object.assign(new Error('Please reduce your request rate.'), {name: 'SlowDown', $metadata: {httpStatusCode: 503}})
+
+  it('GetObject/PutObject throttled twice each: retried, the job succeeds', async () => {
+    let gets = 0
+    let puts = 0
+    s3.on(GetObjectCommand).callsFake(() => (++gets <= 2 ? Promise.reject(slowDown()) : {Body: body(sourceZip), ContentLength: sourceZip.length}))
+    s3.on(PutObjectCommand).callsFake(() => (++puts <= 2 ? Promise.reject(slowDown()) : {}))
+    const {done} = process_(artifactJob({TargetEnv: 'x'}), await handlerFor({job: 'build'}, 5000))
+    expect(await done).toBe('succeeded')
+    expect([gets, puts]).toEqual([3, 3])
+  })
+
+  it('S3 unreachable for longer than the retry window: SystemUnavailable, the job never runs', async () => {
+    s3.on(GetObjectCommand).rejects(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), {code: 'ECONNREFUSED'}))
+    const {done} = process_(artifactJob({}), await handlerFor({job: 'build'}, 100))
+    expect(await done).toBe('failed')
+    const details = cp.commandCalls(PutJobFailureResultCommand)[0].args[0].input.failureDetails!
+    expect(details.type).toBe('SystemUnavailable')
+    expect(details.message).toMatch(/^downloading artifact Source \(s3:\/\/pipeline-bucket\/demo\/Source\/in\.zip\): S3 did not answer in \d+ tr(y|ies) \(ECONNREFUSED: connect ECONNREFUSED/)
+    expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0)
+  })
+
+  it('a missing input artifact (NoSuchKey) is RevisionUnavailable at once', async () => {
+    s3.on(GetObjectCommand).rejects(Object.assign(new Error('The specified key does not exist.'), {name: 'NoSuchKey'}))
+    const {done} = process_(artifactJob({}), await handlerFor())
+    expect(await done).toBe('failed')
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0].args[0].input.failureDetails).toEqual({
+      type: 'RevisionUnavailable',
+      message: 'downloading artifact Source (s3://pipeline-bucket/demo/Source/in.zip): NoSuchKey',
+    })
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(1)
+  })
+})
+

@@ -216,6 +216,80 @@ describe('processJob', () => {
   })
 })
 
+describe('results are delivered (issue 11.6)', () => {
+  const throttled = () => Object.assign(new Error('Rate exceeded'), {name: 'ThrottlingException', $metadata: {httpStatusCode: 400}})
+  const fast = {baseMs: 2, maxMs: 10}
+
+  function runFast(handler: ActionHandler, job = fakeJob(), resultDeadline?: (jobDeadline: number) => number) {
+    const capture = captureLogger()
+    const never = new AbortController().signal
+    const result = processJob(job, {client, handler, logger: capture.logger, stopping: never, deadline: never, retryBackoff: fast, resultDeadline})
+    return {result, capture, job}
+  }
+
+  it.each([
+    ['a success', {status: 'succeeded', summary: 'built'}, PutJobSuccessResultCommand, 'succeeded'],
+    ['a continuation token', {status: 'inProgress', continuationToken: '{"buildUrl":"b"}', summary: 'building'}, PutJobSuccessResultCommand, 'continued'],
+    ['a failure', {status: 'failed', type: 'JobFailed', message: 'exited with 2'}, PutJobFailureResultCommand, 'failed'],
+  ] as const)('%s throttled 6 times beyond the SDK is retried with back-off until delivered, the same request each time', async (_name, outcome, command, kind) => {
+    let calls = 0
+    cp.on(command).callsFake(() => {
+      if (++calls <= 6) throw throttled()
+      return {}
+    })
+    const {result, capture, job} = runFast({run: async () => outcome})
+    expect(await result).toBe(kind)
+    const sent = cp.commandCalls(command).map((call) => call.args[0].input)
+    expect(sent).toHaveLength(7)
+    for (const input of sent) expect(input).toEqual(sent[0])
+    expect(sent[0]).toMatchObject({jobId: job.id})
+    const retries = capture.lines().filter((line) => line.level === 'warn' && String(line.msg).startsWith('job result not delivered yet; retrying in'))
+    expect(retries).toHaveLength(6)
+    expect(commandNames(cp).filter((name) => name !== 'AcknowledgeJob')).toHaveLength(7)
+  })
+
+  it('5xx and no answer are retried too; a refusal (InvalidJobStateException) is not', async () => {
+    let calls = 0
+    cp.on(PutJobSuccessResultCommand).callsFake(() => {
+      calls++
+      if (calls === 1) throw Object.assign(new Error('internal'), {name: 'InternalFailure', $fault: 'server', $metadata: {httpStatusCode: 500}})
+      if (calls === 2) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), {code: 'ECONNREFUSED'})
+      return {}
+    })
+    expect(await runFast({run: async () => ({status: 'succeeded'})}).result).toBe('succeeded')
+    expect(calls).toBe(3)
+    cp.on(PutJobSuccessResultCommand).rejects(Object.assign(new Error('job timed out'), {name: 'InvalidJobStateException'}))
+    cp.resetHistory()
+    expect(await runFast({run: async () => ({status: 'succeeded'})}).result).toBe('unreported')
+    expect(cp.commandCalls(PutJobSuccessResultCommand)).toHaveLength(1)
+  })
+
+  it("throttled until the job's deadline: given up with a warn line, unreported", async () => {
+    cp.on(PutJobSuccessResultCommand).rejects(throttled())
+    const started = Date.now()
+    const {result, capture} = runFast({run: async () => ({status: 'succeeded'})}, fakeJob(), () => started + 150)
+    expect(await result).toBe('unreported')
+    expect(cp.commandCalls(PutJobSuccessResultCommand).length).toBeGreaterThan(2)
+    const gaveUp = capture.lines().filter((line) => line.level === 'warn' && line.msg === 'job result not delivered: giving up at its deadline')
+    expect(gaveUp).toHaveLength(1)
+    expect(gaveUp[0]).toMatchObject({result: 'success', error: 'Rate exceeded'})
+  })
+
+  it('AcknowledgeJob throttled is retried, then the job runs once', async () => {
+    let acks = 0
+    cp.on(AcknowledgeJobCommand).callsFake(() => (++acks <= 2 ? Promise.reject(throttled()) : {status: 'InProgress'}))
+    let ran = 0
+    const {result} = runFast({
+      async run() {
+        ran++
+        return {status: 'succeeded'}
+      },
+    })
+    expect(await result).toBe('succeeded')
+    expect([acks, ran]).toEqual([3, 1])
+  })
+})
+
 describe('result limits', () => {
   it('truncates summary, external id and message to the CodePipeline limits', () => {
     const long = 'y'.repeat(10_000)

@@ -14,6 +14,7 @@ import {type ActionConfig, actionSchema} from '../../src/codepipeline/config.js'
 import type {ActionHandler} from '../../src/codepipeline/job.js'
 import {type WorkerAction, runWorker} from '../../src/codepipeline/poller.js'
 import {JobSlots} from '../../src/codepipeline/slots.js'
+import {TargetGates} from '../../src/core/delivery.js'
 import {ConfigError} from '../../src/core/errors.js'
 import {captureLogger, commandNames, delay, fakeJob, until} from './fixtures.js'
 
@@ -291,6 +292,103 @@ describe('runWorker', () => {
     // Backed off (10–20 ms a try at this max): never a hot loop.
     expect(summary.pollErrors).toBeLessThanOrEqual(20)
     expect(summary.problems[0]).toMatch(/^giving up polling: cannot reach CodePipeline .*PollForJobs \(timed out: socket hang up\)/)
+  })
+})
+
+describe('runWorker --once (docs/delivery.md: one-shot runs)', () => {
+  const once = (extra: Partial<Parameters<typeof runWorker>[0]> = {}) =>
+    runWorker({
+      client,
+      actions: [action('a', 2, succeed)],
+      concurrency: 2,
+      pollInterval: {min: 0, max: 0.02},
+      stopTimeout: 1,
+      logger: captureLogger().logger,
+      once: true,
+      retryBackoff: {baseMs: 2, maxMs: 10},
+      ...extra,
+    })
+
+  it('takes every job waiting now: polls again while a poll comes back full, stops at the first that does not', async () => {
+    let left = 5
+    cp.on(PollForJobsCommand).callsFake((input: PollForJobsInput) => {
+      const jobs: Job[] = []
+      while (jobs.length < input.maxBatchSize! && left > 0) jobs.push(fakeJob({id: `w-${left--}`}))
+      return {jobs}
+    })
+    const summary = await once()
+    // 2 + 2 + 1 (fewer than asked: nothing more waits)
+    expect(summary).toMatchObject({polls: 3, jobs: 5, succeeded: 5, exitCode: 0, problems: [], stoppedBy: 'empty'})
+  })
+
+  it('stops polling at its deadline, finishes the jobs taken, says more may be waiting: exit 1', async () => {
+    cp.on(PollForJobsCommand).callsFake((input: PollForJobsInput) => ({jobs: Array.from({length: input.maxBatchSize!}, () => fakeJob())}))
+    const slow: ActionHandler = {run: async () => (await delay(40), {status: 'succeeded'})}
+    const summary = await once({actions: [action('a', 2, slow)], deadlineMs: 150})
+    expect(summary.stoppedBy).toBe('deadline')
+    expect(summary.succeeded).toBe(summary.jobs)
+    expect(cp.commandCalls(PutJobSuccessResultCommand)).toHaveLength(summary.jobs)
+    expect(summary.exitCode).toBe(1)
+    expect(summary.problems).toEqual(['stopped polling at the deadline (0.2s): more jobs of Custom/Build/a/1 may be waiting'])
+  })
+
+  it('CodePipeline throttling throughout: backed off, given up after giveUpAfterMs, exit 3 naming it', async () => {
+    cp.on(PollForJobsCommand).rejects(Object.assign(new Error('Rate exceeded'), {name: 'ThrottlingException'}))
+    const summary = await once({giveUpAfterMs: 100})
+    expect(summary).toMatchObject({jobs: 0, exitCode: 3})
+    expect(summary.throttled).toBe(summary.pollErrors)
+    expect(summary.problems).toEqual([expect.stringMatching(/^giving up polling: AWS throttled CodePipeline PollForJobs on Custom\/Build\/a\/1 \(ThrottlingException\)/)])
+    expect(summary.targetsDown).toEqual([expect.objectContaining({target: 'codepipeline', givenUp: true})])
+  })
+
+  it('a result CodePipeline keeps throttling is given up at the run deadline (at least giveUpAfterMs after it was ready): exit 1 naming the job', async () => {
+    cp.on(PollForJobsCommand).resolvesOnce({jobs: [fakeJob({id: 'stuck'})]}).resolves({jobs: []})
+    cp.on(PutJobSuccessResultCommand).rejects(Object.assign(new Error('Rate exceeded'), {name: 'ThrottlingException'}))
+    const summary = await once({deadlineMs: 50, giveUpAfterMs: 150})
+    expect(summary).toMatchObject({unreported: 1, unreportedJobs: ['stuck'], exitCode: 1})
+    expect(summary.problems).toEqual(['1 job result not delivered to CodePipeline: stuck (CodePipeline times those jobs out)'])
+    expect(cp.commandCalls(PutJobSuccessResultCommand).length).toBeGreaterThan(2)
+  })
+
+  it('a CI server down: its jobs are handed back, the run ends with exit 3 naming it', async () => {
+    cp.on(PollForJobsCommand).resolvesOnce({jobs: [fakeJob({id: 'waits'})]}).resolves({jobs: []})
+    const gates = new TargetGates({once: true, giveUpAfterMs: 30_000})
+    const down: ActionHandler = {
+      async run() {
+        gates.failed('jenkins:ci.example.com', 'jenkins:ci.example.com answered 503')
+        return {status: 'inProgress', continuationToken: '{"downSince":1}', summary: 'Jenkins is down', heldFor: 'jenkins:ci.example.com'}
+      },
+    }
+    const summary = await once({actions: [action('a', 1, down)], gates})
+    expect(summary).toMatchObject({held: 1, continued: 0, exitCode: 3})
+    expect(summary.problems).toEqual(['jenkins:ci.example.com is down: jenkins:ci.example.com answered 503 (its jobs were handed back to CodePipeline with a continuation token)'])
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0].args[0].input).toMatchObject({jobId: 'waits', continuationToken: '{"downSince":1}'})
+  })
+})
+
+describe('runWorker in a loop', () => {
+  it('credentials refused after polls succeeded (a rotated key): backs off and keeps polling, never stops', async () => {
+    let calls = 0
+    cp.on(PollForJobsCommand).callsFake(() => {
+      calls++
+      if (calls === 1) return {jobs: []}
+      if (calls <= 3) throw Object.assign(new Error('The security token included in the request is expired'), {name: 'ExpiredTokenException'})
+      return {jobs: calls === 4 ? [fakeJob({id: 'after-rotation'})] : []}
+    })
+    const stop = new AbortController()
+    const running = runWorker({
+      client,
+      actions: [action('a', 1, succeed)],
+      concurrency: 1,
+      pollInterval: {min: 0.01, max: 0.05},
+      stopTimeout: 1,
+      logger: captureLogger().logger,
+      signal: stop.signal,
+    })
+    await until(() => cp.commandCalls(PutJobSuccessResultCommand).length === 1, 10_000, 'a job after the rotation')
+    stop.abort()
+    const summary = await running
+    expect(summary).toMatchObject({pollErrors: 2, succeeded: 1, exitCode: 0, stoppedBy: 'signal'})
   })
 })
 

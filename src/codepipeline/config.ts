@@ -14,7 +14,7 @@ export const CATEGORIES = ['Source', 'Build', 'Deploy', 'Test', 'Invoke', 'Appro
 const literalSecret = z
   .unknown()
   .refine((value) => value === undefined, {
-    message: 'a literal secret is not allowed in the config: export it in the environment and name the variable with tokenEnv',
+    error: 'a literal secret is not allowed in the config: export it in the environment and name the variable with tokenEnv',
   })
   .optional()
 const noLiteralSecrets = {token: literalSecret, password: literalSecret, apiToken: literalSecret}
@@ -110,7 +110,7 @@ const workerShape = z
     pollInterval: z
       .object({min: z.number().min(0).default(1), max: z.number().positive().default(30)})
       .strict()
-      .refine((p) => p.max >= p.min, {message: 'pollInterval.max must be at least pollInterval.min', path: ['max']})
+      .refine((p) => p.max >= p.min, {error: 'pollInterval.max must be at least pollInterval.min', path: ['max']})
       .default({min: 1, max: 30}),
     /** jobs.yml for the command handler, relative to this file. */
     jobs: z.string().optional(),

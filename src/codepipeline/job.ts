@@ -108,6 +108,16 @@ export interface ActionHandler {
   run(job: JobContext): Promise<HandlerOutcome>
 }
 
+/** The text, or undefined when there is none (CodePipeline sends "" for "not set"). */
+export function nonEmpty(value: string | undefined): string | undefined {
+  return value === '' ? undefined : value
+}
+
+/** An action configuration value (they are optional per job: the action type says which are required). */
+export function configurationValue(job: Pick<JobContext, 'configuration'>, key: string): string | undefined {
+  return job.configuration[key]
+}
+
 /** Logger wrapper masking one job's secrets (registered secrets are process-wide and never forgotten). */
 export function scopedLogger(logger: Logger, secrets: string[]): Logger {
   const fields = (f?: LogFields) => (f ? (redact(f, secrets) as LogFields) : undefined)
@@ -178,14 +188,14 @@ export function jobContext(job: Job & {id: string}, options: RunContextOptions):
     actionName: data.pipelineContext?.action?.name,
     pipelineExecutionId: data.pipelineContext?.pipelineExecutionId,
     configuration: {...data.actionConfiguration?.configuration},
-    continuationToken: data.continuationToken || undefined,
+    continuationToken: nonEmpty(data.continuationToken),
     inputArtifacts: s3Artifacts(data.inputArtifacts),
     outputArtifacts: s3Artifacts(data.outputArtifacts),
     artifactCredentials:
       creds?.accessKeyId && creds.secretAccessKey && creds.sessionToken
         ? {accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey, sessionToken: creds.sessionToken}
         : undefined,
-    encryptionKeyId: data.encryptionKey?.id || undefined,
+    encryptionKeyId: nonEmpty(data.encryptionKey?.id),
     logger: scopedLogger(options.logger, secrets),
     stopping: options.stopping,
     deadline: options.deadline,

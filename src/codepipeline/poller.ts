@@ -163,7 +163,7 @@ export class Worker {
       stopping?.removeEventListener('abort', onStop)
       clearTimeout(this.stopTimer)
     }
-    if (stopError !== undefined && !this.givenUp(stopError)) throw stopError
+    if (stopError !== undefined && !this.givenUp(stopError)) throw stopError instanceof Error ? stopError : new CisternError(errorMessage(stopError))
     return this.outcome(stopError)
   }
 
@@ -195,6 +195,8 @@ export class Worker {
    * loop polls again at once); one-shot: some action type may still have jobs waiting.
    */
   private async tick(signal: AbortSignal): Promise<boolean> {
+    // A function, not `signal.aborted` twice: it changes across every await.
+    const stopped = () => signal.aborted
     const wanting = this.actions.filter((action) => !action.drained)
     await this.slots.untilFree(
       wanting.map((action) => action.key),
@@ -203,14 +205,14 @@ export class Worker {
     let taken = 0
     let failure: CisternError | undefined
     for (const action of wanting) {
-      if (signal.aborted) return false
+      if (stopped()) return false
       const free = this.slots.free(action.key)
       if (free < 1) continue
       let jobs: Job[]
       try {
         jobs = await this.poll(action, free, signal)
       } catch (error) {
-        if (signal.aborted) return false
+        if (stopped()) return false
         failure ??= this.pollFailed(action, error)
         continue
       }

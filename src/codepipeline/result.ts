@@ -2,7 +2,7 @@ import type {PutJobFailureResultInput, PutJobSuccessResultInput} from '@aws-sdk/
 
 import {errorMessage} from '../core/errors.js'
 import {maskSecrets} from '../core/secrets.js'
-import {type HandlerOutcome, HandlerContractError, JobFailure} from './job.js'
+import {type HandlerOutcome, HandlerContractError, JobFailure, nonEmpty} from './job.js'
 
 /**
  * What is sent to CodePipeline for an outcome: every text masked (the secrets cistern knows and the
@@ -54,7 +54,7 @@ export function resultRequest(jobId: string, outcome: HandlerOutcome, secrets: r
   if (outcome.status === 'failed') {
     const details = {
       type: outcome.type ?? 'JobFailed',
-      message: text(outcome.message, LIMITS.message, secrets) || 'failed',
+      message: nonEmpty(text(outcome.message, LIMITS.message, secrets)) ?? 'failed',
       ...(outcome.externalExecutionId ? {externalExecutionId: text(outcome.externalExecutionId, LIMITS.externalExecutionId, secrets)} : {}),
     }
     return {kind: 'failure', input: {jobId, failureDetails: details}}

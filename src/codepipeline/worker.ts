@@ -40,7 +40,8 @@ export async function buildActions(config: WorkerConfig, options: BuildOptions =
   registerEnvironmentSecrets(env)
   const targets = options.targets ?? new CiTargets()
   const needsJobs = config.actions.some((action) => action.handler === 'command')
-  const jobs: JobsConfig = !needsJobs ? new Map() : config.jobs ? await loadJobs(config.jobs) : (config.sharedJobs ?? new Map())
+  const none: JobsConfig = new Map()
+  const jobs = !needsJobs ? none : config.jobs ? await loadJobs(config.jobs) : (config.sharedJobs ?? none)
   const jobsSource = config.jobs ?? `the jobs: table of ${config.source ?? 'the config'}`
   return config.actions.map((action): WorkerAction => ({config: action, handler: handlerFor(action)}))
 

@@ -51,10 +51,21 @@ function fakeCodePipeline(req: RecordedRequest, res: ServerResponse) {
     res.setHeader('content-type', 'application/x-amz-json-1.1')
     res.end(JSON.stringify(value))
   }
-  if (target === 'PollForJobs') return send(200, {jobs: queue.length ? [queue.shift()] : []})
-  if (target === 'AcknowledgeJob') return ackError ? send(400, {__type: ackError, message: 'nope'}) : send(200, {status: 'InProgress'})
-  if (target === 'PutJobSuccessResult' || target === 'PutJobFailureResult') return send(200, {})
-  return send(400, {__type: 'UnknownOperationException', message: target})
+  if (target === 'PollForJobs') {
+    send(200, {jobs: queue.length ? [queue.shift()] : []})
+    return
+  }
+  if (target === 'AcknowledgeJob') {
+    if (ackError) send(400, {__type: ackError, message: 'nope'})
+    else send(200, {status: 'InProgress'})
+    return
+  }
+  if (target === 'PutJobSuccessResult' || target === 'PutJobFailureResult') {
+    send(200, {})
+    return
+  }
+  send(400, {__type: 'UnknownOperationException', message: target})
+  return
 }
 
 const calls = () =>
@@ -94,9 +105,9 @@ describe('cistern codepipeline-worker run (built CLI)', () => {
     expect(result.exitCode).toBe(0)
     expect(JSON.parse(String(result.stdout))).toMatchObject({polls: 1, jobs: 1, succeeded: 1, failed: 0, unreported: 0})
     expect(calls().map((c) => c.op)).toEqual(['PollForJobs', 'AcknowledgeJob', 'PutJobSuccessResult'])
-    expect(calls()[0].input).toEqual({actionTypeId: {category: 'Build', owner: 'Custom', provider: 'cistern-e2e', version: '1'}, maxBatchSize: 2})
-    expect(calls()[1].input).toEqual({jobId: 'e2e-1', nonce: 'nonce-e2e-1'})
-    expect(calls()[2].input).toMatchObject({jobId: 'e2e-1', executionDetails: {summary: expect.stringMatching(/^job ok succeeded/)}})
+    expect(calls()[0]!.input).toEqual({actionTypeId: {category: 'Build', owner: 'Custom', provider: 'cistern-e2e', version: '1'}, maxBatchSize: 2})
+    expect(calls()[1]!.input).toEqual({jobId: 'e2e-1', nonce: 'nonce-e2e-1'})
+    expect(calls()[2]!.input).toMatchObject({jobId: 'e2e-1', executionDetails: {summary: expect.stringMatching(/^job ok succeeded/)}})
     const stderr = String(result.stderr)
     expect(stderr).toContain('ran e2e-1 for e2e-pipeline stage qa')
     for (const secret of [...Object.values(CREDS), SECRET_CONFIG, 'nonce-e2e-1']) expect(stderr).not.toContain(secret)
@@ -107,7 +118,7 @@ describe('cistern codepipeline-worker run (built CLI)', () => {
     const result = await cistern(['codepipeline-worker', 'run', '-c', join(dir, 'fail.yml'), '--once'], {env: env()})
     expect(result.exitCode).toBe(0)
     expect(calls().map((c) => c.op)).toEqual(['PollForJobs', 'AcknowledgeJob', 'PutJobFailureResult'])
-    expect(calls()[2].input).toEqual({jobId: 'e2e-2', failureDetails: {type: 'JobFailed', message: 'job fail exited with 3\nstep 1 ok\nstep 2 broke'}})
+    expect(calls()[2]!.input).toEqual({jobId: 'e2e-2', failureDetails: {type: 'JobFailed', message: 'job fail exited with 3\nstep 1 ok\nstep 2 broke'}})
   })
 
   it('--once: InvalidNonceException → nothing else is sent', async () => {

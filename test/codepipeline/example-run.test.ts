@@ -28,9 +28,9 @@ beforeAll(async () => {
   endpoint = await codepipeline.start()
 })
 afterAll(async () => {
-  s3?.destroy()
-  await codepipeline?.close()
-  await emulator?.stop()
+  s3.destroy()
+  await codepipeline.close()
+  await emulator.stop()
 })
 
 const unix = (mode: number) => ({os: 3, attrs: (0o100000 | mode) * 0x10000})

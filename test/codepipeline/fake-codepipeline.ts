@@ -21,13 +21,14 @@ export interface FakeJob {
 export interface Faults {
   /** Share of calls (0–1) answered 500 InternalServiceError before anything is applied; a fixed sequence, not random. */
   failRate?: number
-  /** Operations answered 400 ThrottlingException. */
-  throttle?: Set<Operation>
+  /** Operations answered 400 ThrottlingException, each for this many calls (Infinity: every call). */
+  throttle?: Partial<Record<Operation, number>>
 }
 
 export class FakeCodePipeline {
   readonly jobs = new Map<string, FakeJob>()
-  readonly calls: Array<{op: string; input: Record<string, unknown>; answered: number}> = []
+  /** Every call, answered or not, with its status and when it arrived (epoch ms). */
+  readonly calls: Array<{op: string; input: Record<string, unknown>; answered: number; at: number}> = []
   faults: Faults = {}
   private server?: StandIn
   private sequence = 0
@@ -58,34 +59,52 @@ export class FakeCodePipeline {
   private answer(req: RecordedRequest, res: ServerResponse): void {
     const op = String(req.headers['x-amz-target'] ?? '').replace('CodePipeline_20150709.', '')
     const input = JSON.parse(req.body.toString() || '{}') as Record<string, unknown>
+    const at = Date.now()
     const send = (status: number, value: unknown) => {
-      this.calls.push({op, input, answered: status})
+      this.calls.push({op, input, answered: status, at})
       res.statusCode = status
       res.setHeader('content-type', 'application/x-amz-json-1.1')
       res.end(JSON.stringify(value))
     }
-    if (this.faults.throttle?.has(op as Operation)) return send(400, {__type: 'ThrottlingException', message: 'Rate exceeded'})
+    const throttled = this.faults.throttle?.[op as Operation] ?? 0
+    if (throttled > 0) {
+      this.faults.throttle = {...this.faults.throttle, [op]: throttled - 1}
+      send(400, {__type: 'ThrottlingException', message: 'Rate exceeded'})
+      return
+    }
     // A fixed share of calls fails: call n fails when its running share falls below the rate.
     this.sequence++
     if (this.faults.failRate && this.failed < Math.round(this.sequence * this.faults.failRate)) {
       this.failed++
-      return send(500, {__type: 'InternalServiceError', message: 'flaky'})
+      send(500, {__type: 'InternalServiceError', message: 'flaky'})
+      return
     }
     switch (op) {
       case 'PollForJobs':
-        return send(200, {jobs: this.poll(input)})
+        send(200, {jobs: this.poll(input)})
+        return
       case 'AcknowledgeJob': {
         const job = this.jobs.get(String(input.jobId))
-        if (!job) return send(400, {__type: 'JobNotFoundException', message: 'no such job'})
-        if (input.nonce !== job.nonce) return send(400, {__type: 'InvalidNonceException', message: 'nonce mismatch'})
+        if (!job) {
+          send(400, {__type: 'JobNotFoundException', message: 'no such job'})
+          return
+        }
+        if (input.nonce !== job.nonce) {
+          send(400, {__type: 'InvalidNonceException', message: 'nonce mismatch'})
+          return
+        }
         job.acks++
         if (job.state === 'Dispatched') job.state = 'InProgress'
-        return send(200, {status: job.state})
+        send(200, {status: job.state})
+        return
       }
       case 'PutJobSuccessResult':
       case 'PutJobFailureResult': {
         const job = this.jobs.get(String(input.jobId))
-        if (job?.state !== 'InProgress') return send(400, {__type: 'InvalidJobStateException', message: `job is ${job?.state ?? 'unknown'}`})
+        if (job?.state !== 'InProgress') {
+          send(400, {__type: 'InvalidJobStateException', message: `job is ${job?.state ?? 'unknown'}`})
+          return
+        }
         job.results.push({op, input})
         const token = input.continuationToken
         if (op === 'PutJobFailureResult') job.state = 'Failed'
@@ -93,10 +112,12 @@ export class FakeCodePipeline {
           job.state = 'Continued'
           this.add(`${job.id.replace(/~\d+$/, '')}~${this.jobs.size}`, {...job.data, continuationToken: token})
         } else job.state = 'Succeeded'
-        return send(200, {})
+        send(200, {})
+        return
       }
       default:
-        return send(400, {__type: 'UnknownOperationException', message: op})
+        send(400, {__type: 'UnknownOperationException', message: op})
+        return
     }
   }
 

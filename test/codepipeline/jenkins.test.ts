@@ -32,7 +32,7 @@ function json(res: ServerResponse, value: unknown, status = 200) {
 }
 
 function fakeJenkins(req: RecordedRequest, res: ServerResponse) {
-  const path = req.url.split('?')[0]
+  const path = req.url.split('?')[0]!
   if (req.method === 'POST' && /\/(buildWithParameters|build)$/.test(path)) {
     res.statusCode = 201
     res.setHeader('location', `${EXTERNAL}/queue/item/7/`)
@@ -41,14 +41,21 @@ function fakeJenkins(req: RecordedRequest, res: ServerResponse) {
   }
   if (path === '/queue/item/7/api/json') {
     counts.queue++
-    if (script.cancelled) return json(res, {cancelled: true, executable: null})
-    if (counts.queue <= script.queueChecks) return json(res, {why: 'Waiting for next available executor', executable: null})
-    return json(res, {executable: {number: 12, url: `${EXTERNAL}/job/app/12/`}})
+    if (script.cancelled) {
+      json(res, {cancelled: true, executable: null})
+      return
+    }
+    if (counts.queue <= script.queueChecks) {
+      json(res, {why: 'Waiting for next available executor', executable: null})
+      return
+    }
+    json(res, {executable: {number: 12, url: `${EXTERNAL}/job/app/12/`}})
+    return
   }
   if (path === '/job/app/12/api/json') {
     counts.build++
     const done = counts.build > script.buildChecks
-    return json(res, {
+    json(res, {
       number: 12,
       url: `${EXTERNAL}/job/app/12/`,
       fullDisplayName: 'app #12',
@@ -57,6 +64,7 @@ function fakeJenkins(req: RecordedRequest, res: ServerResponse) {
       timestamp: Date.now() - 30_000,
       estimatedDuration: 60_000,
     })
+    return
   }
   res.statusCode = 404
   res.end('not found')
@@ -81,7 +89,7 @@ beforeEach(() => {
 describe('jenkins handler', () => {
   it('triggers buildWithParameters with user + API token and the configuration as parameters, then hands back the queue item', async () => {
     const outcome = await handler({parameters: {FROM: 'codepipeline'}}).run(context({configuration: {ProjectName: 'app', Branch: 'main'}}))
-    const trigger = jenkins.requests[0]
+    const trigger = jenkins.requests[0]!
     expect(trigger.method).toBe('POST')
     expect(trigger.url).toBe('/job/app/buildWithParameters')
     expect(trigger.headers.authorization).toBe('Basic ' + Buffer.from(`${USER}:${TOKEN}`).toString('base64'))
@@ -98,7 +106,7 @@ describe('jenkins handler', () => {
 
   it('a job without parameters is started with build; folder jobs map to job/a/job/b', async () => {
     await handler({job: 'app', forwardConfiguration: false}).run(context())
-    expect(jenkins.requests[0].url).toBe('/job/app/build')
+    expect(jenkins.requests[0]!.url).toBe('/job/app/build')
     expect(jobPath('team/svc app')).toBe('job/team/job/svc%20app')
   })
 
@@ -258,19 +266,19 @@ describe('jenkins handler', () => {
         logger: capture.logger,
         signal: stop.signal,
       })
-      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0].input.continuationToken), 10_000, 'final success')
+      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0]!.input.continuationToken), 10_000, 'final success')
       stop.abort()
       const summary = await worker
 
-      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0].input)
+      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0]!.input)
       expect(results.map((r) => [r.jobId, r.continuationToken ?? null])).toEqual([
         ['cp-1', JSON.stringify({queueUrl: `${jenkins.url}/queue/item/7/`, job: 'app'})],
         ['cp-2', JSON.stringify({buildUrl: `${jenkins.url}/job/app/12/`})],
         ['cp-3', JSON.stringify({buildUrl: `${jenkins.url}/job/app/12/`})],
         ['cp-4', null],
       ])
-      expect(results[3].executionDetails).toEqual({summary: 'app #12: SUCCESS', externalExecutionId: `${EXTERNAL}/job/app/12/`, percentComplete: 100})
-      expect(results[1].executionDetails).toMatchObject({summary: 'app #12: building', externalExecutionId: `${EXTERNAL}/job/app/12/`})
+      expect(results[3]!.executionDetails).toEqual({summary: 'app #12: SUCCESS', externalExecutionId: `${EXTERNAL}/job/app/12/`, percentComplete: 100})
+      expect(results[1]!.executionDetails).toMatchObject({summary: 'app #12: building', externalExecutionId: `${EXTERNAL}/job/app/12/`})
       // one trigger only: a continuation resumes, it never starts another build
       expect(jenkins.requests.filter((r) => r.method === 'POST')).toHaveLength(1)
       expect(summary).toMatchObject({continued: 3, succeeded: 1, failed: 0})

@@ -51,12 +51,12 @@ describe('runWorker', () => {
       once: true,
     })
     expect(commandNames(cp)).toEqual(['PollForJobs', 'AcknowledgeJob', 'PutJobSuccessResult'])
-    expect(cp.commandCalls(PollForJobsCommand)[0].args[0].input).toEqual({
+    expect(cp.commandCalls(PollForJobsCommand)[0]!.args[0]!.input).toEqual({
       actionTypeId: {category: 'Build', owner: 'Custom', provider: 'cistern-test', version: '1'},
       maxBatchSize: 2,
       queryParam: {Team: 'blue'},
     })
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0].args[0].input).toEqual({jobId: job.id, executionDetails: {summary: 'ok'}})
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toEqual({jobId: job.id, executionDetails: {summary: 'ok'}})
     expect(summary).toMatchObject({polls: 1, jobs: 1, succeeded: 1, failed: 0, pollErrors: 0, stopped: false})
   })
 
@@ -84,7 +84,7 @@ describe('runWorker', () => {
     const summary = await running
     expect(summary.succeeded).toBe(3)
     // After the third job, the empty polls wait (min, then doubled): never a hot loop.
-    expect(times[4] - times[3]).toBeGreaterThanOrEqual(190)
+    expect(times[4]! - times[3]!).toBeGreaterThanOrEqual(190)
     expect(summary.stopped).toBe(true)
   })
 
@@ -113,10 +113,10 @@ describe('runWorker', () => {
     const elapsed = Date.now() - started
     // At least 200 ms (half of max, the jitter floor) between throttled polls: never a hot loop.
     expect(times.length).toBeLessThanOrEqual(Math.floor(elapsed / 190) + 1)
-    for (let i = 1; i < times.length; i++) expect(times[i] - times[i - 1]).toBeGreaterThanOrEqual(190)
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(190)
     expect(summary.throttled).toBe(times.length)
     // One warn line per throttled poll, from the core poll loop (issue 13: its back-off replaced the worker's own).
-    const throttledLines = capture.lines().filter((line) => line.level === 'warn' && String(line.msg).startsWith('poll failed; retrying in') && /AWS throttled CodePipeline PollForJobs/.test(String(line.error)))
+    const throttledLines = capture.lines().filter((line) => line.level === 'warn' && String(line.msg).startsWith('poll failed; retrying in') && String(line.error).includes('AWS throttled CodePipeline PollForJobs'))
     expect(throttledLines).toHaveLength(times.length)
     expect(commandNames(cp).every((name) => name === 'PollForJobs')).toBe(true)
   })
@@ -196,8 +196,8 @@ describe('runWorker', () => {
       expect(poll.max).toBeGreaterThanOrEqual(1)
       expect(poll.max).toBeLessThanOrEqual(Math.min(limits[poll.provider as 'a' | 'b'], global - poll.runningAtPoll))
     }
-    const acked = cp.commandCalls(AcknowledgeJobCommand).map((call) => call.args[0].input.jobId)
-    const reported = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0].input.jobId)
+    const acked = cp.commandCalls(AcknowledgeJobCommand).map((call) => call.args[0]!.input.jobId)
+    const reported = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0]!.input.jobId)
     expect(new Set(acked).size).toBe(acked.length)
     expect(reported.sort()).toEqual([...acked].sort())
     expect(acked.length).toBe(summary.jobs)
@@ -252,7 +252,7 @@ describe('runWorker', () => {
     const summary = await worker
     expect(summary).toMatchObject({continued: 1, stopped: true})
     expect(cp.commandCalls(PollForJobsCommand)).toHaveLength(polls)
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0].args[0].input).toEqual({
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toEqual({
       jobId: 'ext',
       continuationToken: '{"buildUrl":"b"}',
       executionDetails: {summary: 'still building'},
@@ -362,7 +362,7 @@ describe('runWorker --once (docs/delivery.md: one-shot runs)', () => {
     const summary = await once({actions: [action('a', 1, down)], gates})
     expect(summary).toMatchObject({held: 1, continued: 0, exitCode: 3})
     expect(summary.problems).toEqual(['jenkins:ci.example.com is down: jenkins:ci.example.com answered 503 (its jobs were handed back to CodePipeline with a continuation token)'])
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0].args[0].input).toMatchObject({jobId: 'waits', continuationToken: '{"downSince":1}'})
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toMatchObject({jobId: 'waits', continuationToken: '{"downSince":1}'})
   })
 })
 

@@ -28,14 +28,22 @@ function json(res: ServerResponse, value: unknown, status = 200) {
 
 function fakeTravis(req: RecordedRequest, res: ServerResponse) {
   if (req.method === 'POST' && req.url === '/repo/acme%2Fapp/requests') {
-    return json(res, {'@type': 'pending', remaining_requests: 9, request: {id: 501, branch: 'main'}, resource_type: 'request'}, 202)
+    json(res, {'@type': 'pending', remaining_requests: 9, request: {id: 501, branch: 'main'}, resource_type: 'request'}, 202)
+    return
   }
   if (req.url === '/repo/acme%2Fapp/request/501') {
     checks++
-    if (script.rejected) return json(res, {id: 501, state: 'finished', result: 'rejected', message: 'branch not included', builds: []})
-    if (checks <= script.pendingChecks) return json(res, {id: 501, state: 'pending', builds: []})
+    if (script.rejected) {
+      json(res, {id: 501, state: 'finished', result: 'rejected', message: 'branch not included', builds: []})
+      return
+    }
+    if (checks <= script.pendingChecks) {
+      json(res, {id: 501, state: 'pending', builds: []})
+      return
+    }
     const state = checks <= script.pendingChecks + script.runningChecks ? 'started' : script.final
-    return json(res, {id: 501, state: 'finished', result: 'approved', builds: [{id: 9001, number: '42', state}]})
+    json(res, {id: 501, state: 'finished', result: 'approved', builds: [{id: 9001, number: '42', state}]})
+    return
   }
   res.statusCode = 404
   res.end()
@@ -58,7 +66,7 @@ beforeEach(() => {
 describe('travis handler', () => {
   it('POST /repo/{slug}/requests with the branch, API v3 headers; continuation token = request id', async () => {
     const outcome = await handler().run(context({configuration: {Repository: 'acme/app', Branch: 'main'}}))
-    const post = travis.requests[0]
+    const post = travis.requests[0]!
     expect(post.method).toBe('POST')
     expect(post.url).toBe('/repo/acme%2Fapp/requests')
     expect(post.headers['travis-api-version']).toBe('3')
@@ -75,7 +83,7 @@ describe('travis handler', () => {
 
   it('settings override the configuration; branch defaults to master', async () => {
     await handler({repo: 'acme/app'}).run(context())
-    expect(JSON.parse(travis.requests[0].body.toString()).request.branch).toBe('master')
+    expect(JSON.parse(travis.requests[0]!.body.toString()).request.branch).toBe('master')
   })
 
   it('passed → success with the build URL', async () => {
@@ -158,16 +166,16 @@ describe('travis handler', () => {
         logger: capture.logger,
         signal: stop.signal,
       })
-      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0].input.continuationToken), 10_000, 'final success')
+      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0]!.input.continuationToken), 10_000, 'final success')
       stop.abort()
       await worker
-      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0].input)
+      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0]!.input)
       expect(results.map((r) => [r.jobId, r.continuationToken ?? null])).toEqual([
         ['t-1', '{"requestId":"501"}'],
         ['t-2', '{"requestId":"501"}'],
         ['t-3', null],
       ])
-      expect(results[1].executionDetails).toEqual({summary: 'Travis build #42: started', externalExecutionId: 'https://app.travis-ci.com/github/acme/app/builds/9001'})
+      expect(results[1]!.executionDetails).toEqual({summary: 'Travis build #42: started', externalExecutionId: 'https://app.travis-ci.com/github/acme/app/builds/9001'})
       expect(travis.requests.filter((r) => r.method === 'POST')).toHaveLength(1)
       expect(capture.text()).not.toContain(TOKEN)
     } finally {

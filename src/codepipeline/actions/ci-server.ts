@@ -49,7 +49,8 @@ export class TargetDownError extends TargetUnhealthyError {
 
 export interface CiAnswer {
   status: number
-  headers: Record<string, string>
+  /** Lower-case names; a header may be absent. */
+  headers: Partial<Record<string, string>>
   text: string
 }
 

@@ -6,7 +6,7 @@ import {z} from 'zod'
 import {type JobResult, type JobSpec, type JobsConfig, type RunJobOptions, runJob as coreRunJob} from '../../core/jobs.js'
 import {type S3Factory, type TransferOptions, defaultS3Factory, downloadArtifact, uploadArtifact} from '../artifacts.js'
 import type {CommandActionConfig} from '../config.js'
-import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, type JobContext, JobFailure} from '../job.js'
+import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, type JobContext, JobFailure, configurationValue} from '../job.js'
 import {zipPaths} from '../zip.js'
 
 export const KILL_GRACE_MS = 3000
@@ -49,7 +49,7 @@ export class CommandHandler implements ActionHandler {
 
   async run(job: JobContext): Promise<HandlerOutcome> {
     const {settings} = this.options
-    const name = settings.job ?? job.configuration.Job
+    const name = settings.job ?? configurationValue(job, 'Job')
     if (!name) throw new ActionConfigurationError('no job to run: set settings.job in the worker config or the Job action configuration property')
     const spec = this.options.jobs.get(name)
     if (!spec) throw new ActionConfigurationError(`job ${JSON.stringify(name)} is not defined in jobs.yml`)

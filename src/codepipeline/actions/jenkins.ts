@@ -2,7 +2,7 @@ import {z} from 'zod'
 
 import {displayUrl} from '../../core/log.js'
 import type {JenkinsActionConfig} from '../config.js'
-import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext} from '../job.js'
+import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext, configurationValue} from '../job.js'
 import {type CiAnswer, type CiBuild, CiServer, CiTargets, type Progress, type Step, follow} from './ci-server.js'
 
 export interface JenkinsHandlerOptions {
@@ -100,7 +100,7 @@ export class JenkinsHandler implements ActionHandler {
 
   private async trigger(job: JobContext): Promise<JenkinsState> {
     const {settings} = this.options
-    const name = settings.job ?? job.configuration.ProjectName
+    const name = settings.job ?? configurationValue(job, 'ProjectName')
     if (!name) throw new ActionConfigurationError('no Jenkins job: set settings.job or the ProjectName action configuration property')
     const parameters: Record<string, string> = {...settings.parameters}
     if (settings.forwardConfiguration) {

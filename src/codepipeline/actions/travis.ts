@@ -1,7 +1,7 @@
 import {z} from 'zod'
 
 import type {TravisActionConfig} from '../config.js'
-import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext} from '../job.js'
+import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext, configurationValue} from '../job.js'
 import {type CiBuild, CiServer, CiTargets, type Progress, type Step, follow} from './ci-server.js'
 
 export interface TravisHandlerOptions {
@@ -65,7 +65,7 @@ export class TravisHandler implements ActionHandler {
   }
 
   private slugOf(job: JobContext): string {
-    const slug = this.options.settings.repo ?? job.configuration.Repository
+    const slug = this.options.settings.repo ?? configurationValue(job, 'Repository')
     if (!slug) throw new ActionConfigurationError('no Travis repository: set settings.repo or the Repository action configuration property')
     if (!/^[^/\s]+\/[^/\s]+$/.test(slug)) throw new ActionConfigurationError(`Travis repository ${JSON.stringify(slug)} is not owner/name`)
     return slug
@@ -76,7 +76,7 @@ export class TravisHandler implements ActionHandler {
   }
 
   private async trigger(job: JobContext, slug: string): Promise<TravisState> {
-    const branch = this.options.settings.branch ?? job.configuration.Branch ?? 'master'
+    const branch = this.options.settings.branch ?? configurationValue(job, 'Branch') ?? 'master'
     const url = `${this.repoUrl(slug)}/requests`
     const answer = await this.server.request(url, {
       jobId: job.id,

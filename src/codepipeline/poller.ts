@@ -118,6 +118,8 @@ export class Worker {
   private polledOnce = false
   /** What stops the worker for good: an unknown action type, or credentials refused before any poll succeeded. */
   private refusal?: CisternError
+  /** Aborts handlerDeadline stopTimeout after a stop. */
+  private stopTimer?: NodeJS.Timeout
   /** The handlers' stop signal when the worker was given none. */
   private readonly neverStopping = new AbortController().signal
 
@@ -166,8 +168,6 @@ export class Worker {
     if (stopError !== undefined && !this.givenUp(stopError)) throw stopError instanceof Error ? stopError : new CisternError(errorMessage(stopError))
     return this.outcome(stopError)
   }
-
-  private stopTimer?: NodeJS.Timeout
 
   /** SIGINT/SIGTERM: no new polls; running handlers finish or hand back a continuation token before stopTimeout. */
   private stop(): void {

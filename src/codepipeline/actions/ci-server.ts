@@ -64,8 +64,22 @@ export interface CiRequest {
   signal?: AbortSignal
 }
 
-// Answers that say something about the server rather than the job (docs/delivery.md's table).
+// 4xx answers that say something about the server rather than the job (docs/delivery.md's table).
 const SERVER_STATUSES = new Set([401, 403, 407, 408, 429])
+
+/** A redirect, or a 4xx about this job's own URL (not the credentials, not "slow down"): the handler's to judge. */
+function isJobsOwn(status: number): boolean {
+  return status >= 300 && status < 500 && !SERVER_STATUSES.has(status)
+}
+
+/** JSON text as a value, or undefined when it is not JSON (the schema that reads it then says no). */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return undefined
+  }
+}
 
 /** One CI server (`jenkins:<host>`): requests through the shared client, answers judged, its gate kept. */
 export class CiServer {
@@ -83,17 +97,16 @@ export class CiServer {
   }
 
   /**
-   * Sends one request. Resolves with the answer when the server answered for this job (2xx, 3xx, a
-   * 4xx that is the job's own); throws TargetDownError when the server is down, without sending
-   * anything while its gate is closed.
+   * Sends one request. Resolves with the answer when the server answered for this job (2xx, a
+   * redirect, a 4xx that is the job's own); throws TargetDownError when the server is down, without
+   * sending anything while its gate is closed.
    */
   async request(url: string, request: CiRequest): Promise<CiAnswer> {
-    const {gates, judge, http} = this.targets
-    if (!gates.isOpen(this.key)) throw this.stillDown()
-    let answer: TargetAnswer
-    let response: CiAnswer | undefined
+    if (!this.targets.gates.isOpen(this.key)) throw this.stillDown()
+    const what = `${request.method ?? 'GET'} ${displayUrl(url)}`
+    let response: CiAnswer
     try {
-      const got = await http.request({
+      const got = await this.targets.http.request({
         method: request.method ?? 'GET',
         url,
         headers: {'user-agent': 'cistern-codepipeline-worker', ...request.headers},
@@ -102,37 +115,37 @@ export class CiServer {
         signal: request.signal,
       })
       response = {status: got.status, headers: got.headers, text: got.body.toString('utf8')}
-      answer = {status: got.status, detail: `${request.method ?? 'GET'} ${displayUrl(url)}`, retryAfterSeconds: retryAfter(got.headers['retry-after'])}
     } catch (error) {
-      if (error instanceof TransportError) answer = {error: error.failure.kind, detail: `${request.method ?? 'GET'} ${displayUrl(url)}`}
-      else if (error instanceof TargetUnhealthyError) throw this.down(error.message)
-      else throw error
+      // No answer is always the server being down.
+      if (error instanceof TransportError) throw this.judged(request.jobId, {error: error.failure.kind, detail: what}) ?? this.down('no answer')
+      if (error instanceof TargetUnhealthyError) throw this.down(error.message)
+      throw error
     }
-    if (response && response.status < 500 && !SERVER_STATUSES.has(response.status) && !(response.status >= 200 && response.status < 300)) {
+    if (isJobsOwn(response.status)) {
       // A redirect or a 4xx for this job's own URL: the server answered; the handler says what it means.
       if (response.status < 400) this.succeeded()
       return response
     }
-    const verdict = judge.verdict(this.key, request.jobId, answer)
-    if (verdict.kind === 'target-down') {
-      gates.failed(this.key, verdict.reason, {credentials: verdict.credentials, retryAfterMs: (verdict.retryAfterSeconds ?? 0) * 1000})
-      this.lastDown = new TargetDownError(this.key, `${this.what} ${verdict.credentials ? 'refused the credentials' : 'is down'}: ${verdict.reason}`, verdict.credentials)
-      throw this.lastDown
-    }
-    if (!response) throw this.down('no answer')
-    this.lastDown = undefined
+    const down = this.judged(request.jobId, {status: response.status, detail: what, retryAfterSeconds: retryAfter(response.headers['retry-after'])})
+    if (down) throw down
     return response
+  }
+
+  /** The judge's verdict on an answer: a TargetDownError (its gate closed) when the server is down, else undefined (delivered). */
+  private judged(jobId: string, answer: TargetAnswer): TargetDownError | undefined {
+    const verdict = this.targets.judge.verdict(this.key, jobId, answer)
+    if (verdict.kind !== 'target-down') {
+      this.lastDown = undefined
+      return undefined
+    }
+    this.targets.gates.failed(this.key, verdict.reason, {credentials: verdict.credentials, retryAfterMs: (verdict.retryAfterSeconds ?? 0) * 1000})
+    this.lastDown = new TargetDownError(this.key, `${this.what} ${verdict.credentials ? 'refused the credentials' : 'is down'}: ${verdict.reason}`, verdict.credentials)
+    return this.lastDown
   }
 
   /** The answer's body as the schema says it must be; anything else means the server is not itself (a proxy's page): down. */
   json<T>(answer: CiAnswer, schema: z.ZodType<T>): T {
-    let value: unknown
-    try {
-      value = JSON.parse(answer.text)
-    } catch {
-      value = undefined
-    }
-    const parsed = schema.safeParse(value)
+    const parsed = schema.safeParse(parseJson(answer.text))
     if (parsed.success) return parsed.data
     throw this.down(`answered ${answer.status} with a body that is not what ${this.what} answers`)
   }

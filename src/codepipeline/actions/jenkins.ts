@@ -3,7 +3,7 @@ import {z} from 'zod'
 import {displayUrl} from '../../core/log.js'
 import type {JenkinsActionConfig} from '../config.js'
 import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext, configurationValue} from '../job.js'
-import {type CiAnswer, type CiBuild, CiServer, CiTargets, type Progress, type Step, follow} from './ci-server.js'
+import {type CiAnswer, type CiBuild, CiServer, CiTargets, type Progress, type Step, follow, parseJson} from './ci-server.js'
 
 export interface JenkinsHandlerOptions {
   settings: JenkinsActionConfig['settings']
@@ -167,13 +167,7 @@ export class JenkinsHandler implements ActionHandler {
 }
 
 function parseToken(text: string): z.infer<typeof tokenSchema> {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    value = undefined
-  }
-  const parsed = tokenSchema.safeParse(value)
+  const parsed = tokenSchema.safeParse(parseJson(text))
   if (parsed.success) return parsed.data
   throw new JobFailure('JobFailed', 'continuation token is not one this Jenkins handler wrote')
 }

@@ -2,7 +2,7 @@ import {z} from 'zod'
 
 import type {TravisActionConfig} from '../config.js'
 import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext, configurationValue} from '../job.js'
-import {type CiBuild, CiServer, CiTargets, type Progress, type Step, follow} from './ci-server.js'
+import {type CiBuild, CiServer, CiTargets, type Progress, type Step, follow, parseJson} from './ci-server.js'
 
 export interface TravisHandlerOptions {
   settings: TravisActionConfig['settings']
@@ -89,7 +89,7 @@ export class TravisHandler implements ActionHandler {
     if (answer.status !== 202 && answer.status !== 200 && answer.status !== 201) {
       throw new JobFailure(answer.status === 400 ? 'ConfigurationError' : 'JobFailed', `Travis answered ${answer.status} when requesting a build of ${slug}@${branch}`)
     }
-    const parsed = createdSchema.safeParse(safeJson(answer.text))
+    const parsed = createdSchema.safeParse(parseJson(answer.text))
     if (!parsed.success) throw new JobFailure('JobFailed', 'Travis accepted the request but returned no request id')
     const requestId = parsed.data.request.id
     job.logger.info('Travis build requested', {repo: slug, branch, requestId})
@@ -115,16 +115,8 @@ export class TravisHandler implements ActionHandler {
   }
 }
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
 function parseToken(text: string): Progress<TravisState> {
-  const parsed = tokenSchema.safeParse(safeJson(text))
+  const parsed = tokenSchema.safeParse(parseJson(text))
   if (!parsed.success) throw new JobFailure('JobFailed', 'continuation token is not one this Travis handler wrote')
   const token = parsed.data
   return {state: 'requestId' in token ? {requestId: token.requestId} : undefined, downSince: token.downSince}

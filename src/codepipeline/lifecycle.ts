@@ -37,6 +37,8 @@ export interface ProcessJobOptions extends RunContextOptions {
   deadlineGraceMs?: number
   /** When to stop retrying the result, given the job's own deadline (a one-shot run may cut it shorter). Default: the job's deadline. */
   resultDeadline?: (jobDeadline: number) => number
+  /** Told each continuation token CodePipeline took (the job will be offered again with it). */
+  onHandedBack?: (token: string) => void
   /** Waits between result attempts (default 1 s doubling to 30 s, with jitter). */
   retryBackoff?: BackoffOptions
 }
@@ -170,8 +172,10 @@ class JobRun {
       return 'failed'
     }
     if (request.input.continuationToken) {
+      this.options.onHandedBack?.(request.input.continuationToken)
       const heldFor = outcome.status === 'inProgress' ? outcome.heldFor : undefined
-      log.info(heldFor ? `job handed back: ${heldFor} is down` : 'job continues', {percentComplete: request.input.executionDetails?.percentComplete})
+      const percentComplete = request.input.executionDetails?.percentComplete
+      log.info(heldFor ? `job handed back: ${heldFor} is down` : 'job continues', percentComplete === undefined ? {} : {percentComplete})
       return heldFor ? 'held' : 'continued'
     }
     log.info('job succeeded', {summary: request.input.executionDetails?.summary})

@@ -78,7 +78,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerSummary> {
 /** An action type as the worker polls it. */
 interface PolledAction extends WorkerAction {
   key: string
-  /** One-shot: its last poll brought back fewer jobs than asked for. */
+  /** One-shot: its last poll brought back fewer jobs than asked for, or only jobs this run handed back. */
   drained: boolean
 }
 
@@ -118,6 +118,8 @@ export class Worker {
   private polledOnce = false
   /** What stops the worker for good: an unknown action type, or credentials refused before any poll succeeded. */
   private refusal?: CisternError
+  /** Continuation tokens this run handed back: CodePipeline offers those jobs again. */
+  private readonly tokens = new Set<string>()
   /** Aborts handlerDeadline stopTimeout after a stop. */
   private stopTimer?: NodeJS.Timeout
   /** The handlers' stop signal when the worker was given none. */
@@ -216,9 +218,10 @@ export class Worker {
         failure ??= this.pollFailed(action, error)
         continue
       }
-      for (const job of jobs.slice(0, free)) this.start(action, job)
-      taken += Math.min(jobs.length, free)
-      if (this.options.once && jobs.length < free) action.drained = true
+      const taking = jobs.slice(0, free)
+      for (const job of taking) this.start(action, job)
+      taken += taking.length
+      if (this.options.once && (taking.length < free || taking.every((job) => this.handedBack(job)))) action.drained = true
     }
     if (failure) throw failure
     return this.options.once ? this.actions.some((action) => !action.drained) : taken > 0
@@ -291,6 +294,7 @@ export class Worker {
           deadline: this.handlerDeadline.signal,
           deadlineGraceMs: this.options.deadlineGraceMs,
           resultDeadline: (jobDeadline) => this.resultDeadline(jobDeadline),
+          onHandedBack: (token) => this.tokens.add(token),
           retryBackoff: this.options.retryBackoff,
         }),
       )
@@ -309,6 +313,16 @@ export class Worker {
         this.loop.wake()
       })
     this.inFlight.add(run)
+  }
+
+  /**
+   * A job this run handed back, offered again (its continuation token is one we sent). A one-shot
+   * pass takes it once more but stops polling for it: its CI server may be down or its build long,
+   * and the pass would otherwise take it again and again until its deadline.
+   */
+  private handedBack(job: Job): boolean {
+    const token = job.data?.continuationToken
+    return token !== undefined && this.tokens.has(token)
   }
 
   private count(kind: JobResultKind, job: Job): void {

@@ -350,6 +350,23 @@ describe('runWorker --once (docs/delivery.md: one-shot runs)', () => {
     expect(cp.commandCalls(PutJobSuccessResultCommand).length).toBeGreaterThan(2)
   })
 
+  it('a job it handed back, offered again at once, is taken once more, then the pass ends (no loop until the deadline)', async () => {
+    let offered = 0
+    let pending: string | undefined
+    cp.on(PollForJobsCommand).callsFake(() => {
+      if (offered === 0) return {jobs: [fakeJob({id: `again-${++offered}`})]}
+      if (!pending) return {jobs: []}
+      const token = pending
+      pending = undefined
+      return {jobs: [fakeJob({id: `again-${++offered}`, continuationToken: token})]}
+    })
+    cp.on(PutJobSuccessResultCommand).callsFake((input: {continuationToken?: string}) => ((pending = input.continuationToken), {}))
+    const building: ActionHandler = {run: async () => ({status: 'inProgress', continuationToken: '{"buildUrl":"b"}', summary: 'building'})}
+    const summary = await once({actions: [action('a', 1, building)], concurrency: 1})
+    expect(summary).toMatchObject({jobs: 2, continued: 2, exitCode: 0, stoppedBy: 'empty'})
+    expect(cp.commandCalls(PollForJobsCommand)).toHaveLength(2)
+  })
+
   it('a CI server down: its jobs are handed back, the run ends with exit 3 naming it', async () => {
     cp.on(PollForJobsCommand).resolvesOnce({jobs: [fakeJob({id: 'waits'})]}).resolves({jobs: []})
     const gates = new TargetGates({once: true, giveUpAfterMs: 30_000})

@@ -3,7 +3,8 @@
 // against a loopback stand-in speaking CodePipeline's JSON protocol, compared with a bare loop making
 // the same SDK calls in batches of the same size (the baseline): the ratio is what cistern's
 // lifecycle (slots, back-off, masking logger, result mapping) costs or saves on top of the AWS calls
-// (the worker refills free slots as jobs finish instead of waiting for a whole batch).
+// (the worker refills free slots as jobs finish instead of waiting for a whole batch). CPU per job
+// (this process: the stand-in's share is the same on both sides) is the figure that holds under load.
 import {createServer} from 'node:http'
 
 import {actionSchema} from '../dist/codepipeline/config.js'
@@ -56,6 +57,7 @@ async function baseline(total, concurrency) {
   const cp = await client(fake.url)
   const {PollForJobsCommand, AcknowledgeJobCommand, PutJobSuccessResultCommand} = await import('@aws-sdk/client-codepipeline')
   const started = performance.now()
+  const cpu = process.cpuUsage()
   // A batch loop: poll up to `concurrency` jobs, ack + report them all in parallel, repeat.
   for (;;) {
     const {jobs = []} = await cp.send(new PollForJobsCommand({actionTypeId, maxBatchSize: concurrency}))
@@ -68,8 +70,13 @@ async function baseline(total, concurrency) {
     )
   }
   const seconds = (performance.now() - started) / 1000
+  const cpuPerJob = cpuMicros(process.cpuUsage(cpu)) / fake.reported
   await fake.close()
-  return {jobs: fake.reported, seconds, rate: fake.reported / seconds}
+  return {jobs: fake.reported, seconds, rate: fake.reported / seconds, cpuPerJob}
+}
+
+function cpuMicros({user, system}) {
+  return user + system
 }
 
 async function worker(total, concurrency) {
@@ -78,6 +85,7 @@ async function worker(total, concurrency) {
   const stop = new AbortController()
   const config = actionSchema.parse({...actionTypeId, handler: 'travis', concurrency, settings: {repo: 'a/b'}})
   const started = performance.now()
+  const cpu = process.cpuUsage()
   const running = runWorker({
     client: cp,
     actions: [{config, handler: {run: async () => ({status: 'succeeded', summary: 'ok'})}}],
@@ -89,10 +97,11 @@ async function worker(total, concurrency) {
   })
   while (fake.reported < total) await new Promise((resolve) => setTimeout(resolve, 2))
   const seconds = (performance.now() - started) / 1000
+  const cpuPerJob = cpuMicros(process.cpuUsage(cpu)) / fake.reported
   stop.abort()
   await running
   await fake.close()
-  return {jobs: fake.reported, seconds, rate: fake.reported / seconds}
+  return {jobs: fake.reported, seconds, rate: fake.reported / seconds, cpuPerJob}
 }
 
 export default async function run(args = []) {
@@ -103,8 +112,8 @@ export default async function run(args = []) {
   const ours = await worker(total, concurrency)
   const ratio = ours.rate / base.rate
   console.log(`jobs=${total} concurrency=${concurrency}`)
-  console.log(`baseline bare SDK poll/ack/put loop: ${base.rate.toFixed(0)} jobs/s (${base.seconds.toFixed(2)} s)`)
-  console.log(`cistern runWorker lifecycle:         ${ours.rate.toFixed(0)} jobs/s (${ours.seconds.toFixed(2)} s)`)
-  console.log(`ratio worker/baseline: ${ratio.toFixed(2)}`)
-  return {total, concurrency, baseline: base.rate, worker: ours.rate, ratio}
+  console.log(`baseline bare SDK poll/ack/put loop: ${base.rate.toFixed(0)} jobs/s (${base.seconds.toFixed(2)} s), CPU ${base.cpuPerJob.toFixed(0)} µs/job`)
+  console.log(`cistern runWorker lifecycle:         ${ours.rate.toFixed(0)} jobs/s (${ours.seconds.toFixed(2)} s), CPU ${ours.cpuPerJob.toFixed(0)} µs/job`)
+  console.log(`ratio worker/baseline: ${ratio.toFixed(2)} jobs/s, ${(ours.cpuPerJob / base.cpuPerJob).toFixed(2)} CPU/job`)
+  return {total, concurrency, baseline: base.rate, worker: ours.rate, ratio, cpuPerJob: {baseline: base.cpuPerJob, worker: ours.cpuPerJob}}
 }

@@ -77,8 +77,8 @@ export interface StartOptions extends Omit<BuildOptions, 'targets'> {
   /** One-shot: a target down this long with no success is given up (ms). */
   giveUpAfterMs?: number
   profile?: string
-  /** For tests: an existing client (the mock). */
-  client?: Pick<CodePipelineClient, 'send'>
+  /** For tests: an existing client (aws-sdk-client-mock stubs its send). */
+  client?: CodePipelineClient
 }
 
 /** Builds the client and handlers from a config and runs the poll loop until stopped (or one pass). */
@@ -87,7 +87,7 @@ export async function startWorker(config: WorkerConfig, options: StartOptions): 
   // The client this call creates is this call's to destroy; a given one (a test's mock) is not.
   let created: CodePipelineClient | undefined
   const client = options.client ?? (created = await codePipelineClient(region, options.profile))
-  const resolvedRegion = region ?? (await regionOf(client))
+  const resolvedRegion = region ?? (await client.config.region().catch(() => undefined))
   const gates = new TargetGates({once: options.once, giveUpAfterMs: options.giveUpAfterMs, log: options.logger})
   const targets = new CiTargets({gates})
   try {
@@ -126,13 +126,4 @@ async function codePipelineClient(region: string | undefined, profile: string | 
     throw new UsageError('no AWS region', 'pass --region, set AWS_REGION or put region: in the codepipeline-worker config')
   }
   return client
-}
-
-async function regionOf(client: Pick<CodePipelineClient, 'send'>): Promise<string | undefined> {
-  if (!('config' in client)) return undefined
-  try {
-    return await (client as CodePipelineClient).config.region()
-  } catch {
-    return undefined
-  }
 }

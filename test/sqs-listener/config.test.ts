@@ -122,6 +122,19 @@ deploy:
     expect(jobs.get('deploy')).toEqual({name: 'deploy', argv: ['./deploy.sh', '--env', 'staging area'], cwd: join(dir, 'scripts'), env: {MODE: 'fast'}})
   })
 
+  it('carries inheritEnv in either form (Bang!-style `all`, or names and PREFIX_* patterns)', async () => {
+    const path = file('bang:\n  bang-stacks: [x.yml]\n  inheritEnv: all\nrun:\n  argv: [x]\n  inheritEnv: [AWS_PROFILE, AWS_*]\n', 'inherit-jobs.yml')
+    const jobs = await loadListenerJobs(path, ['bang'])
+    expect(jobs.get('bang')).toMatchObject({argv: ['bang', join(dir, 'x.yml')], inheritEnv: 'all'})
+    expect(jobs.get('run')).toMatchObject({inheritEnv: ['AWS_PROFILE', 'AWS_*']})
+    await expect(loadListenerJobs(file('a:\n  bang-stacks: [x.yml]\n  inheritEnv: everything\n'), ['bang'])).rejects.toThrow(/:3 a\.inheritEnv/)
+  })
+
+  it('says what the file holds where a job is wrong (an empty list is "a list", not the whole job)', async () => {
+    await expect(loadListenerJobs(file('a:\n  bang-stacks: []\n'), ['bang'])).rejects.toThrow(/a\.bang-stacks: expected at least 1 item, got a list$/)
+    await expect(loadListenerJobs(file('a:\n  argv: []\n'), ['bang'])).rejects.toThrow(/a\.argv: expected at least 1 item, got a list$/)
+  })
+
   it('names the line and key of a bad job in either form', async () => {
     await expect(loadListenerJobs(file('a:\n  bang-stacks: []\n'), ['bang'])).rejects.toThrow(/:2 a\.bang-stacks/)
     await expect(loadListenerJobs(file('a:\n  bang-stacks: [x.yml]\nb:\n  argv: [x]\n  colour: red\n'), ['bang'])).rejects.toThrow(/:\d+ b/)

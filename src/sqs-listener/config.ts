@@ -34,7 +34,10 @@ export const listenerSchema = z
     // cistern additions.
     job_queue_url: z.string().min(1).optional(),
     response_queue_url: z.string().min(1).optional(),
-    dead_letter_queue_url: z.string().regex(/^https?:\/\//, {error: 'expected an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)'}).optional(),
+    dead_letter_queue_url: z
+      .string()
+      .refine((value) => /^https?:\/\/\S+$/.test(value), {error: 'expected an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)'})
+      .optional(),
     max_concurrent_jobs: z.number().int().min(1).max(100).default(1),
     visibility_timeout: z.number().int().min(1).max(43_200).default(60),
     job_timeout: z.number().positive().optional(),

@@ -2,6 +2,7 @@ import {execa} from 'execa'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
+import {stringify} from 'yaml'
 
 import {CLI, cistern} from '../helpers/cli.js'
 import {tempDir} from '../helpers/tmp.js'
@@ -344,6 +345,25 @@ describe('cistern sqs-listen (built CLI, embedded queues)', () => {
     const marks = f.marks()
     const firstEnd = Math.min(...marks.filter((m) => m.what === 'end').map((m) => m.at))
     expect(marks.filter((m) => m.what === 'start' && m.at < firstEnd)).toHaveLength(3)
+  })
+
+  it("reads cistern.yml's sqs-listen: section and shared jobs: table from CISTERN_CONFIG; an exported but empty CONFIG_PATH counts as unset", async () => {
+    const f = fixture()
+    const cisternYml = join(f.dir, 'cistern.yml')
+    writeFileSync(
+      cisternYml,
+      stringify({
+        'sqs-listen': {job_queue_url: f.requestUrl, response_queue_url: f.responseUrl, polling_interval: 1, response_encoding: 'plain'},
+        jobs: {greet: {argv: [process.execPath, '-e', 'console.log("hello " + process.argv[1])']}},
+      }),
+    )
+    await f.send('greet', 'req-cistern-yml', ['world'])
+    const run = await cistern(['sqs-listen', '--once', '--json'], {env: {...f.env, CONFIG_PATH: '', CISTERN_CONFIG: cisternYml}})
+    expect(run.exitCode, String(run.stderr)).toBe(0)
+    expect(JSON.parse(String(run.stdout))).toMatchObject({succeeded: 1, exitCode: 0, problems: []})
+    const responses = await f.drainResponses()
+    expect(responses.map((r) => r.result)).toEqual(['started', 'working', 'success'])
+    expect(responses[1]?.message).toBe('hello world')
   })
 
   it('reads CONFIG_PATH when --config is not given', async () => {

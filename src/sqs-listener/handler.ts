@@ -17,6 +17,7 @@ import {CisternError, ExitCode, errorMessage} from '../core/errors.js'
 import {runJob, type JobResult, type JobSpec, type JobsConfig} from '../core/jobs.js'
 import type {Logger} from '../core/log.js'
 import type {QueueMessage} from '../core/queue/types.js'
+import {maskSecrets} from '../core/secrets.js'
 import {parseRequest, type BadRequestKind, type JobRequest, type Response} from './codec.js'
 import {LISTENER_ID_ENV, stopOrphans} from './orphans.js'
 import {RESPONSE_QUEUE, ResponseNotDeliveredError, STARTED_MESSAGE, finalResponse, type Responder} from './responder.js'
@@ -111,7 +112,8 @@ export class RequestHandler {
     const base = {job_name: bad.jobName, request_id: bad.requestId, result: 'failure' as const}
     await this.responder.send(this.responder.compose(base, `Invalid request: ${bad.reason}`), context.signal)
     this.tally.badRequests++
-    return {...dead(`${bad.kind}: ${bad.reason}`), label: label(bad.requestId, bad.jobName)}
+    // The reason may quote the request: it goes to the dead-letter queue's attributes as it is.
+    return {...dead(maskSecrets(`${bad.kind}: ${bad.reason}`)), label: label(bad.requestId, bad.jobName)}
   }
 
   private async claimAndRun(job: JobSpec, request: JobRequest, context: HandlerContext): Promise<Outcome> {

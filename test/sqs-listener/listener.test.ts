@@ -14,6 +14,7 @@ import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
 
 import {silentLogger} from '../../src/core/log.js'
+import {registerSecret} from '../../src/core/secrets.js'
 import {openQueue} from '../../src/core/queue/index.js'
 import {NoDeadLetterQueueError} from '../../src/core/queue/errors.js'
 import type {Queue} from '../../src/core/queue/types.js'
@@ -84,6 +85,25 @@ describe('listen() on embedded queues', () => {
     const final = decoded.at(-1)!
     expect(final.result).toBe('success')
     expect(encodedSize(final, 'base64')).toBeLessThanOrEqual(700)
+    store.close()
+  })
+})
+
+describe('listen(): what the listener itself writes carries no secret (issue 12)', () => {
+  it('a bad request quoting a known secret: its failure response and its dead-letter reason are masked', async () => {
+    const f = makeFixture(join(root, `case-${++n}`))
+    const jobs = await loadListenerJobs(join(f.dir, 'jobs.yml'), ['bang'])
+    const {requests, responses} = await f.queues()
+    registerSecret('listener-leak-0123456789')
+    await f.sendRaw('lines: listener-leak-0123456789')
+    const store = openRequestStore({path: ':memory:', queue: requests.url, windowMs: 60_000})
+    const result = await listen({requests, responses, jobs, store, log: silentLogger, settings: settings()}, {once: true})
+    expect(result).toMatchObject({badRequests: 1, dead: 1, exitCode: 1})
+    const answer = (await f.drainResponses()).at(0)
+    expect(answer?.message).toBe('Invalid request: the body of job "lines" must be a mapping with request_id and parameters, got the scalar "[redacted]"')
+    expect(result.deadLetters[0]?.reason).toBe('bad-job-body: the body of job "lines" must be a mapping with request_id and parameters, got the scalar "[redacted]"')
+    const dead = (await requests.peekDead?.(1))?.at(0)
+    expect(dead?.attributes['cistern.deadReason']).not.toContain('listener-leak')
     store.close()
   })
 })

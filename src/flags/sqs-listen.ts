@@ -17,10 +17,12 @@ export const listenFlags = {
   }),
   deadline: duration({
     default: 300_000,
+    defaultHelp: async () => '5m',
     summary: 'With --once: receive no more requests after this long (e.g. 90s, 10m); what is left is reported.',
   }),
   'give-up-after': duration({
     default: 30_000,
+    defaultHelp: async () => '30s',
     summary: 'With --once: stop when the response queue has refused every response for this long.',
   }),
   region: sharedFlags.region,

@@ -9,7 +9,7 @@ import {closeSync, mkdirSync, openSync, readFileSync, writeSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {parse} from 'yaml'
 
-import {ConfigError} from '../core/errors.js'
+import {ConfigError, errorMessage} from '../core/errors.js'
 import type {LogFields, LogLevel, Logger} from '../core/log.js'
 import {redact} from '../core/secrets.js'
 import {resolvePath} from './config.js'
@@ -56,13 +56,13 @@ export function loadPythonLogging(path: string, streams: {stdout?: NodeJS.Writab
   try {
     text = readFileSync(path, 'utf8')
   } catch (error) {
-    throw new ConfigError(`${path}: cannot read the logging config (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}) — fix logging_config_path or remove it to log to stderr`, path)
+    throw new ConfigError(`${path}: cannot read the logging config (${codeOf(error)}) — fix logging_config_path or remove it to log to stderr`, path)
   }
   let doc: unknown
   try {
     doc = parse(text)
   } catch (error) {
-    throw new ConfigError(`${path}: not YAML: ${(error as Error).message.split('\n')[0]}`, path)
+    throw new ConfigError(`${path}: not YAML: ${errorMessage(error).split('\n').at(0) ?? ''}`, path)
   }
   return buildPythonLogging(doc, path, streams)
 }
@@ -133,7 +133,7 @@ export function buildPythonLogging(
         mkdirSync(dirname(file), {recursive: true})
         fd = openSync(file, mode === 'w' ? 'w' : 'a')
       } catch (error) {
-        throw new ConfigError(`${source}: ${where}.filename: cannot open ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, source, undefined, `${where}.filename`)
+        throw new ConfigError(`${source}: ${where}.filename: cannot open ${file} (${codeOf(error)})`, source, undefined, `${where}.filename`)
       }
       opened.push(() => closeSync(fd))
       handlers.set(name, {level, format, write: (line) => writeSync(fd, line + '\n')})
@@ -280,6 +280,12 @@ function parseLevel(value: unknown, where: string, warn: (key: string, what: str
   if (level !== undefined) return level
   warn(where, `unknown level ${JSON.stringify(value)}, using NOTSET`)
   return undefined
+}
+
+/** ENOENT, EACCES…: what a failed file operation says; else its message. */
+function codeOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' ? code : errorMessage(error)
 }
 
 /** A YAML value as text: a scalar as written (what Python's str() gives), anything else as JSON. */

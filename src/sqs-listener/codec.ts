@@ -3,10 +3,12 @@
  * listener: requests are YAML `{<job_name>: {request_id, parameters: [...]}}`, plain or base64
  * (boto2 wrote base64); responses are YAML `job_name, request_id, result, message`.
  */
-import {isMap, isScalar, isSeq, parseDocument, stringify, type Node} from 'yaml'
+import {isMap, isScalar, isSeq, parseDocument, stringify} from 'yaml'
+import {z} from 'zod'
+
+import {CisternError, errorMessage} from '../core/errors.js'
 
 export type Encoding = 'plain' | 'base64'
-export type ResultState = 'started' | 'working' | 'success' | 'failure'
 
 /** Written where a field of a bad request cannot be read (as the original did). */
 export const UNKNOWN = 'unknown'
@@ -24,11 +26,25 @@ export type ParsedRequest =
   | {ok: true; request: JobRequest; encoding: Encoding}
   | {ok: false; kind: BadRequestKind; reason: string; jobName: string; requestId: string; encoding: Encoding}
 
-export interface Response {
-  job_name: string
-  request_id: string
-  result: ResultState
-  message: string
+export const RESULT_STATES = ['started', 'working', 'success', 'failure'] as const
+export type ResultState = (typeof RESULT_STATES)[number]
+
+/** A response as it travels (and as the state database keeps a final one): the original's four keys. */
+export const responseSchema = z.object({
+  job_name: z.string(),
+  request_id: z.string(),
+  result: z.enum(RESULT_STATES),
+  message: z.string(),
+})
+
+export type Response = z.infer<typeof responseSchema>
+
+/** A body on the response queue that is not a response (tools and tests reading the queue). */
+export class NotAResponseError extends CisternError {
+  constructor(body: string, why: string) {
+    super(`not a sqs-listen response (${why}): ${body.slice(0, 80)}`)
+    this.name = 'NotAResponseError'
+  }
 }
 
 const BASE64 = /^[A-Za-z0-9+/\r\n]+={0,2}[\r\n]*$/
@@ -57,23 +73,27 @@ export function decodeBody(body: string): {text: string; encoding: Encoding} {
 /** Plain scalars YAML reads as null. */
 const NULLISH = /^(~|null|Null|NULL|)$/
 
+/** YAML read literally: text, null, a list, a mapping; undefined for an alias (never resolved). */
+type Literal = string | null | undefined | Literal[] | Map<string, Literal>
+
 /**
  * YAML → JS with every scalar kept as its literal text (failsafe schema: `0012` stays "0012",
  * `1.0` stays "1.0", `yes` stays "yes"), except plain nulls, which become null.
  */
-function literal(node: Node | null | undefined): unknown {
+function literal(node: unknown): Literal {
   if (node == null) return null
   if (isScalar(node)) {
-    const value = node.value == null ? '' : String(node.value)
+    // The failsafe schema reads every scalar as a string.
+    const value = typeof node.value === 'string' ? node.value : ''
     if (node.type === 'PLAIN' && NULLISH.test(value)) return null
     return value
   }
-  if (isSeq(node)) return node.items.map((item) => literal(item as Node))
+  if (isSeq(node)) return node.items.map((item) => literal(item))
   if (isMap(node)) {
-    const out = new Map<string, unknown>()
+    const out = new Map<string, Literal>()
     for (const pair of node.items) {
-      const key = literal(pair.key as Node)
-      out.set(typeof key === 'string' ? key : JSON.stringify(key), literal(pair.value as Node))
+      const key = literal(pair.key)
+      out.set(typeof key === 'string' ? key : JSON.stringify(key), literal(pair.value))
     }
     return out
   }
@@ -93,13 +113,14 @@ export function parseRequest(body: string): ParsedRequest {
     encoding,
   })
 
-  let root: unknown
+  let root: Literal
   try {
     const doc = parseDocument(text, {schema: 'failsafe', uniqueKeys: true})
-    if (doc.errors.length > 0) return bad('not-yaml', `the request is not YAML: ${firstLine(doc.errors[0].message)}`)
-    root = literal(doc.contents as Node)
+    const syntax = doc.errors.at(0)
+    if (syntax) return bad('not-yaml', `the request is not YAML: ${firstLine(syntax.message)}`)
+    root = literal(doc.contents)
   } catch (error) {
-    return bad('not-yaml', `the request is not YAML: ${firstLine((error as Error).message)}`)
+    return bad('not-yaml', `the request is not YAML: ${firstLine(errorMessage(error))}`)
   }
 
   if (!(root instanceof Map)) {
@@ -112,7 +133,7 @@ export function parseRequest(body: string): ParsedRequest {
     return bad('several-jobs', `the request names ${names.length} jobs (${names.join(', ')}); send one job per request`)
   }
 
-  const [jobName, jobBody] = [...root.entries()][0]
+  const [jobName, jobBody] = [...root.entries()][0] ?? [UNKNOWN, undefined]
   if (!(jobBody instanceof Map)) {
     return bad('bad-job-body', `the body of job "${jobName}" must be a mapping with request_id and parameters, got ${describe(jobBody)}`, jobName)
   }
@@ -127,7 +148,7 @@ export function parseRequest(body: string): ParsedRequest {
     if (typeof raw === 'string') {
       parameters = [raw] // a single scalar: one parameter, as a one-item list
     } else if (Array.isArray(raw) && raw.every((item) => typeof item === 'string' || item === null)) {
-      parameters = raw.map((item) => (item === null ? '' : (item as string)))
+      parameters = raw.map((item) => item ?? '')
     } else {
       return bad('bad-parameters', `parameters of request ${requestId} must be a list of scalars`, jobName, requestId)
     }
@@ -139,17 +160,16 @@ export function parseRequest(body: string): ParsedRequest {
   return {ok: true, request: {jobName, requestId, parameters}, encoding}
 }
 
-function describe(value: unknown): string {
+function describe(value: Literal): string {
   if (value === null) return 'nothing (null)'
   if (value === undefined) return 'an alias'
   if (Array.isArray(value)) return 'a list'
   if (value instanceof Map) return 'a mapping'
-  const text = String(value)
-  return `the scalar "${text.length > 40 ? text.slice(0, 40) + '…' : text}"`
+  return `the scalar "${value.length > 40 ? value.slice(0, 40) + '…' : value}"`
 }
 
 function firstLine(text: string): string {
-  return text.split('\n')[0].replace(/:\s*$/, '')
+  return (text.split('\n').at(0) ?? text).replace(/:\s*$/, '')
 }
 
 /** The YAML text of a response, in the original's key order. */
@@ -168,15 +188,11 @@ export function encodeResponse(response: Response, encoding: Encoding): string {
 /** Decode a response body (either encoding): for tests and tools reading the response queue. */
 export function decodeResponse(body: string): Response {
   const {text} = decodeBody(body)
-  const doc = parseDocument(text, {schema: 'failsafe'})
-  const value = literal(doc.contents as Node)
-  if (!(value instanceof Map)) throw new Error(`not a response: ${body.slice(0, 80)}`)
-  return {
-    job_name: String(value.get('job_name') ?? ''),
-    request_id: String(value.get('request_id') ?? ''),
-    result: String(value.get('result') ?? '') as ResultState,
-    message: String(value.get('message') ?? ''),
-  }
+  const value = literal(parseDocument(text, {schema: 'failsafe'}).contents)
+  if (!(value instanceof Map)) throw new NotAResponseError(body, 'not a YAML mapping')
+  const parsed = responseSchema.safeParse(Object.fromEntries(value), {reportInput: true})
+  if (!parsed.success) throw new NotAResponseError(body, parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '))
+  return parsed.data
 }
 
 export function encodedSize(response: Response, encoding: Encoding): number {

@@ -9,14 +9,15 @@ import {closeSync, mkdirSync, openSync, readFileSync, writeSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {parse} from 'yaml'
 
-import {ConfigError} from '../core/errors.js'
-import {redact, type LogFields, type LogLevel, type Logger} from '../core/log.js'
+import {ConfigError, errorMessage} from '../core/errors.js'
+import type {LogFields, LogLevel, Logger} from '../core/log.js'
+import {redact} from '../core/secrets.js'
 import {resolvePath} from './config.js'
 
 /** The logger name the original used (logging.getLogger("SQSListener")): its entry in `loggers` applies. */
 export const LOGGER_NAME = 'SQSListener'
 
-const LEVELS: Record<string, number> = {NOTSET: 0, DEBUG: 10, INFO: 20, WARN: 30, WARNING: 30, ERROR: 40, CRITICAL: 50, FATAL: 50}
+const LEVELS: Partial<Record<string, number>> = {NOTSET: 0, DEBUG: 10, INFO: 20, WARN: 30, WARNING: 30, ERROR: 40, CRITICAL: 50, FATAL: 50}
 const RECORD_LEVEL: Record<LogLevel, {no: number; name: string}> = {
   debug: {no: 10, name: 'DEBUG'},
   info: {no: 20, name: 'INFO'},
@@ -55,13 +56,13 @@ export function loadPythonLogging(path: string, streams: {stdout?: NodeJS.Writab
   try {
     text = readFileSync(path, 'utf8')
   } catch (error) {
-    throw new ConfigError(`${path}: cannot read the logging config (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}) — fix logging_config_path or remove it to log to stderr`, path)
+    throw new ConfigError(`${path}: cannot read the logging config (${codeOf(error)}) — fix logging_config_path or remove it to log to stderr`, path)
   }
   let doc: unknown
   try {
     doc = parse(text)
   } catch (error) {
-    throw new ConfigError(`${path}: not YAML: ${(error as Error).message.split('\n')[0]}`, path)
+    throw new ConfigError(`${path}: not YAML: ${errorMessage(error).split('\n').at(0) ?? ''}`, path)
   }
   return buildPythonLogging(doc, path, streams)
 }
@@ -112,9 +113,9 @@ export function buildPythonLogging(
     const level = parseLevel(spec.level, `${where}.level`, warn) ?? 0
     let format = compileFormat('%(message)s', where, warn)
     if (spec.formatter !== undefined) {
-      const found = formatters.get(String(spec.formatter))
+      const found = formatters.get(text(spec.formatter))
       if (found) format = found
-      else warn(`${where}.formatter`, `no formatter named "${String(spec.formatter)}", using %(message)s`)
+      else warn(`${where}.formatter`, `no formatter named "${text(spec.formatter)}", using %(message)s`)
     }
     const known = new Set(['class', 'level', 'formatter'])
     if (spec.class === 'logging.FileHandler') {
@@ -122,9 +123,9 @@ export function buildPythonLogging(
         warn(where, 'logging.FileHandler without a filename, ignored')
         continue
       }
-      const mode = spec.mode === undefined ? 'a' : String(spec.mode)
+      const mode = spec.mode === undefined ? 'a' : text(spec.mode)
       if (mode !== 'a' && mode !== 'w') warn(`${where}.mode`, `"${mode}" not supported, appending`)
-      if (spec.encoding !== undefined && !/^utf-?8$/i.test(String(spec.encoding))) warn(`${where}.encoding`, 'only UTF-8 is written')
+      if (spec.encoding !== undefined && !/^utf-?8$/i.test(text(spec.encoding))) warn(`${where}.encoding`, 'only UTF-8 is written')
       for (const key of ['filename', 'mode', 'encoding', 'delay']) known.add(key)
       const file = resolvePath(spec.filename, process.cwd())
       let fd: number
@@ -132,13 +133,13 @@ export function buildPythonLogging(
         mkdirSync(dirname(file), {recursive: true})
         fd = openSync(file, mode === 'w' ? 'w' : 'a')
       } catch (error) {
-        throw new ConfigError(`${source}: ${where}.filename: cannot open ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, source, undefined, `${where}.filename`)
+        throw new ConfigError(`${source}: ${where}.filename: cannot open ${file} (${codeOf(error)})`, source, undefined, `${where}.filename`)
       }
       opened.push(() => closeSync(fd))
       handlers.set(name, {level, format, write: (line) => writeSync(fd, line + '\n')})
     } else if (spec.class === 'logging.StreamHandler') {
       known.add('stream')
-      const stream = spec.stream === undefined ? 'ext://sys.stderr' : String(spec.stream)
+      const stream = spec.stream === undefined ? 'ext://sys.stderr' : text(spec.stream)
       if (stream !== 'ext://sys.stderr' && stream !== 'ext://sys.stdout') warn(`${where}.stream`, `"${stream}" not supported, writing to stderr`)
       const target = stream === 'ext://sys.stdout' ? stdout : stderr
       handlers.set(name, {level, format, stderr: target === stderr, write: (line) => target.write(line + '\n')})
@@ -157,8 +158,8 @@ export function buildPythonLogging(
       return []
     }
     return names.flatMap((handlerName) => {
-      const found = handlers.get(String(handlerName))
-      if (!found) warn(where, `no usable handler named "${String(handlerName)}"`)
+      const found = handlers.get(text(handlerName))
+      if (!found) warn(where, `no usable handler named "${text(handlerName)}"`)
       return found ? [found] : []
     })
   }
@@ -183,9 +184,9 @@ export function buildPythonLogging(
   const ownLevel = own ? parseLevel(own.level, `loggers.${LOGGER_NAME}.level`, warn) : undefined
   const rootLevel = root ? parseLevel(root.level, 'root.level', warn) : undefined
   // Python: a NOTSET logger takes its level from root (default WARNING).
-  const threshold = ownLevel ? ownLevel : rootLevel ?? 30
+  const threshold = ownLevel !== undefined && ownLevel > 0 ? ownLevel : (rootLevel ?? 30)
   // YAML 1.1 (PyYAML) booleans: no/off/false in any case are false.
-  const propagate = own ? !(own.propagate === false || own.propagate === 0 || /^(no|off|false|n)$/i.test(String(own.propagate))) : true
+  const propagate = own ? !(own.propagate === false || own.propagate === 0 || /^(no|off|false|n)$/i.test(text(own.propagate))) : true
   let sinks = [...(own ? pick(own.handlers, `loggers.${LOGGER_NAME}.handlers`) : []), ...(propagate && root ? pick(root.handlers, 'root.handlers') : [])]
   if (sinks.length === 0) {
     // Python's "last resort": WARNING and above, bare message, to stderr.
@@ -235,8 +236,8 @@ function makeLogger(sinks: Sink[], threshold: number, fields: LogFields): Logger
 function compileFormat(format: string, where: string, warn: (key: string, what: string) => void): (record: LogRecord) => string {
   const pattern = /%%|%\((\w+)\)(-?)(\d*)(?:\.\d+)?([sdfrx])/g
   const unsupported = new Set<string>()
-  for (const match of format.matchAll(pattern)) {
-    if (match[0] !== '%%' && !['asctime', 'name', 'levelname', 'message'].includes(match[1])) unsupported.add(match[1])
+  for (const [whole, field = ''] of format.matchAll(pattern)) {
+    if (whole !== '%%' && !['asctime', 'name', 'levelname', 'message'].includes(field)) unsupported.add(field)
   }
   if (unsupported.size > 0) {
     warn(where, `${[...unsupported].map((name) => `%(${name})`).join(', ')} not supported (only asctime, name, levelname, message); written as "-"`)
@@ -275,10 +276,23 @@ export function asctime(time: Date): string {
 function parseLevel(value: unknown, where: string, warn: (key: string, what: string) => void): number | undefined {
   if (value === undefined || value === null) return undefined
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value
-  const name = String(value).toUpperCase()
-  if (name in LEVELS) return LEVELS[name]
+  const level = LEVELS[text(value).toUpperCase()]
+  if (level !== undefined) return level
   warn(where, `unknown level ${JSON.stringify(value)}, using NOTSET`)
   return undefined
+}
+
+/** ENOENT, EACCES…: what a failed file operation says; else its message. */
+function codeOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' ? code : errorMessage(error)
+}
+
+/** A YAML value as text: a scalar as written (what Python's str() gives), anything else as JSON. */
+function text(value: unknown): string {
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  return value === undefined ? 'undefined' : JSON.stringify(value)
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -14,7 +14,7 @@ import {hostname} from 'node:os'
 import {dirname} from 'node:path'
 import {randomUUID} from 'node:crypto'
 
-import type {Response} from './codec.js'
+import {responseSchema, type Response} from './codec.js'
 
 export type Claim = {kind: 'claimed'; takenOverFrom?: string} | {kind: 'completed'; response: Response; completedAt: Date} | {kind: 'running'; owner: string; leaseUntil: Date}
 
@@ -33,6 +33,11 @@ export interface RequestStore {
   expire(requestId: string): void
   /** Give the request up (stopping, or the started response could not be sent). */
   release(requestId: string): void
+  /**
+   * Requests marked running by a listener on this host that is gone (kill -9): their jobs may
+   * still run as orphans. Found at start-up so they are stopped before anything reruns them.
+   */
+  abandoned(): Array<{requestId: string; owner: string}>
   /** Drop completed entries older than the window; returns how many. */
   prune(): number
   close(): void
@@ -57,8 +62,18 @@ export interface StoreOptions {
 
 /** `<host>:<pid>:…` of a claim owner on this host, else undefined. */
 export function localOwnerPid(owner: string): number | undefined {
-  const [ownerHost, pid] = owner.split(':')
-  return ownerHost === hostname() && /^\d+$/.test(pid ?? '') ? Number(pid) : undefined
+  const [ownerHost, pid = ''] = owner.split(':')
+  return ownerHost === hostname() && /^\d+$/.test(pid) ? Number(pid) : undefined
+}
+
+/** Whether a listener on this host with this pid still runs (EPERM: it does, as another user). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 export function openRequestStore(options: StoreOptions): RequestStore {
@@ -98,25 +113,31 @@ export function openRequestStore(options: StoreOptions): RequestStore {
   const expire = db.prepare(`UPDATE sqs_listener_requests SET lease_until = 0 WHERE queue = ? AND request_id = ? AND owner = ? AND state = 'running'`)
   const release = db.prepare(`DELETE FROM sqs_listener_requests WHERE queue = ? AND request_id = ? AND owner = ? AND state = 'running'`)
   const prune = db.prepare(`DELETE FROM sqs_listener_requests WHERE queue = ? AND state = 'completed' AND updated_at < ?`)
+  const running = db.prepare<[string], {request_id: string; owner: string}>(
+    `SELECT request_id, owner FROM sqs_listener_requests WHERE queue = ? AND state = 'running' AND owner IS NOT NULL`,
+  )
 
   const ownerAlive = (owner: string): boolean => {
-    const [ownerHost, pid] = owner.split(':')
     if (owner === me) return true
-    if (ownerHost !== host) return true // cannot tell: trust the lease
+    const pid = localOwnerPid(owner)
+    // Another host: cannot tell, trust the lease.
+    return pid === undefined || processAlive(pid)
+  }
+  // A stored response is data from outside this process (another version may have written it).
+  const storedResponse = (text: string): Response | undefined => {
     try {
-      process.kill(Number(pid), 0)
-      return true
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code === 'EPERM'
+      const parsed = responseSchema.safeParse(JSON.parse(text))
+      return parsed.success ? parsed.data : undefined
+    } catch {
+      return undefined
     }
   }
 
   const claim = db.transaction((requestId: string, jobName: string, leaseMs: number): Claim => {
     const at = now()
     const row = select.get(options.queue, requestId)
-    if (row?.state === 'completed' && row.updated_at >= at - options.windowMs && row.response) {
-      return {kind: 'completed', response: JSON.parse(row.response) as Response, completedAt: new Date(row.updated_at)}
-    }
+    const response = row?.state === 'completed' && row.updated_at >= at - options.windowMs && row.response ? storedResponse(row.response) : undefined
+    if (row && response) return {kind: 'completed', response, completedAt: new Date(row.updated_at)}
     if (row?.state === 'running' && row.owner && (row.lease_until ?? 0) > at && ownerAlive(row.owner)) {
       return {kind: 'running', owner: row.owner, leaseUntil: new Date(row.lease_until ?? 0)}
     }
@@ -140,6 +161,7 @@ export function openRequestStore(options: StoreOptions): RequestStore {
     release: (requestId) => {
       release.run(options.queue, requestId, me)
     },
+    abandoned: () => running.all(options.queue).filter(({owner}) => localOwnerPid(owner) !== undefined && !ownerAlive(owner)).map(({request_id: requestId, owner}) => ({requestId, owner})),
     prune: () => prune.run(options.queue, now() - options.windowMs).changes,
     close: () => db.close(),
   }

@@ -4,10 +4,11 @@
 // output; src/core/secrets.ts knows the secrets).
 import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {stringify} from 'yaml'
 
 import {cistern} from '../helpers/cli.js'
+import {type Fauxqs, startFauxqs, useFauxqsEnv} from '../helpers/fauxqs.js'
 import {tempDir} from '../helpers/tmp.js'
 import {makeFixture} from '../sqs-listener/fixture.js'
 
@@ -75,6 +76,61 @@ describe('secrets never leave through a job (sqs-listen, built CLI)', () => {
 
     const seen = [JSON.stringify(responses), String(run.stdout), String(run.stderr), everything(f.dataDir)].join('\n')
     expect(String(run.stderr)).toContain('[redacted]') // the debug log carried the lines, masked
+    for (const secret of known) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
+  })
+})
+
+describe('secrets never leave through a job (sqs-listen on SQS through fauxqs, a bang-stacks job, built CLI)', () => {
+  let emulator: Fauxqs
+  let restoreEnv: () => void
+  beforeAll(async () => {
+    emulator = await startFauxqs()
+    restoreEnv = useFauxqsEnv(emulator)
+  }, 60_000)
+  afterAll(async () => {
+    restoreEnv()
+    await emulator.stop()
+  })
+
+  it.each([
+    ['a built environment', undefined],
+    ['inheritEnv: all (Bang!-style)', 'all'],
+  ] as const)('with %s: the SQS responses, logs and state hold none of them', async (name, inheritEnv) => {
+    const queue = inheritEnv ?? 'built'
+    const jobs = await emulator.createQueue(`leak-${queue}`, {deadLetter: `leak-${queue}-dlq`})
+    const answers = await emulator.createQueue(`leak-${queue}-answers`)
+    const root = tempDir('cistern-e2e-secrets-sqs-')
+    const dir = join(root, 'case')
+    const list = join(dir, 'secrets.json')
+    const script = join(dir, 'leaky.cjs')
+    // Bang!'s form: <bang_command> <stack files…> <parameters…>; here the "dispatcher" is the leaky job.
+    const f = makeFixture(dir, {
+      job_queue_url: jobs.url,
+      response_queue_url: answers.url,
+      jobs_config_path: 'bang-jobs.yml',
+      bang_command: [process.execPath, script, list],
+      response_encoding: 'base64',
+      working_interval: 60,
+      working_lines: 1000,
+    })
+    const known = [...Object.values(SECRETS)]
+    writeFileSync(list, JSON.stringify(known))
+    writeFileSync(script, LEAKY)
+    writeFileSync(join(dir, 'bang-jobs.yml'), stringify({deploy: {'bang-stacks': ['stacks/web.yml'], ...(inheritEnv ? {inheritEnv} : {})}}))
+
+    await f.send('deploy', 'req-leak-sqs', [])
+    // The CLI signs its SQS calls with the secret AWS keys (the emulator does not check them).
+    const run = await cistern(['sqs-listen', '--config', f.configPath, '--once'], {env: {...f.env, ...SECRETS, AWS_ENDPOINT_URL: emulator.endpoint, AWS_REGION: emulator.region}})
+    expect(run.exitCode, `${name}: ${String(run.stderr)}`).toBe(1)
+    const responses = await f.drainResponses()
+    expect(responses.map((r) => r.result)).toEqual(['started', 'working', 'failure'])
+    const working = responses[1]?.message ?? ''
+    expect(working).toContain('CISTERN_REQUEST_ID=req-leak-sqs')
+    expect(working).toContain('[redacted]')
+    expect(working.includes('GITHUB_TOKEN=')).toBe(inheritEnv === 'all')
+
+    const seen = [JSON.stringify(responses), String(run.stdout), String(run.stderr), everything(f.dataDir)].join('\n')
+    expect(String(run.stderr)).toContain('[redacted]')
     for (const secret of known) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
   })
 })

@@ -117,7 +117,7 @@ describe('responses', () => {
     const messages = packLines(base, lines, 'plain', 800)
     for (const message of messages) expect(encodedSize({...base, message}, 'plain')).toBeLessThanOrEqual(800)
     expect(messages.flatMap((m) => m.split('\n'))).toEqual(lines)
-    expect(decodeResponse(encodeResponse({...base, message: messages[0]}, 'plain')).message).toBe(messages[0])
+    expect(decodeResponse(encodeResponse({...base, message: messages[0] ?? ''}, 'plain')).message).toBe(messages[0])
   })
 
   it('cuts a single line too long for one message, saying so', () => {

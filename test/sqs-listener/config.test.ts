@@ -5,7 +5,7 @@ import {describe, expect, it} from 'vitest'
 
 import {ConfigError, UsageError} from '../../src/core/errors.js'
 import {defaultDbPath} from '../../src/core/paths.js'
-import {loadListenerConfig} from '../../src/sqs-listener/config.js'
+import {loadListenerConfig, resolveListenerConfig} from '../../src/sqs-listener/config.js'
 import {loadListenerJobs} from '../../src/sqs-listener/jobs.js'
 import {tempDir} from '../helpers/tmp.js'
 
@@ -93,6 +93,58 @@ something_new: 1
   })
 })
 
+describe('where the settings come from (flag > environment > config file > default)', () => {
+  const bang = `aws_region: eu-west-1\njob_queue_name: bang-queue\nresponse_queue_name: bang-response\nmax_concurrent_jobs: 2\njobs_config_path: jobs.yml\n`
+
+  it('reads the sqs-listen: section of a cistern.yml (paths against that file), with its shared jobs: table when the section names no jobs file', async () => {
+    const path = file(`spigot:\n  jenkinsUrl: https://jenkins.example.com/\nsqs-listen:\n  job_queue_url: sqlite:q.db#jobs\n  response_queue_url: sqlite:q.db#answers\n  stop_timeout: 5\n  colour: red\njobs:\n  greet:\n    argv: [echo, hello]\n`, 'cistern.yml')
+    const config = await loadListenerConfig(path)
+    expect(config).toMatchObject({
+      file: path,
+      requestQueueUrl: `sqlite:${join(dir, 'q.db')}#jobs`,
+      stopTimeoutSeconds: 5,
+      jobsPath: `${path} (jobs:)`,
+      unknownKeys: ['sqs-listen.colour'],
+    })
+    expect(config.sharedJobs?.get('greet')).toEqual({name: 'greet', argv: ['echo', 'hello']})
+    // a jobs file named in the section wins over the table
+    const named = await loadListenerConfig(file(`sqs-listen:\n  jobs_config_path: conf/jobs.yml\njobs:\n  greet:\n    argv: [echo]\n`))
+    expect(named.jobsPath).toBe(join(dir, 'conf/jobs.yml'))
+    expect(named.sharedJobs).toBeUndefined()
+    // a bad value names the section's key and its line in the cistern.yml
+    await expect(loadListenerConfig(file('jobs: {}\nsqs-listen:\n  max_concurrent_jobs: lots\n'))).rejects.toThrow(/:3 sqs-listen\.max_concurrent_jobs: expected a number/)
+  })
+
+  it('--config / CONFIG_PATH, else CISTERN_CONFIG when it has the section, else ~/.sqslistener', async () => {
+    const listener = file(bang)
+    const cistern = file('sqs-listen:\n  job_queue_name: from-cistern-yml\n')
+    const other = file('spigot:\n  jenkinsUrl: https://jenkins.example.com/\n')
+    expect((await resolveListenerConfig({config: listener}, {CISTERN_CONFIG: cistern})).file).toBe(listener)
+    expect((await resolveListenerConfig({}, {CONFIG_PATH: listener, CISTERN_CONFIG: cistern})).file).toBe(listener)
+    expect((await resolveListenerConfig({}, {CISTERN_CONFIG: cistern})).requestQueueUrl).toBe('sqs://from-cistern-yml')
+    // a cistern.yml without the section is not the listener's: the default file is read (here: missing)
+    await expect(resolveListenerConfig({}, {CISTERN_CONFIG: other})).rejects.toThrow(`${join(homedir(), '.sqslistener')}: cannot read`)
+  })
+
+  it('flags win over the file: --concurrency, --region (AWS_REGION), --profile, --dead-letter-queue', async () => {
+    const path = file(`${bang}dead_letter_queue_url: https://sqs.eu-west-1.amazonaws.com/123456789012/from-file\n`)
+    expect(await resolveListenerConfig({config: path})).toMatchObject({maxConcurrentJobs: 2, region: 'eu-west-1', deadLetterUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/from-file'})
+    const dlq = 'https://sqs.us-east-1.amazonaws.com/123456789012/from-flag'
+    expect(await resolveListenerConfig({config: path, concurrency: 5, region: 'us-east-1', profile: 'ops', deadLetterQueue: dlq})).toMatchObject({
+      maxConcurrentJobs: 5,
+      region: 'us-east-1',
+      profile: 'ops',
+      deadLetterUrl: dlq,
+    })
+  })
+
+  it('refuses a dead-letter queue for an embedded job queue (it keeps its own dead letters) and a dead_letter_queue_url that is not a URL', async () => {
+    const embedded = file('job_queue_url: sqlite:q.db#jobs\nresponse_queue_url: sqlite:q.db#answers\n')
+    await expect(resolveListenerConfig({config: embedded, deadLetterQueue: 'https://sqs.us-east-1.amazonaws.com/1/dlq'})).rejects.toThrow(UsageError)
+    await expect(loadListenerConfig(file('dead_letter_queue_url: bang-dlq\n'))).rejects.toThrow(/:1 dead_letter_queue_url: expected an SQS queue URL/)
+  })
+})
+
 describe('jobs.yml', () => {
   it("runs the original form through bang_command with the stack files (relative to jobs.yml), and cistern's form as written", async () => {
     const path = file(
@@ -120,6 +172,19 @@ deploy:
       timeoutSeconds: 600,
     })
     expect(jobs.get('deploy')).toEqual({name: 'deploy', argv: ['./deploy.sh', '--env', 'staging area'], cwd: join(dir, 'scripts'), env: {MODE: 'fast'}})
+  })
+
+  it('carries inheritEnv in either form (Bang!-style `all`, or names and PREFIX_* patterns)', async () => {
+    const path = file('bang:\n  bang-stacks: [x.yml]\n  inheritEnv: all\nrun:\n  argv: [x]\n  inheritEnv: [AWS_PROFILE, AWS_*]\n', 'inherit-jobs.yml')
+    const jobs = await loadListenerJobs(path, ['bang'])
+    expect(jobs.get('bang')).toMatchObject({argv: ['bang', join(dir, 'x.yml')], inheritEnv: 'all'})
+    expect(jobs.get('run')).toMatchObject({inheritEnv: ['AWS_PROFILE', 'AWS_*']})
+    await expect(loadListenerJobs(file('a:\n  bang-stacks: [x.yml]\n  inheritEnv: everything\n'), ['bang'])).rejects.toThrow(/:3 a\.inheritEnv/)
+  })
+
+  it('says what the file holds where a job is wrong (an empty list is "a list", not the whole job)', async () => {
+    await expect(loadListenerJobs(file('a:\n  bang-stacks: []\n'), ['bang'])).rejects.toThrow(/a\.bang-stacks: expected at least 1 item, got a list$/)
+    await expect(loadListenerJobs(file('a:\n  argv: []\n'), ['bang'])).rejects.toThrow(/a\.argv: expected at least 1 item, got a list$/)
   })
 
   it('names the line and key of a bad job in either form', async () => {

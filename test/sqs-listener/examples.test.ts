@@ -20,6 +20,7 @@ describe('examples/sqs-listener', () => {
     const jobs = await loadListenerJobs(example('jobs.yml'), ['/opt/bang/venv/bin/bang'])
     expect(jobs.get('test_job_1')?.argv).toEqual(['/opt/bang/venv/bin/bang', '/etc/bang/stacks/test.yml'])
     expect(jobs.get('rotate_logs')?.argv).toEqual(['/usr/local/bin/rotate-logs', '--compress'])
+    expect(jobs.get('deploy_web')?.inheritEnv).toEqual(['AWS_PROFILE', 'AWS_REGION'])
   })
 
   it('logging-conf.yml uses only what cistern honours (no warnings)', () => {

@@ -4,6 +4,7 @@
  * and helpers to send requests and read the responses back.
  */
 import {mkdirSync, readFileSync, writeFileSync, existsSync} from 'node:fs'
+import {randomUUID} from 'node:crypto'
 import {join} from 'node:path'
 import {stringify} from 'yaml'
 
@@ -42,6 +43,21 @@ if (mode === 'lines') {
     await sleep(Math.min(200, Math.max(0, until - Date.now())))
   }
   mark('end')
+} else if (mode === 'work') {
+  // As slow, but a stop (SIGTERM, e.g. the orphan sweep) is marked too: runs can be checked for overlap.
+  process.on('SIGTERM', () => {
+    mark('stopped')
+    process.exit(143)
+  })
+  mark('start')
+  await sleep(Number(params[0] ?? 1000))
+  mark('end')
+} else if (mode === 'hang') {
+  mark('start')
+  await sleep(3_600_000)
+} else if (mode === 'crash') {
+  console.log('about to crash')
+  process.kill(process.pid, 'SIGKILL')
 }
 `
 
@@ -53,11 +69,11 @@ export interface Fixture {
   responseUrl: string
   dataDir: string
   env: Record<string, string>
-  send(jobName: string, requestId: string | undefined, parameters?: unknown[], options?: {base64?: boolean}): Promise<void>
+  send(jobName: string, requestId: string | undefined, parameters?: unknown[], options?: {base64?: boolean; groupId?: string}): Promise<void>
   sendRaw(body: string): Promise<void>
   /** Every response now on the response queue (received and deleted), decoded, in queue order. */
   drainResponses(): Promise<Response[]>
-  marks(): Array<{what: 'start' | 'end'; id: string; pid: number; listener: number; at: number}>
+  marks(): Array<{what: 'start' | 'end' | 'stopped'; id: string; pid: number; listener: number; at: number}>
   queues(): Promise<{requests: Queue; responses: Queue}>
 }
 
@@ -72,11 +88,16 @@ export function makeFixture(dir: string, extraConfig: Record<string, unknown> = 
     echo: {argv: [process.execPath, script, 'echo'], env: {MARKERS: markers}},
     slow: {argv: [process.execPath, script, 'slow'], env: {MARKERS: markers}},
     slowfirst: {argv: [process.execPath, script, 'slowfirst'], env: {MARKERS: markers}},
+    work: {argv: [process.execPath, script, 'work'], env: {MARKERS: markers}},
+    hang: {argv: [process.execPath, script, 'hang'], env: {MARKERS: markers}, timeout: 1},
+    crash: {argv: [process.execPath, script, 'crash'], env: {MARKERS: markers}},
   }
   writeFileSync(join(dir, 'jobs.yml'), stringify(jobs))
+  // Embedded queues unless the config names others (SQS on the emulator: the test process's
+  // environment points the SDK at it).
   const db = join(dir, 'queues.db')
-  const requestUrl = `sqlite:${db}#requests`
-  const responseUrl = `sqlite:${db}#responses`
+  const requestUrl = typeof extraConfig.job_queue_url === 'string' ? extraConfig.job_queue_url : `sqlite:${db}#requests`
+  const responseUrl = typeof extraConfig.response_queue_url === 'string' ? extraConfig.response_queue_url : `sqlite:${db}#responses`
   const configPath = join(dir, `${name}.yml`)
   writeFileSync(
     configPath,
@@ -110,10 +131,12 @@ export function makeFixture(dir: string, extraConfig: Record<string, unknown> = 
       if (requestId !== undefined) body.request_id = requestId
       if (parameters !== undefined) body.parameters = parameters
       const yaml = stringify({[jobName]: body})
-      await (await queues()).requests.send({body: options.base64 ? Buffer.from(yaml).toString('base64') : yaml})
+      const {requests} = await queues()
+      await requests.send({body: options.base64 ? Buffer.from(yaml).toString('base64') : yaml, ...fifo(requests, options.groupId)})
     },
     async sendRaw(body) {
-      await (await queues()).requests.send({body})
+      const {requests} = await queues()
+      await requests.send({body, ...fifo(requests)})
     },
     async drainResponses() {
       const {responses} = await queues()
@@ -137,6 +160,12 @@ export function makeFixture(dir: string, extraConfig: Record<string, unknown> = 
     },
     queues,
   }
+}
+
+/** On a FIFO queue: the group (default: the queue's), and an id of its own per message (no content-based deduplication). */
+function fifo(queue: Queue, groupId?: string): {groupId?: string; deduplicationId?: string} {
+  if (!queue.capabilities.fifo) return groupId ? {groupId} : {}
+  return {...(groupId ? {groupId} : {}), deduplicationId: randomUUID()}
 }
 
 /** Poll `check` every 100 ms until it returns a truthy value (bounded). */

@@ -4,7 +4,7 @@ import {PassThrough} from 'node:stream'
 import {describe, expect, it} from 'vitest'
 
 import {ConfigError} from '../../src/core/errors.js'
-import {registerSecret} from '../../src/core/log.js'
+import {registerSecret} from '../../src/core/secrets.js'
 import {asctime, buildPythonLogging, loadPythonLogging} from '../../src/sqs-listener/logging.js'
 import {tempDir} from '../helpers/tmp.js'
 
@@ -51,10 +51,10 @@ loggers:
     logging.close()
     const lines = readFileSync(file, 'utf8').trim().split('\n')
     expect(lines).toHaveLength(2)
-    const [time, name, level, message] = lines[0].split(' - ')
+    const [time, name, level, message] = (lines[0] ?? '').split(' - ')
     expect(time).toMatch(ASCTIME)
     expect([name, level, message]).toEqual(['SQSListener', 'DEBUG', 'polling queue=bang-queue'])
-    expect(lines[1].endsWith(' - SQSListener - WARNING - careful')).toBe(true)
+    expect(lines[1]?.endsWith(' - SQSListener - WARNING - careful')).toBe(true)
   })
 
   it('filters by logger level and by handler level separately, and propagates to root handlers', () => {

@@ -67,4 +67,35 @@ describe('request store', () => {
     expect(localOwnerPid('other-host:12:x')).toBeUndefined()
     store.close()
   })
+
+  it('lists the running claims of listeners on this host that are gone (their jobs are orphans), not of live ones', () => {
+    const path = join(dir, `s${++n}.db`)
+    const store = openRequestStore({path, queue: 'q', windowMs: 60_000})
+    const other = openRequestStore({path, queue: 'other-queue', windowMs: 60_000})
+    const db = new Database(path)
+    const insert = db.prepare(
+      `INSERT INTO sqs_listener_requests (queue, request_id, job_name, state, owner, lease_until, response, updated_at) VALUES (?, ?, 'j', 'running', ?, ?, NULL, ?)`,
+    )
+    const dead = `${hostname()}:2147483646:dead`
+    insert.run('q', 'orphaned', dead, Date.now() + 600_000, Date.now())
+    insert.run('q', 'elsewhere', 'other-host:12:x', Date.now() + 600_000, Date.now())
+    insert.run('other-queue', 'not-this-queue', dead, Date.now() + 600_000, Date.now())
+    db.close()
+    expect(store.claim('mine', 'j', 10_000)).toEqual({kind: 'claimed'})
+    expect(store.abandoned()).toEqual([{requestId: 'orphaned', owner: dead}])
+    store.close()
+    other.close()
+  })
+
+  it('a stored response it cannot read is not answered again: the request is claimed and run', () => {
+    const path = join(dir, `s${++n}.db`)
+    const store = openRequestStore({path, queue: 'q', windowMs: 60_000})
+    const db = new Database(path)
+    db.prepare(
+      `INSERT INTO sqs_listener_requests (queue, request_id, job_name, state, owner, lease_until, response, updated_at) VALUES ('q', 'r5', 'j', 'completed', NULL, NULL, ?, ?)`,
+    ).run(JSON.stringify({job_name: 'j', result: 'maybe'}), Date.now())
+    db.close()
+    expect(store.claim('r5', 'j', 10_000)).toEqual({kind: 'claimed'})
+    store.close()
+  })
 })

@@ -2,7 +2,7 @@ import {describe, expect, it} from 'vitest'
 
 import {silentLogger} from '../../src/core/log.js'
 import {encodedSize, type Response} from '../../src/sqs-listener/codec.js'
-import {WorkingBatcher} from '../../src/sqs-listener/listener.js'
+import {WorkingBatcher} from '../../src/sqs-listener/working.js'
 
 const base = {job_name: 'j', request_id: 'r', result: 'working' as const}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

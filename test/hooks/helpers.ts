@@ -16,6 +16,7 @@ export async function startService(dir: string, options: HooksServiceOptions = {
     concurrency: 1,
     retryDelayMs: 20,
     leaseMs: 2000,
+    targetBackoff: {baseMs: 20, maxMs: 200},
     tickMs: 20,
     maintenancePollMs: 100,
     ...options,

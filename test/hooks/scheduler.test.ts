@@ -4,11 +4,14 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {ActionError} from '../../src/hooks/actions.js'
-import type {ActionResult, Execution, Task} from '../../src/hooks/model.js'
+import type {ActionAttempt} from '../../src/hooks/actions.js'
+import type {Execution, Task} from '../../src/hooks/model.js'
 import {Scheduler, nextRun, validateSchedule} from '../../src/hooks/scheduler.js'
 import {openStore} from '../../src/hooks/store/index.js'
 import type {HooksStore} from '../../src/hooks/store/types.js'
-import {Worker, retryDelay} from '../../src/hooks/worker.js'
+import {delivered} from '../../src/core/delivery.js'
+import {backoffDelay} from '../../src/core/loop.js'
+import {Worker} from '../../src/hooks/worker.js'
 import {standIn} from '../helpers/http.js'
 import {tempDir} from '../helpers/tmp.js'
 import {startService, until} from './helpers.js'
@@ -44,8 +47,8 @@ describe('cron and time zones', () => {
     expect(() => validateSchedule('1 2 3 4 5 6 7', 'UTC')).toThrow(/expected 5 fields/)
   })
 
-  it('doubles the retry delay up to a cap', () => {
-    expect([1, 2, 3, 4].map((n) => retryDelay(n, 1000, 5000))).toEqual([1000, 2000, 4000, 5000])
+  it('doubles the retry delay up to a cap (the core back-off, at the top of its jitter)', () => {
+    expect([1, 2, 3, 4].map((n) => backoffDelay(n, {baseMs: 1000, maxMs: 5000, random: () => 1}))).toEqual([1000, 2000, 4000, 5000])
   })
 })
 
@@ -63,10 +66,10 @@ describe('scheduler and worker on a controllable clock', () => {
     // The first execution fails `fail` times; the others succeed.
     let failures = fail
     const actions = {
-      async run(_task: Task, execution: Execution): Promise<ActionResult> {
+      async run(_task: Task, execution: Execution): Promise<ActionAttempt> {
         calls.push({at: clock.t, execution})
         if (execution.timestamp === calls[0].execution.timestamp && failures-- > 0) throw new ActionError('HTTP 503')
-        return {status: 200, duration_ms: 0}
+        return {outcome: delivered(), result: {status: 200, duration_ms: 0}}
       },
     }
     const task: Task = {
@@ -79,7 +82,8 @@ describe('scheduler and worker on a controllable clock', () => {
     }
     await store.createTask(task)
     const scheduler = new Scheduler(store, {clock, planMs: 0})
-    const worker = new Worker(store, actions, {clock, retryDelayMs: 60_000, retryMax: 3})
+    // random: 1 takes the top of the back-off's jitter: 60 s, then 120 s
+    const worker = new Worker(store, actions, {clock, retryDelayMs: 60_000, retryMax: 3, random: () => 1})
     return {store, clock, calls, task, scheduler, worker}
   }
 

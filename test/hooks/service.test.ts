@@ -156,7 +156,7 @@ describe('task API', () => {
 })
 
 describe('routines', () => {
-  it('retries with back-off, then DONE with last_error after the last attempt', async () => {
+  it('a target that fails (5xx) does not burn attempts; a payload it refuses (400) is retried, then dead with last_error', async () => {
     let failures = 2
     const target = await standIn((_req, res) => {
       res.statusCode = failures-- > 0 ? 500 : 200
@@ -170,23 +170,27 @@ describe('routines', () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${first.execution}`)).body
       return e.status === 'DONE' ? e : undefined
     })
-    expect(done).toMatchObject({nb_errors: 2, result: {status: 200}})
+    // 5xx: the target was down, not the execution at fault (docs/delivery.md): no attempt counted
+    expect(done).toMatchObject({nb_errors: 0, result: {status: 200}})
+    expect(done.dead).toBeUndefined()
     expect(done.last_error).toMatch(/HTTP 500/)
     expect(target.requests.length).toBe(3)
 
-    // always failing: three attempts, then DONE with the error
+    // this payload refused each time: three attempts, then dead (DONE with the error)
     target.respond((_req, res) => {
-      res.statusCode = 502
-      res.end('bad gateway')
+      res.statusCode = 400
+      res.end('bad request')
     })
     const second = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'b'})).json()) as any)
     const failed = await until(async () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${second.execution}`)).body
       return e.status === 'DONE' ? e : undefined
     })
-    expect(failed).toMatchObject({nb_errors: 3, result: {status: 502, output: 'bad gateway'}})
-    expect(failed.last_error).toMatch(/HTTP 502/)
+    expect(failed).toMatchObject({nb_errors: 3, dead: true, result: {status: 400, output: 'bad request'}})
+    expect(failed.last_error).toMatch(/HTTP 400/)
     expect(target.requests.length).toBe(6)
+    const status = (await service.api('GET', '/mon/status')).body
+    expect(status).toMatchObject({dead_letters: 1, executions: {dead: 1}})
   })
 
   it('gets every execution through a flapping target', async () => {
@@ -225,7 +229,8 @@ describe('routines', () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${intake.execution}`)).body
       return e.status === 'DONE' ? e : undefined
     })
-    expect(done).toMatchObject({nb_errors: 1, result: {status: 200}})
+    // a timeout is the target's: retried without counting an attempt
+    expect(done).toMatchObject({nb_errors: 0, result: {status: 200}})
     expect(done.last_error).toMatch(/no answer within 0.3 s/)
     expect(target.requests.length).toBe(2)
   })
@@ -239,9 +244,12 @@ describe('routines', () => {
     const intake = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'payload'})).json()) as any)
     const failing = await until(async () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${intake.execution}`)).body
-      return e.nb_errors >= 2 ? e : undefined
+      return e.last_error ? e : undefined
     })
-    expect(failing.last_error).toMatch(/ECONNREFUSED/)
+    // refused connections are the target's: waited out, never counted against the execution
+    expect(failing.last_error).toMatch(/connection refused/)
+    expect(failing.nb_errors).toBe(0)
+    expect((await service.api('GET', '/mon/status')).body.targets_down).toEqual([expect.objectContaining({target: `http:http://127.0.0.1:${port}`})])
     const received: string[] = []
     const server = createServer((req, res) => {
       let data = ''

@@ -4,7 +4,7 @@ import type {Redis as RedisClient} from 'ioredis'
 import {z} from 'zod'
 
 import {CisternError, TargetUnhealthyError, UsageError, errorMessage} from '../../core/errors.js'
-import {TaskExistsError} from '../errors.js'
+import {StoreDataError, TaskExistsError} from '../errors.js'
 import {type Execution, type Task, type TaskType, executionRef, refTimestamp} from '../model.js'
 import {type RedisKeys, SCRIPTS, type ScriptArgs, type ScriptName, redisKeys} from './redis-layout.js'
 import {parseExecution, parseTask, serialiseExecution} from './records.js'
@@ -381,13 +381,24 @@ export class RedisStore implements HooksStore {
     return out
   }
 
+  /**
+   * Lock a ref and read its execution. A record that does not parse is taken out of the work queue
+   * (kept, among the dead) so it does not come back at every lease; the error names it.
+   */
   private async lockAndRead(ref: string, leaseMs: number): Promise<{token: string; execution?: Execution} | undefined> {
     const token = randomUUID()
     const ok = await this.redis.set(this.k.lock(ref), token, 'PX', leaseMs, 'NX')
     if (ok !== 'OK') return undefined
     const key = this.k.ofRef(ref)
     const json = await this.redis.get(key)
-    return {token, execution: json === null ? undefined : parseExecution(json, key)}
+    try {
+      return {token, execution: json === null ? undefined : parseExecution(json, key)}
+    } catch (error) {
+      if (error instanceof StoreDataError) {
+        await this.redis.multi().zrem(this.k.inflight, ref).zrem(this.k.due, ref).lrem(this.k.queue, 0, ref).zadd(this.k.dead, Date.now(), ref).del(this.k.lock(ref)).exec()
+      }
+      throw error
+    }
   }
 }
 

@@ -84,6 +84,9 @@ export function prepareStatements(db: BetterSqlite3.Database, p: string) {
          ELSE json_set(json, '$.owner', @owner, '$.previous_owner', json_extract(json, '$.owner')) END
        WHERE rowid = (SELECT rowid FROM ${p}executions WHERE status = 'ENQUEUED' ORDER BY queue_seq LIMIT 1) RETURNING *`,
     ),
+    quarantine: db.prepare<[string, number]>(
+      `UPDATE ${p}executions SET status = 'DONE', due_at = NULL, lease_until = NULL, claim_id = NULL, queue_seq = NULL WHERE task_uuid = ? AND ts = ?`,
+    ),
     heartbeat: db.prepare<[number, string, number, string]>(
       `UPDATE ${p}executions SET lease_until = ? WHERE task_uuid = ? AND ts = ? AND claim_id = ? AND status = 'DOING'`,
     ),

@@ -7,7 +7,7 @@ import type BetterSqlite3 from 'better-sqlite3'
 import {CisternError, UsageError, errorMessage} from '../../core/errors.js'
 import {defaultDbPath} from '../../core/paths.js'
 import {GroupCommit} from '../../core/queue/batching.js'
-import {TaskExistsError} from '../errors.js'
+import {StoreDataError, TaskExistsError} from '../errors.js'
 import type {Execution, Task} from '../model.js'
 import {parseExecution, parseTask, serialiseExecution} from './records.js'
 import {type ExecutionInsert, type ExecutionRow, type Statements, createTables, prepareStatements} from './sqlite-tables.js'
@@ -185,7 +185,14 @@ export class SqliteStore implements HooksStore {
 
   async claim(nowMs: number, leaseMs: number, owner?: string): Promise<Execution | undefined> {
     const row = this.st.claim.get({lease: nowMs + leaseMs, claim: randomUUID(), now: nowMs, owner: owner ?? null})
-    return row ? toExecution(row) : undefined
+    if (!row) return undefined
+    try {
+      return toExecution(row)
+    } catch (error) {
+      // Out of the work queue, so it does not come back at every lease; the error names it.
+      if (error instanceof StoreDataError) this.st.quarantine.run(row.task_uuid, row.ts)
+      throw error
+    }
   }
 
   async heartbeat(execution: Execution, nowMs: number, leaseMs: number): Promise<boolean> {

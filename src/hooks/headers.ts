@@ -4,7 +4,7 @@
  * them; a task shows an action's secret header by name only; an http action takes a secret
  * header's value from the service's environment or a file (header_from_env, header_from_file).
  */
-import {REDACTED, SECRET_FIELD} from '../core/secrets.js'
+import {REDACTED, SECRET_FIELD, registerSecret} from '../core/secrets.js'
 import type {Action, HttpAction, Task} from './model.js'
 
 /** Names that carry credentials whatever their value: auth schemes, cookies, signatures, API keys. */
@@ -42,4 +42,15 @@ export function publicAction(action: Action): Action {
 export function publicTask<T extends Task>(task: T): T {
   const action = publicAction(task.config.action)
   return action === task.config.action ? task : {...task, config: {...task.config, action}}
+}
+
+/**
+ * Mask, from now on, the values of the variables a task's http action takes secret headers from:
+ * their names need not look secret (JENKINS_AUTH), and a job run with `inheritEnv: all` sees them.
+ * The service calls it for every task at start and for each task created or changed.
+ */
+export function registerHeaderSecrets(task: Task, env: NodeJS.ProcessEnv = process.env): void {
+  const action = task.config.action
+  if (action.type !== 'http') return
+  for (const variable of Object.values(action.header_from_env ?? {})) registerSecret(env[variable])
 }

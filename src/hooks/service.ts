@@ -8,6 +8,7 @@ import type {BackoffOptions} from '../core/loop.js'
 import {instanceId} from '../core/orphans.js'
 import {type ActionPort, ActionRunner} from './actions.js'
 import {Cleaner} from './cleaner.js'
+import {registerHeaderSecrets} from './headers.js'
 import {type HooksMetrics, hooksMetrics} from './metrics.js'
 import {registerRoutes} from './routes/index.js'
 import {type Clock, Scheduler, systemClock} from './scheduler.js'
@@ -155,6 +156,7 @@ class ServiceParts {
     this.metrics = await hooksMetrics(server.metrics, store, this.worker, () => this.backlog())
     const metrics = this.metrics
     this.maintenance = await store.getMaintenance()
+    for (const task of await store.listTasks()) registerHeaderSecrets(task)
     const maintenanceGauge = new (await import('prom-client')).Gauge({name: 'cistern_hooks_maintenance', help: '1 while in maintenance mode', registers: [server.metrics]})
     maintenanceGauge.set(this.maintenance ? 1 : 0)
     const follow = (enabled: boolean) => {
@@ -182,6 +184,7 @@ class ServiceParts {
         this.worker.wake()
       },
       onTaskChanged: async (task) => {
+        registerHeaderSecrets(task)
         if (task.type === 'scheduler') await this.scheduler.plan(task)
       },
       abortLocal: (ref) => this.worker.abort(ref),

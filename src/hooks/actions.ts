@@ -44,7 +44,7 @@ export interface ActionPort {
 export function actionTarget(action: Action): string {
   switch (action.type) {
     case 'http':
-      return `http:${URL.canParse(action.url) ? new URL(action.url).origin : action.url}`
+      return URL.canParse(action.url) ? new URL(action.url).origin : action.url
     case 'queue':
       return `queue:${action.url.replace(/[?#].*$/, '')}`
     case 'job':
@@ -126,20 +126,20 @@ export class ActionRunner implements ActionPort {
     if ('missing' in secret) return {outcome: targetDown(target, secret.missing, {credentials: true})}
     Object.assign(headers, secret.headers)
     const timeoutMs = (action.timeout_seconds ?? this.options.httpTimeoutSeconds ?? 10) * 1000
-    const what = `${method} ${displayUrl(url, url)}`
+    const what = `${method} ${URL.canParse(url) ? new URL(url).pathname : displayUrl(url, url)}`
     let answer: TargetAnswer
     let result: ActionResult
     try {
       const response = await this.http.request({method, url, headers, body, timeoutMs, signal: context.signal})
       const output = maskSecrets(response.body.subarray(0, OUTPUT_BYTES * 4).toString('utf8')).slice(0, OUTPUT_BYTES)
       result = {status: response.status, output, duration_ms: Date.now() - started}
-      answer = {status: response.status, detail: `${what}: HTTP ${response.status}`, retryAfterSeconds: retryAfterSeconds(response.headers['retry-after'])}
+      answer = {status: response.status, detail: what, retryAfterSeconds: retryAfterSeconds(response.headers['retry-after'])}
     } catch (error) {
       if (context.signal.aborted) throw error
       result = {duration_ms: Date.now() - started}
       const kind = transportErrorKind(error)
       if (!kind) return {outcome: targetDown(target, `${what}: ${errorMessage(error)}`), result}
-      answer = {error: kind, detail: kind === 'timeout' ? `${what}: no answer within ${timeoutMs / 1000} s` : errorMessage(error)}
+      answer = {error: kind, detail: kind === 'timeout' ? `${what}: no answer within ${timeoutMs / 1000} s` : what}
     }
     return {outcome: context.judge.verdict(target, executionKey(execution), answer), result}
   }

@@ -150,6 +150,18 @@ describe('cistern hooks (e2e)', () => {
     expect(String(badJobs.stderr)).toMatch(/cistern\.yml:5.*jobs\.build\.argv/)
   })
 
+  it('reads and checks --jobs at start: a bad file is exit 2 naming its line, not a surprise at the first execution', async () => {
+    const {writeFileSync} = await import('node:fs')
+    const jobs = join(dir, 'bad-jobs.yml')
+    writeFileSync(jobs, 'deploy:\n  argv: [/bin/true]\nbuild:\n  command: 42\n')
+    const bad = await cistern(['hooks', 'serve', '--port', '0', '--jobs', jobs], {env})
+    expect(bad.exitCode).toBe(2)
+    expect(String(bad.stderr)).toMatch(/bad-jobs\.yml:4 build\.command/)
+    const missing = await cistern(['hooks', 'serve', '--port', '0', '--jobs', join(dir, 'nope.yml')], {env})
+    expect(missing.exitCode).toBe(2)
+    expect(String(missing.stderr)).toMatch(/nope\.yml: cannot read the config file/)
+  })
+
   it('refuses to serve without a token', async () => {
     const result = await cistern(['hooks', 'serve', '--port', '0'], {env: {CISTERN_DATA_DIR: dir, CISTERN_HOOKS_TOKEN: ''}})
     expect(result.exitCode).toBe(2)

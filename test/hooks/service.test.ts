@@ -173,7 +173,7 @@ describe('routines', () => {
     // 5xx: the target was down, not the execution at fault (docs/delivery.md): no attempt counted
     expect(done).toMatchObject({nb_errors: 0, result: {status: 200}})
     expect(done.dead).toBeUndefined()
-    expect(done.last_error).toMatch(/HTTP 500/)
+    expect(done.last_error).toMatch(/answered 500/)
     expect(target.requests.length).toBe(3)
 
     // this payload refused each time: three attempts, then dead (DONE with the error)
@@ -187,7 +187,7 @@ describe('routines', () => {
       return e.status === 'DONE' ? e : undefined
     })
     expect(failed).toMatchObject({nb_errors: 3, dead: true, result: {status: 400, output: 'bad request'}})
-    expect(failed.last_error).toMatch(/HTTP 400/)
+    expect(failed.last_error).toMatch(/answered 400/)
     expect(target.requests.length).toBe(6)
     const status = (await service.api('GET', '/mon/status')).body
     expect(status).toMatchObject({dead_letters: 1, executions: {dead: 1}})
@@ -249,7 +249,7 @@ describe('routines', () => {
     // refused connections are the target's: waited out, never counted against the execution
     expect(failing.last_error).toMatch(/connection refused/)
     expect(failing.nb_errors).toBe(0)
-    expect((await service.api('GET', '/mon/status')).body.targets_down).toEqual([expect.objectContaining({target: `http:http://127.0.0.1:${port}`})])
+    expect((await service.api('GET', '/mon/status')).body.targets_down).toEqual([expect.objectContaining({target: `http://127.0.0.1:${port}`})])
     const received: string[] = []
     const server = createServer((req, res) => {
       let data = ''

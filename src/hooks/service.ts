@@ -256,19 +256,22 @@ class ServiceParts {
   private async stop(closeServer: () => Promise<void>, deadlineMs: number): Promise<void> {
     clearInterval(this.poll)
     const started = Date.now()
-    const abortAfterMs = Math.max(0, deadlineMs - Math.min(5000, deadlineMs / 3))
+    // The last part of the deadline is kept for dropping the store connection when it does not answer.
+    const forceAtMs = Math.max(0, deadlineMs - Math.min(1000, deadlineMs / 4))
+    const abortAfterMs = Math.max(0, forceAtMs - Math.min(4000, forceAtMs / 3))
     const orderly = (async () => {
-      await Promise.all([closeServer(), this.scheduler.stop(), this.cleaner.stop(), this.worker.stop(deadlineMs, abortAfterMs)])
+      await Promise.all([closeServer(), this.scheduler.stop(), this.cleaner.stop(), this.worker.stop(forceAtMs, abortAfterMs)])
       if (this.actions instanceof ActionRunner) await this.actions.close()
       if (this.ownsStore) await this.store.close()
     })()
     const orderlyEnd = orderly.catch((error: unknown) => {
       this.log.warn('stopping the hooks service failed', {error: errorMessage(error)})
     })
-    if (!(await settlesWithin(orderlyEnd, Math.max(0, deadlineMs - (Date.now() - started))))) {
-      this.log.warn('stop deadline passed: dropping the store connection; executions still held here are recovered by their lease')
+    if (!(await settlesWithin(orderlyEnd, Math.max(0, forceAtMs - (Date.now() - started))))) {
+      this.log.warn('stop deadline reached: dropping the store connection; executions still held here are recovered by their lease')
+      this.worker.halt()
       if (this.ownsStore) await this.store.close({force: true})
-      await settlesWithin(orderlyEnd, 1000)
+      await settlesWithin(orderlyEnd, Math.max(0, deadlineMs - (Date.now() - started)))
     }
     this.log.info('hooks service stopped')
   }

@@ -88,6 +88,8 @@ export class Worker {
   private runs: Array<Promise<unknown>> = []
   private recovery?: PollLoop
   private stopping = false
+  /** Aborts when stop() gives up waiting: results still being written are given up (their lease brings them back). */
+  private readonly halted = new AbortController()
   private readonly opts: {concurrency: number; leaseMs: number; retryMax: number; retryDelayMs: number; retryDelayMaxMs: number; idleMs: number}
 
   constructor(
@@ -166,10 +168,15 @@ export class Worker {
     if (!(await settlesWithin(all, abortAfterMs))) {
       this.log.warn('shutdown deadline passed: aborting in-flight executions (they go back to the queue)', {count: this.running.size})
       for (const controller of this.running.values()) controller.abort(new ShutdownAbort())
-      await settlesWithin(all, Math.max(0, deadlineMs - (this.clock.now() - stopped)))
+      if (!(await settlesWithin(all, Math.max(0, deadlineMs - (this.clock.now() - stopped))))) this.halt()
     }
     this.slots = []
     this.runs = []
+  }
+
+  /** Give up at once on what is still being written (shutdown past its deadline, the store dropped). */
+  halt(): void {
+    this.halted.abort()
   }
 
   /** Claim and process one execution; false when there was nothing to claim (tests, drains). */
@@ -295,6 +302,7 @@ export class Worker {
     try {
       const kept = await retryUntil(() => (kind === 'finish' ? this.store.finish(execution) : this.store.reschedule(execution)), {
         deadline: leaseEnds,
+        signal: this.halted.signal,
         backoff: {baseMs: 100, maxMs: 2000},
         onRetry: ({error, delayMs}) => this.log.warn(`could not record execution ${ref}: retrying in ${seconds(delayMs)}`, {error: errorMessage(error)}),
       })

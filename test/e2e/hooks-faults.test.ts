@@ -257,7 +257,8 @@ describe('hooks serve under faults (built CLI)', () => {
     cleanup.push(() => redis.stop())
     const flaky = await target((n) => (n % 10 < 3 ? 502 : 200))
     cleanup.push(() => flaky.close())
-    const args = ['--store', redis.url, '--concurrency', '4', '--stop-timeout', '3', '--intake-timeout', '2']
+    // A short lease: a claim cut by the crash (its reply lost) waits out the lease before another takes it.
+    const args = ['--store', redis.url, '--concurrency', '4', '--stop-timeout', '3', '--intake-timeout', '2', '--lease', '2']
     const a = await serve(dir, args, cleanup)
     const b = await serve(dir, args, cleanup)
     const task = await api<{uuid: string}>(a.url, 'POST', '/task', {type: 'webhook', config: {action: {type: 'http', url: flaky.url}}})
@@ -299,7 +300,7 @@ describe('hooks serve under faults (built CLI)', () => {
     a.proc.kill('SIGTERM')
     b.proc.kill('SIGTERM')
     const [endA, endB] = await Promise.all([a.proc, b.proc])
-    expect([endA.exitCode, endB.exitCode]).toEqual([0, 0])
-    expect(Date.now() - started).toBeLessThan(3000 + 1500)
+    expect([endA.exitCode, endB.exitCode], `${endA.signal ?? ''} ${endB.signal ?? ''}\n${a.stderr().slice(-1500)}\n${b.stderr().slice(-1500)}`).toEqual([0, 0])
+    expect(Date.now() - started).toBeLessThan(3000 + 500)
   })
 })

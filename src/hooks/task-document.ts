@@ -101,8 +101,8 @@ function readDocument(path: string): Fields {
   try {
     text = readFileSync(path, 'utf8')
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    throw new UsageError(`cannot read ${path}: ${code ?? errorMessage(error)}`, 'check --file')
+    const code = error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : errorMessage(error)
+    throw new UsageError(`cannot read ${path}: ${code}`, 'check --file')
   }
   // YAML is a superset of JSON: one parser for both.
   let value: unknown

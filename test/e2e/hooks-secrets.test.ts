@@ -47,7 +47,7 @@ beforeAll(async () => {
   redis = await startRedis()
 })
 afterAll(async () => {
-  await redis?.stop()
+  await redis.stop()
 })
 
 /** The SQLite store's files (the db, its WAL), as latin1 text: SQLite pages keep strings as they are. */
@@ -85,11 +85,11 @@ describe.each(['sqlite', 'redis'] as const)('hooks serve keeps secrets in (%s, b
     const env = {...SECRETS, JENKINS_AUTH, CISTERN_DATA_DIR: dir, NO_COLOR: '1', CISTERN_LOG_FORMAT: 'json'}
     const serve = execa('node', [CLI, 'hooks', 'serve', '--port', '0', '--host', '127.0.0.1', '--store', store, '--jobs', jobsFile, '--log-level', 'debug'], {env, reject: false, timeout: 80_000})
     let stderr = ''
-    serve.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    serve.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
     const url = await new Promise<string>((resolve, reject) => {
       let out = ''
       const timer = setTimeout(() => reject(new Error(`hooks serve did not start: ${out} ${stderr}`)), 20_000)
-      serve.stdout?.on('data', (chunk: Buffer) => {
+      serve.stdout.on('data', (chunk: Buffer) => {
         out += chunk.toString()
         const match = /listening on (http:\/\/\S+)/.exec(out)
         if (match?.[1]) {
@@ -134,10 +134,12 @@ describe.each(['sqlite', 'redis'] as const)('hooks serve keeps secrets in (%s, b
         outputs.push(String(executions.stdout))
       }
       outputs.push(String((await client(['hooks', 'task', 'list', '--json'])).stdout))
-      const [built, inherited] = outputs.slice(1, 3).map((text) => JSON.parse(text) as Array<{status: string; result: {output: string}; request: {headers: Record<string, string>}}>)
-      expect(built?.[0]).toMatchObject({status: 'DONE', request: {headers: {authorization: '[redacted]'}}})
-      expect(built?.[0]?.result.output).toContain('JENKINS_TOKEN is absent')
-      expect(inherited?.[0]?.result.output).toContain('JENKINS_TOKEN is [redacted]')
+      const printed = outputs.slice(1, 3).map((text) => JSON.parse(text) as Array<{status: string; result: {output: string}; request: {headers: Record<string, string>}}>)
+      const built = printed.at(0)
+      const inherited = printed.at(1)
+      expect(built?.at(0)).toMatchObject({status: 'DONE', request: {headers: {authorization: '[redacted]'}}})
+      expect(built?.at(0)?.result.output).toContain('JENKINS_TOKEN is absent')
+      expect(inherited?.at(0)?.result.output).toContain('JENKINS_TOKEN is [redacted]')
       expect(target.requests[0]?.headers.authorization).toBe(JENKINS_AUTH)
       expect(target.requests[0]?.headers['x-hub-signature-256']).toBeUndefined()
     } finally {

@@ -68,7 +68,7 @@ describe('scheduler and worker on a controllable clock', () => {
     const actions = {
       async run(_task: Task, execution: Execution): Promise<ActionAttempt> {
         calls.push({at: clock.t, execution})
-        if (execution.timestamp === calls[0].execution.timestamp && failures-- > 0) throw new ActionError('HTTP 503')
+        if (execution.timestamp === calls[0]!.execution.timestamp && failures-- > 0) throw new ActionError('HTTP 503')
         return {outcome: delivered(), result: {status: 200, duration_ms: 0}}
       },
     }
@@ -90,7 +90,7 @@ describe('scheduler and worker on a controllable clock', () => {
   it('plans the next run, enqueues it when due, and plans the one after (across the DST change)', async () => {
     const {store, clock, calls, task, scheduler, worker} = await setup()
     expect(await scheduler.tick()).toEqual({enqueued: 0, planned: 1})
-    const [planned] = await store.plannedExecutions(task.uuid)
+    const planned = (await store.plannedExecutions(task.uuid))[0]!
     expect(planned).toMatchObject({status: 'SCHEDULED', scheduled_date: '2026-03-29T07:00:00.000Z', payload: {job: 'nightly'}})
     expect(planned.timestamp).toBe(at('2026-03-29T07:00:00Z') * 1000)
     expect(await scheduler.tick()).toEqual({enqueued: 0, planned: 0})
@@ -104,7 +104,7 @@ describe('scheduler and worker on a controllable clock', () => {
     expect((await store.plannedExecutions(task.uuid)).map((e) => e.scheduled_date)).toEqual(['2026-03-30T07:00:00.000Z'])
     expect(await worker.processOne()).toBe(true)
     expect(calls.map((c) => c.execution.scheduled_date)).toEqual(['2026-03-29T07:00:00.000Z'])
-    expect(calls[0].execution.payload).toEqual({job: 'nightly'})
+    expect(calls[0]!.execution.payload).toEqual({job: 'nightly'})
     expect(await store.getExecution(task.uuid, planned.timestamp)).toMatchObject({status: 'DONE', result: {status: 200}})
   })
 
@@ -114,7 +114,7 @@ describe('scheduler and worker on a controllable clock', () => {
     clock.t += 10_000
     await scheduler.tick()
     expect(await worker.processOne()).toBe(true)
-    const first = calls[0].execution
+    const first = calls[0]!.execution
     expect(await store.getExecution(task.uuid, first.timestamp)).toMatchObject({status: 'SCHEDULED', nb_errors: 1, due_at: clock.t + 60_000})
     clock.t += 59_000
     await scheduler.tick()
@@ -133,7 +133,7 @@ describe('scheduler and worker on a controllable clock', () => {
   it('drops the planned run of a stopped task, and replaces it when the cron changes', async () => {
     const {store, clock, task, scheduler} = await setup()
     await scheduler.tick()
-    const [planned] = await store.plannedExecutions(task.uuid)
+    const planned = (await store.plannedExecutions(task.uuid))[0]!
     await store.updateTask({...task, stopped: true})
     await scheduler.tick()
     expect(await store.plannedExecutions(task.uuid)).toEqual([])
@@ -161,7 +161,7 @@ describe('scheduler in the service (real clock)', () => {
     })
     expect(created.status).toBe(201)
     await until(() => target.requests.length >= 2, 5000, 'two runs')
-    const [first] = target.requests
+    const first = target.requests[0]!
     expect(JSON.parse(first.body.toString())).toEqual({hello: 'world'})
     expect(first.headers['content-type']).toBe('application/json')
     const executions = (await service.api('GET', `/task/${created.body.uuid}/execution`)).body as Execution[]

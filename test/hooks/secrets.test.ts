@@ -24,7 +24,7 @@ beforeAll(async () => {
   redis = await startRedis()
 })
 afterAll(async () => {
-  await redis?.stop()
+  await redis.stop()
 })
 
 const SENDER_SECRETS = {

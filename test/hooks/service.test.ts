@@ -29,7 +29,7 @@ describe('webhook intake → execution → http action', () => {
     expect(answer.task_uuid).toBe(uuid)
 
     await until(() => target.requests.length === 1, 5000, 'the forward')
-    const forwarded = target.requests[0]
+    const forwarded = target.requests[0]!
     expect(forwarded.method).toBe('POST')
     expect(forwarded.url).toBe('/hook?branch=main&a=1&a=2')
     expect(forwarded.body.equals(body)).toBe(true)
@@ -165,7 +165,7 @@ describe('routines', () => {
     afterAll(() => target.close())
     const service = await startService(dir, {retryMax: 3, retryDelayMs: 30})
     const {body: task} = await service.api('POST', '/task', webhookTask(target.url))
-    const first = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'a'})).json()) as any)
+    const first = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'a'})).json()) as {execution: number})
     const done = await until(async () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${first.execution}`)).body
       return e.status === 'DONE' ? e : undefined
@@ -181,7 +181,7 @@ describe('routines', () => {
       res.statusCode = 400
       res.end('bad request')
     })
-    const second = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'b'})).json()) as any)
+    const second = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'b'})).json()) as {execution: number})
     const failed = await until(async () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${second.execution}`)).body
       return e.status === 'DONE' ? e : undefined
@@ -204,10 +204,10 @@ describe('routines', () => {
     const {body: task} = await service.api('POST', '/task', webhookTask(target.url))
     for (let i = 0; i < 6; i++) expect((await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: `f${i}`})).status).toBe(202)
     const executions = await until(async () => {
-      const list = (await service.api('GET', `/task/${task.uuid}/execution`)).body as Array<{status: string}>
+      const list = (await service.api('GET', `/task/${task.uuid}/execution`)).body as Array<{status: string; result: {status: number}; nb_errors: number}>
       return list.length === 6 && list.every((e) => e.status === 'DONE') ? list : undefined
     }, 10_000)
-    expect(executions.every((e: any) => e.result.status === 200 && e.nb_errors < 5)).toBe(true)
+    expect(executions.every((e) => e.result.status === 200 && e.nb_errors < 5)).toBe(true)
     const delivered = new Set(target.requests.filter((_r, i) => i % 2 === 1).map((r) => r.body.toString()))
     expect(delivered).toEqual(new Set(['f0', 'f1', 'f2', 'f3', 'f4', 'f5']))
   })
@@ -224,7 +224,7 @@ describe('routines', () => {
     afterAll(() => target.close())
     const service = await startService(dir, {retryDelayMs: 20})
     const {body: task} = await service.api('POST', '/task', {type: 'webhook', config: {action: {type: 'http', url: target.url, timeout_seconds: 0.3}}})
-    const intake = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'x'})).json()) as any)
+    const intake = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'x'})).json()) as {execution: number})
     const done = await until(async () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${intake.execution}`)).body
       return e.status === 'DONE' ? e : undefined
@@ -241,7 +241,7 @@ describe('routines', () => {
     await probe.close()
     const service = await startService(dir, {retryMax: 50, retryDelayMs: 20})
     const {body: task} = await service.api('POST', '/task', webhookTask(`http://127.0.0.1:${port}/up`))
-    const intake = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'payload'})).json()) as any)
+    const intake = ((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body: 'payload'})).json()) as {execution: number})
     const failing = await until(async () => {
       const e = (await service.api('GET', `/task/${task.uuid}/execution/${intake.execution}`)).body
       return e.last_error ? e : undefined
@@ -253,7 +253,7 @@ describe('routines', () => {
     const received: string[] = []
     const server = createServer((req, res) => {
       let data = ''
-      req.on('data', (c) => (data += c))
+      req.on('data', (c: Buffer) => (data += c.toString()))
       req.on('end', () => {
         received.push(data)
         res.end('ok')
@@ -312,7 +312,7 @@ describe('routines', () => {
       res.end('ok')
     })
     const {body: task} = await service.api('POST', '/task', webhookTask(target.url))
-    const send = async (body: string) => (((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body})).json()) as any)).execution
+    const send = async (body: string) => (((await (await fetch(`${service.url}/webhook/${task.uuid}`, {method: 'POST', body})).json()) as {execution: number})).execution
     const slow = await send('slow')
     const queued = await send('queued')
     const kept = await send('kept')
@@ -340,7 +340,7 @@ describe('routines', () => {
     afterAll(() => target.close())
     const a = await startService(dir)
     const {body: task} = await a.api('POST', '/task', webhookTask(target.url))
-    const intake = ((await (await fetch(`${a.url}/webhook/${task.uuid}`, {method: 'POST', body: 'x'})).json()) as any)
+    const intake = ((await (await fetch(`${a.url}/webhook/${task.uuid}`, {method: 'POST', body: 'x'})).json()) as {execution: number})
     await until(() => target.requests.length === 1, 5000, 'the first attempt')
     await a.stop(200)
     const b = await startService(dir, {store: a.store.location})
@@ -370,7 +370,7 @@ describe('routines', () => {
     const metrics = await (await fetch(`${service.url}/metrics`)).text()
     expect(metrics).toMatch(/cistern_hooks_queue_length 0/)
     expect(metrics).toMatch(/cistern_hooks_maintenance 0/)
-    const health = ((await (await fetch(`${service.url}/healthz`)).json()) as any)
+    const health = ((await (await fetch(`${service.url}/healthz`)).json()) as {execution: number})
     expect(health).toMatchObject({ok: true, store: 'sqlite', maintenance: false})
   })
 })

@@ -20,7 +20,7 @@ beforeAll(async () => {
   redis = await startRedis()
 })
 afterAll(async () => {
-  await redis?.stop()
+  await redis.stop()
 })
 
 async function timed<T>(work: () => Promise<T>): Promise<{value: T; ms: number}> {

@@ -10,9 +10,17 @@ import type {Action, HttpAction, Task} from './model.js'
 /** Names that carry credentials whatever their value: auth schemes, cookies, signatures, API keys. */
 const SECRET_HEADER = /^(authorization|proxy-authorization|cookie|set-cookie|x-hub-signature(-256)?|x-api-key|x[-_]auth[-_]header|x-gitlab-token)$|signature|cookie|auth/i
 
+/** Header names seen, and whether each is secret: intake asks for every header of every webhook. */
+const known = new Map<string, boolean>()
+
 /** True for a header whose value is a credential (Authorization, Cookie, X-Hub-Signature-256, X-Api-Key, *token*, *secret*…). */
 export function isSecretHeader(name: string): boolean {
-  return SECRET_HEADER.test(name) || SECRET_FIELD.test(name)
+  let secret = known.get(name)
+  if (secret === undefined) {
+    secret = SECRET_HEADER.test(name) || SECRET_FIELD.test(name)
+    if (known.size < 1000) known.set(name, secret)
+  }
+  return secret
 }
 
 /** The headers with every secret one's value replaced by `[redacted]` (names kept: they tell what was sent). */

@@ -114,6 +114,7 @@ class ServiceParts {
   readonly scheduler: Scheduler
   readonly cleaner: Cleaner
   private poll?: NodeJS.Timeout
+  private backlogThisTurn?: Promise<Backlog | undefined>
   private stopped?: Promise<void>
 
   constructor(
@@ -181,7 +182,8 @@ class ServiceParts {
       setMaintenance,
       onWebhook: () => {
         metrics.webhookReceived()
-        this.worker.wake()
+        // Paused slots are woken when maintenance ends, not by each webhook (that churned them per request).
+        if (!this.maintenance) this.worker.wake()
       },
       onTaskChanged: async (task) => {
         registerHeaderSecrets(task)
@@ -219,9 +221,16 @@ class ServiceParts {
     }
   }
 
-  /** The work queue's counts, or undefined when the store does not answer in time. */
-  async backlog(): Promise<Backlog | undefined> {
-    return withinMs(this.store.backlog(this.clock.now()), this.statusTimeoutMs, 'counting executions').catch(() => undefined)
+  /**
+   * The work queue's counts, or undefined when the store does not answer in time. One read per
+   * scrape: prom-client collects the gauges in the same turn, and they share it.
+   */
+  backlog(): Promise<Backlog | undefined> {
+    if (this.backlogThisTurn) return this.backlogThisTurn
+    const read = withinMs(this.store.backlog(this.clock.now()), this.statusTimeoutMs, 'counting executions').catch(() => undefined)
+    this.backlogThisTurn = read
+    setImmediate(() => (this.backlogThisTurn = undefined))
+    return read
   }
 
   async status(): Promise<ServiceStatus> {

@@ -257,6 +257,21 @@ describe.each(factories)('hooks store contract: %s', (_name, factory) => {
     expect((await store.claim(1_000_000, 5000))?.timestamp).toBe(2)
   })
 
+  it('intake sees at once a task that another connection stopped, changed or deleted', async () => {
+    const {store, twin} = await open()
+    const other = await twin()
+    const task = webhookTask()
+    await store.createTask(task)
+    const webhook = (ts: number, method = 'POST') => execution(task, ts, {request: {method, headers: {}, raw_body: '', query: {}}})
+    expect((await store.intake(webhook(1))).outcome).toBe('accepted')
+    await other.updateTask({...task, stopped: true})
+    expect((await store.intake(webhook(2))).outcome).toBe('stopped')
+    await other.updateTask({...task, config: {...task.config, method: 'PUT'}} as Task)
+    expect(await store.intake(webhook(3))).toEqual({outcome: 'wrong-method', allowed: 'PUT'})
+    await other.deleteTask(task.uuid)
+    expect((await store.intake(webhook(4, 'PUT'))).outcome).toBe('unknown')
+  })
+
   it('never hands one execution to two instances claiming at once', async () => {
     const {store, twin} = await open()
     const other = await twin()

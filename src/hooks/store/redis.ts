@@ -48,10 +48,15 @@ export async function openRedisStore(url: string, options: OpenStoreOptions = {}
 
 const redisTime = z.tuple([z.coerce.number(), z.coerce.number()])
 
+/** What the scripts answer, checked (Redis answers are data from outside) without zod's cost on the intake path. */
 const scriptResults = {
-  number: z.number(),
-  strings: z.array(z.string()),
-  ref: z.string().nullable(),
+  number: (value: unknown): number => (typeof value === 'number' ? value : badAnswer(value)),
+  strings: (value: unknown): string[] => (Array.isArray(value) && value.every((item): item is string => typeof item === 'string') ? value : badAnswer(value)),
+  ref: (value: unknown): string | null => (value === null || typeof value === 'string' ? value : badAnswer(value)),
+}
+
+function badAnswer(value: unknown): never {
+  throw new CisternError(`Redis answered a hooks script with a ${typeof value}: ${String(value).slice(0, 100)}`, {fix: 'check that --store points at a Redis server (not a proxy that rewrites answers)'})
 }
 
 /** Tasks and executions in Redis, in the CDS layout (redis-layout.ts); several instances share it. */
@@ -119,7 +124,7 @@ export class RedisStore implements HooksStore {
       const ref = executionRef(out)
       const mode = out.status === 'ENQUEUED' ? 'queue' : out.status === 'SCHEDULED' ? 'due' : 'none'
       const keys = [this.k.ofRef(ref), this.k.executions(out.type, out.task_uuid), this.k.queue, this.k.due]
-      const inserted = scriptResults.number.parse(await this.script('insert', keys, [serialiseExecution(out), out.timestamp, mode, ref, out.due_at ?? 0]))
+      const inserted = scriptResults.number(await this.script('insert', keys, [serialiseExecution(out), out.timestamp, mode, ref, out.due_at ?? 0]))
       if (inserted === 1) return out
       if (options.ifAbsent) return undefined
       out.timestamp += 1
@@ -133,7 +138,7 @@ export class RedisStore implements HooksStore {
     for (let attempt = 0; attempt < 1000; attempt++) {
       const ref = executionRef(out)
       const keys = [this.k.task(out.task_uuid), this.k.ofRef(ref), this.k.executions('webhook', out.task_uuid), this.k.queue]
-      const answer = scriptResults.strings.parse(await this.script('intake', keys, [out.request?.method ?? '', serialiseExecution(out), out.timestamp, ref, deadline]))
+      const answer = scriptResults.strings(await this.script('intake', keys, [out.request?.method ?? '', serialiseExecution(out), out.timestamp, ref, deadline]))
       const outcome = answer.at(0)
       if (outcome === 'accepted') return {outcome, execution: out}
       if (outcome === 'wrong-method') return {outcome, allowed: answer.at(1) ?? ''}
@@ -232,7 +237,7 @@ export class RedisStore implements HooksStore {
   // --- the work queue ------------------------------------------------------------------------
 
   async enqueueDue(nowMs: number, limit = 500): Promise<Execution[]> {
-    const refs = scriptResults.strings.parse(await this.script('enqueueDue', [this.k.due, this.k.queue], [nowMs, limit, this.k.execPrefix]))
+    const refs = scriptResults.strings(await this.script('enqueueDue', [this.k.due, this.k.queue], [nowMs, limit, this.k.execPrefix]))
     if (refs.length === 0) return []
     const executions = await this.readExecutions(refs.map(this.k.ofRef))
     return executions.map((execution) => ({...execution, due_at: undefined}))
@@ -241,7 +246,7 @@ export class RedisStore implements HooksStore {
   async claim(nowMs: number, leaseMs: number, owner?: string): Promise<Execution | undefined> {
     // Bounded: skip refs locked elsewhere (a duplicate being processed) or already DONE.
     for (let i = 0; i < 100; i++) {
-      const ref = scriptResults.ref.parse(await this.script('pop', [this.k.queue, this.k.inflight], [nowMs + leaseMs]))
+      const ref = scriptResults.ref(await this.script('pop', [this.k.queue, this.k.inflight], [nowMs + leaseMs]))
       if (ref === null) return undefined
       const locked = await this.lockAndRead(ref, leaseMs)
       if (!locked) continue
@@ -365,7 +370,7 @@ export class RedisStore implements HooksStore {
   /** One transition of a claimed execution (the `write` script): 1 done, 0 the claim was lost, -1 the execution is gone. */
   private async write(ref: string, token: string, execution: Execution, mode: 'doing' | 'done' | 'dead' | 'retry' | 'requeue' | 'stopped', score: number): Promise<number> {
     const keys = [this.k.lock(ref), this.k.ofRef(ref), this.k.inflight, this.k.due, this.k.queue, this.k.dead]
-    return scriptResults.number.parse(await this.script('write', keys, [token, serialiseExecution(execution), mode, ref, score]))
+    return scriptResults.number(await this.script('write', keys, [token, serialiseExecution(execution), mode, ref, score]))
   }
 
   private async taskType(uuid: string): Promise<TaskType | undefined> {

@@ -20,16 +20,8 @@ export interface ExecutionRow {
   json: string
 }
 
-/** The values an insert binds. */
-export interface ExecutionInsert {
-  task_uuid: string
-  ts: number
-  status: ExecutionStatus
-  due_at: number | null
-  planned: 0 | 1
-  queue_seq: number | null
-  json: string
-}
+/** The values an insert binds, in order: task_uuid, ts, status, due_at, planned, queue_seq, json (positional: cheaper to bind than names). */
+export type ExecutionInsert = [taskUuid: string, ts: number, status: ExecutionStatus, dueAt: number | null, planned: 0 | 1, queueSeq: number | null, json: string]
 
 export function createTables(db: BetterSqlite3.Database, p: string): void {
   if (!/^[a-z_][a-z0-9_]*$/i.test(p)) throw new UsageError(`bad table prefix "${p}"`)
@@ -58,13 +50,15 @@ export function prepareStatements(db: BetterSqlite3.Database, p: string) {
   return {
     insertTask: db.prepare<[string, string]>(`INSERT INTO ${p}tasks (uuid, json) VALUES (?, ?)`),
     getTask: db.prepare<[string], {json: string}>(`SELECT json FROM ${p}tasks WHERE uuid = ?`),
+    /** Changes when another connection (another process sharing the file) commits. */
+    dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
     listTasks: db.prepare<[], {uuid: string; json: string}>(`SELECT uuid, json FROM ${p}tasks ORDER BY seq`),
     updateTask: db.prepare<[string, string]>(`UPDATE ${p}tasks SET json = ? WHERE uuid = ?`),
     deleteTask: db.prepare<[string]>(`DELETE FROM ${p}tasks WHERE uuid = ?`),
     deleteTaskExecutions: db.prepare<[string]>(`DELETE FROM ${p}executions WHERE task_uuid = ?`),
     minSeq: db.prepare<[], {m: number | null}>(`SELECT MIN(queue_seq) AS m FROM ${p}executions WHERE status = 'ENQUEUED'`),
-    insertExecution: db.prepare<[ExecutionInsert]>(
-      `INSERT INTO ${p}executions (task_uuid, ts, status, due_at, planned, queue_seq, json) VALUES (@task_uuid, @ts, @status, @due_at, @planned, @queue_seq, @json)
+    insertExecution: db.prepare<ExecutionInsert>(
+      `INSERT INTO ${p}executions (task_uuid, ts, status, due_at, planned, queue_seq, json) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (task_uuid, ts) DO NOTHING`,
     ),
     getExecution: db.prepare<[string, number], ExecutionRow>(`SELECT * FROM ${p}executions WHERE task_uuid = ? AND ts = ?`),

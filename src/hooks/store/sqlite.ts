@@ -72,6 +72,12 @@ export class SqliteStore implements HooksStore {
   private lastSeq = 0
   /** Intake reads the task on every webhook: parse its JSON only when it changed. */
   private readonly taskCache = new Map<string, Task>()
+  /**
+   * Tasks intake has read, by uuid, valid while nothing else changed the file (PRAGMA data_version:
+   * another process committed) and this store did not write a task: then a webhook costs no read.
+   */
+  private intakeTasks = new Map<string, Task | undefined>()
+  private intakeVersion = -1
   private closed = false
 
   constructor(
@@ -86,6 +92,7 @@ export class SqliteStore implements HooksStore {
   // --- tasks ---------------------------------------------------------------------------------
 
   async createTask(task: Task): Promise<void> {
+    this.tasksChanged()
     try {
       this.st.insertTask.run(task.uuid, JSON.stringify(task))
     } catch (error) {
@@ -104,10 +111,12 @@ export class SqliteStore implements HooksStore {
   }
 
   async updateTask(task: Task): Promise<boolean> {
+    this.tasksChanged()
     return this.st.updateTask.run(JSON.stringify(task), task.uuid).changes === 1
   }
 
   async deleteTask(uuid: string): Promise<boolean> {
+    this.tasksChanged()
     return this.db.transaction(() => {
       this.st.deleteTaskExecutions.run(uuid)
       return this.st.deleteTask.run(uuid).changes === 1
@@ -122,8 +131,7 @@ export class SqliteStore implements HooksStore {
   }
 
   async intake(execution: Execution): Promise<IntakeOutcome> {
-    const row = this.st.getTask.get(execution.task_uuid)
-    const refused = intakeCheck(row ? this.parsedTask(row.json, execution.task_uuid) : undefined, execution.request?.method ?? '')
+    const refused = intakeCheck(this.intakeTask(execution.task_uuid), execution.request?.method ?? '')
     if (refused) return refused
     const stored = await this.insertExecution(execution)
     if (!stored) throw new CisternError(`the execution of task ${execution.task_uuid} was not stored`)
@@ -263,19 +271,35 @@ export class SqliteStore implements HooksStore {
   /** One insert of a group commit; a clashing timestamp is bumped (bounded), unless the first one must win (planned runs). */
   private insertOne(item: PendingInsert): Execution | undefined {
     const execution = {...item.execution, id: item.execution.id ?? randomUUID()}
-    const row: Omit<ExecutionInsert, 'ts' | 'json'> = {
-      task_uuid: execution.task_uuid,
-      status: execution.status,
-      due_at: execution.status === 'SCHEDULED' ? (execution.due_at ?? 0) : null,
-      planned: execution.status === 'SCHEDULED' && execution.scheduled_date && execution.nb_errors === 0 ? 1 : 0,
-      queue_seq: execution.status === 'ENQUEUED' ? this.nextSeq() : null,
-    }
+    const dueAt = execution.status === 'SCHEDULED' ? (execution.due_at ?? 0) : null
+    const planned = execution.status === 'SCHEDULED' && execution.scheduled_date && execution.nb_errors === 0 ? 1 : 0
+    const queueSeq = execution.status === 'ENQUEUED' ? this.nextSeq() : null
     for (let attempt = 0; attempt < 1000; attempt++) {
-      if (this.st.insertExecution.run({...row, ts: execution.timestamp, json: serialiseExecution(execution)}).changes === 1) return execution
+      const values: ExecutionInsert = [execution.task_uuid, execution.timestamp, execution.status, dueAt, planned, queueSeq, serialiseExecution(execution)]
+      if (this.st.insertExecution.run(...values).changes === 1) return execution
       if (item.ifAbsent) return undefined
       execution.timestamp += 1
     }
     throw new CisternError(`no free execution timestamp for task ${execution.task_uuid}`)
+  }
+
+  private intakeTask(uuid: string): Task | undefined {
+    const version = this.st.dataVersion.get() ?? -1
+    if (version !== this.intakeVersion) {
+      this.intakeTasks = new Map()
+      this.intakeVersion = version
+    }
+    if (this.intakeTasks.has(uuid)) return this.intakeTasks.get(uuid)
+    const row = this.st.getTask.get(uuid)
+    const task = row ? this.parsedTask(row.json, uuid) : undefined
+    if (this.intakeTasks.size > 10_000) this.intakeTasks.clear()
+    this.intakeTasks.set(uuid, task)
+    return task
+  }
+
+  /** A task written here: intake reads tasks again (data_version only tells other connections' commits). */
+  private tasksChanged(): void {
+    this.intakeTasks = new Map()
   }
 
   private nextSeq(): number {

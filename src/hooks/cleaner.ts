@@ -1,5 +1,7 @@
+import {errorMessage} from '../core/errors.js'
 import type {Logger} from '../core/log.js'
 import {silentLogger} from '../core/log.js'
+import {PollLoop} from '../core/loop.js'
 import type {HooksStore} from './store/types.js'
 
 export interface CleanerOptions {
@@ -12,9 +14,8 @@ export interface CleanerOptions {
 
 /** Keeps the newest N finished executions of every task and drops the older ones (never pending ones). */
 export class Cleaner {
-  private timer?: NodeJS.Timeout
-  private running?: Promise<unknown>
   private readonly log: Logger
+  private loop?: PollLoop
 
   constructor(
     private readonly store: HooksStore,
@@ -31,19 +32,21 @@ export class Cleaner {
     return dropped
   }
 
+  /** A pass now and every intervalMs; a failing pass is logged and backed off by the core loop. */
   start(): void {
-    const every = this.options.intervalMs ?? 60_000
-    const loop = async () => {
-      this.running = this.clean().catch((error: Error) => this.log.warn('cleaner pass failed', {error: error.message}))
-      await this.running
-      if (this.timer) this.timer = setTimeout(loop, every)
-    }
-    this.timer = setTimeout(loop, every)
+    this.loop ??= new PollLoop(
+      async () => {
+        await this.clean()
+        return false
+      },
+      {idleMs: this.options.intervalMs ?? 60_000, log: this.log},
+    )
+    void this.loop.run().catch((error: unknown) => {
+      this.log.error('the cleaner stopped', {error: errorMessage(error)})
+    })
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.timer)
-    this.timer = undefined
-    await this.running
+    await this.loop?.stop().catch(() => undefined)
   }
 }

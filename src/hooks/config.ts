@@ -27,6 +27,8 @@ export const hooksConfigSchema = z.strictObject({
   lease: z.number().positive().optional(),
   /** DONE executions kept per task. */
   keep: z.number().int().min(0).optional(),
+  /** Seconds a webhook waits for the store before it is answered 503 (and not stored). */
+  intakeTimeout: z.number().positive().max(60).optional(),
   /** Largest webhook body in bytes. */
   bodyLimit: z.number().int().positive().optional(),
   /** jobs.yml for job actions (else the jobs: section of the same file). */

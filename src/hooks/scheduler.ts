@@ -1,7 +1,10 @@
 import {CronExpressionParser} from 'cron-parser'
 
+import {errorMessage} from '../core/errors.js'
 import type {Logger} from '../core/log.js'
 import {silentLogger} from '../core/log.js'
+import {PollLoop} from '../core/loop.js'
+import {ScheduleError} from './errors.js'
 import {type Execution, type SchedulerConfig, type Task, isValidTimeZone} from './model.js'
 import type {HooksStore} from './store/types.js'
 
@@ -10,14 +13,6 @@ export interface Clock {
   now(): number
 }
 export const systemClock: Clock = {now: () => Date.now()}
-
-/** A cron expression or time zone a client can fix (400 from the API). */
-export class ScheduleError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'ScheduleError'
-  }
-}
 
 /** Check a cron expression (5 fields, or 6 with leading seconds) and an IANA time zone. */
 export function validateSchedule(cron: string, timezone: string): void {
@@ -29,7 +24,7 @@ export function validateSchedule(cron: string, timezone: string): void {
   try {
     CronExpressionParser.parse(cron, {tz: timezone, strict: false}).next()
   } catch (error) {
-    throw new ScheduleError(`bad cron "${cron}": ${(error as Error).message}`)
+    throw new ScheduleError(`bad cron "${cron}": ${errorMessage(error)}`)
   }
 }
 
@@ -58,9 +53,8 @@ export interface SchedulerOptions {
 export class Scheduler {
   private readonly clock: Clock
   private readonly log: Logger
-  private timer?: NodeJS.Timeout
   private lastPlan = Number.NEGATIVE_INFINITY
-  private running?: Promise<unknown>
+  private loop?: PollLoop
 
   constructor(
     private readonly store: HooksStore,
@@ -122,20 +116,23 @@ export class Scheduler {
     return inserted !== undefined
   }
 
+  /** Tick every tickMs until stopped; a failing tick (the store is away) is logged and backed off by the core loop. */
   start(): void {
-    const every = this.options.tickMs ?? 250
-    const loop = async () => {
-      this.running = this.tick().catch((error: Error) => this.log.warn('scheduler tick failed', {error: error.message}))
-      await this.running
-      if (this.timer) this.timer = setTimeout(loop, every)
-    }
-    this.timer = setTimeout(loop, 0)
+    this.loop ??= new PollLoop(
+      async () => {
+        await this.tick()
+        return false
+      },
+      {idleMs: this.options.tickMs ?? 250, log: this.log, backoff: {baseMs: 250, maxMs: 5000}},
+    )
+    void this.loop.run().catch((error: unknown) => {
+      this.log.error('the scheduler stopped', {error: errorMessage(error)})
+    })
   }
 
+  /** Stop ticking; resolves once the tick in progress (if any) has ended. */
   async stop(): Promise<void> {
-    clearTimeout(this.timer)
-    this.timer = undefined
-    await this.running
+    await this.loop?.stop().catch(() => undefined)
   }
 }
 

@@ -1,24 +1,14 @@
 import {randomUUID} from 'node:crypto'
 
-import type {z} from 'zod'
+import {ScheduleError, TaskInputError} from './errors.js'
+import {secretPlainHeaders} from './headers.js'
+import {type Task, describeIssue, taskInputSchema} from './model.js'
+import {validateSchedule} from './scheduler.js'
 
-import {type Task, taskInputSchema} from './model.js'
-import {ScheduleError, validateSchedule} from './scheduler.js'
+export {describeIssue} from './model.js'
 
-/** A task document a client can fix: 400 with this message. */
-export class TaskInputError extends Error {
-  readonly statusCode = 400
-  constructor(message: string) {
-    super(message)
-    this.name = 'TaskInputError'
-  }
-}
-
-/** The first problem of a zod error as `path: message`. */
-export function describeIssue(error: z.ZodError, prefix = ''): string {
-  const issue = error.issues[0]
-  const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.')
-  return path ? `${path}: ${issue.message}` : issue.message
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
 /**
@@ -26,12 +16,19 @@ export function describeIssue(error: z.ZodError, prefix = ''): string {
  * `existing` keeps the uuid, the creation date and (unless given) the stopped flag.
  */
 export function buildTask(input: unknown, now: number, existing?: Task): Task {
-  if (!input || typeof input !== 'object' || Array.isArray(input)) throw new TaskInputError('expected a JSON object describing the task')
-  const parsed = taskInputSchema.safeParse(existing ? {...input, uuid: (input as {uuid?: string}).uuid ?? existing.uuid} : input)
+  if (!isObject(input)) throw new TaskInputError('expected a JSON object describing the task')
+  const parsed = taskInputSchema.safeParse(existing ? {...input, uuid: input.uuid ?? existing.uuid} : input)
   if (!parsed.success) throw new TaskInputError(describeIssue(parsed.error))
   const value = parsed.data
-  if (existing && value.uuid !== existing.uuid) throw new TaskInputError(`uuid: the task is ${existing.uuid}, the document says ${value.uuid}`)
+  if (existing && value.uuid !== existing.uuid) throw new TaskInputError(`uuid: the task is ${existing.uuid}, the document says ${value.uuid ?? 'none'}`)
   if (existing && value.type !== existing.type) throw new TaskInputError(`type: a ${existing.type} task cannot become a ${value.type} task; create a new one`)
+  const action = value.config.action
+  const secret = action.type === 'http' ? secretPlainHeaders(action).at(0) : undefined
+  if (secret) {
+    throw new TaskInputError(
+      `config.action.headers.${secret}: a secret header's value is not stored in the task; give header_from_env: {${secret}: VARIABLE} (the service's environment) or header_from_file: {${secret}: /path}`,
+    )
+  }
   if (value.type === 'scheduler') {
     try {
       validateSchedule(value.config.cron, value.config.timezone)
@@ -53,11 +50,15 @@ export function buildTask(input: unknown, now: number, existing?: Task): Task {
 export const TASK_SORT_KEYS = ['created', 'name', 'type', 'uuid', 'updated'] as const
 export type TaskSortKey = (typeof TASK_SORT_KEYS)[number]
 
+function isSortKey(key: string): key is TaskSortKey {
+  return (TASK_SORT_KEYS as readonly string[]).includes(key)
+}
+
 /** Sort tasks by `key` or `-key` (descending); creation order by default. */
 export function sortTasks<T extends Task>(tasks: T[], sort = 'created'): T[] {
   const descending = sort.startsWith('-')
-  const key = (descending ? sort.slice(1) : sort) as TaskSortKey
-  if (!TASK_SORT_KEYS.includes(key)) throw new TaskInputError(`sort: expected one of ${TASK_SORT_KEYS.join(', ')} (prefix - for descending)`)
+  const key = descending ? sort.slice(1) : sort
+  if (!isSortKey(key)) throw new TaskInputError(`sort: expected one of ${TASK_SORT_KEYS.join(', ')} (prefix - for descending)`)
   const value = (task: Task): string | number =>
     key === 'created' ? task.created_at : key === 'updated' ? task.updated_at : key === 'name' ? (task.name ?? '') : task[key]
   // Array.sort is stable: equal keys keep the store's creation order.

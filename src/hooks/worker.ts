@@ -1,55 +1,96 @@
+import {TargetGates, TargetJudge} from '../core/delivery.js'
+import {CisternError, ExitCode, errorMessage} from '../core/errors.js'
 import type {Logger} from '../core/log.js'
 import {silentLogger} from '../core/log.js'
-import {ActionError} from './actions.js'
-import {type ActionResult, type Execution, type Task, executionRef} from './model.js'
+import {type BackoffOptions, PollLoop, backoffDelay, seconds} from '../core/loop.js'
+import {retryUntil} from '../core/retry.js'
+import {type ActionAttempt, type ActionPort, actionTarget} from './actions.js'
+import {type Execution, type Task, executionRef} from './model.js'
 import {type Clock, systemClock} from './scheduler.js'
 import {type HooksStore, STOPPED_ERROR} from './store/types.js'
+import {settlesWithin} from './time.js'
 
-export interface ActionPort {
-  run(task: Task, execution: Execution, signal: AbortSignal): Promise<ActionResult>
-}
+export type {ActionPort} from './actions.js'
+
+/** What an execution's turn with a worker ended in (metrics: cistern_hooks_executions_total{outcome}). */
+export type WorkerOutcome = 'done' | 'retry' | 'dead' | 'stopped' | 'deferred' | 'released'
 
 export interface WorkerOptions {
   /** Executions processed at the same time (default 4). */
   concurrency?: number
   /** A claimed execution not heartbeated for this long is recovered by any instance (ms, default 60 s). */
   leaseMs?: number
-  /** Failed attempts after which an execution is DONE with last_error (default 3, as CDS). */
+  /** Failed attempts after which an execution is dead: DONE with last_error (default 3, as CDS). */
   retryMax?: number
-  /** First retry delay; doubles each failure (ms, default 1000). */
+  /** First retry delay; doubles each failure, with jitter (ms, default 1000). */
   retryDelayMs?: number
   /** Longest retry delay (ms, default 10 min). */
   retryDelayMaxMs?: number
+  /** Random source of the back-off's jitter (tests pass a fixed one). */
+  random?: () => number
+  /** How long a target that is down is left alone: its gate's back-off (default 1 s doubling to 60 s). */
+  targetBackoff?: BackoffOptions
   /** Idle poll interval when the queue is empty (ms, default 100). */
   idleMs?: number
   /** Processing pauses while this is true (maintenance mode). */
   paused?: () => boolean
+  /** This instance's id (core/orphans.ts instanceId()): recorded on each claim, given to its jobs. */
+  owner?: string
   clock?: Clock
   log?: Logger
-  /** Told about every attempt (metrics). */
-  onOutcome?: (outcome: 'done' | 'retry' | 'failed' | 'stopped', execution: Execution) => void
+  /** Told about every turn (metrics). */
+  onOutcome?: (outcome: WorkerOutcome, execution: Execution) => void
 }
 
-/** The back-off before retry number `failures` (1-based): base · 2^(failures-1), capped. */
-export function retryDelay(failures: number, baseMs: number, maxMs: number): number {
-  return Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1))
+/** Why an attempt was cut short by this instance: the service is stopping (the execution goes back, not counted). */
+export class ShutdownAbort extends CisternError {
+  constructor() {
+    super('shutting down', {exitCode: ExitCode.ok})
+    this.name = 'ShutdownAbort'
+  }
 }
+
+/** The lease was lost (the store was away longer than the lease): another instance may run it now. */
+export class LeaseLost extends CisternError {
+  constructor(ref: string) {
+    super(`lost the lease of execution ${ref}`)
+    this.name = 'LeaseLost'
+  }
+}
+
+/** An operator stopped the execution. */
+export class StoppedByOperator extends CisternError {
+  constructor() {
+    super(STOPPED_ERROR)
+    this.name = 'StoppedByOperator'
+  }
+}
+
+/** How a claimed execution's turn is written back (the store call and what it records). */
+type TurnRecord = {kind: 'finish'; execution: Execution} | {kind: 'reschedule'; execution: Execution} | {kind: 'none'}
 
 /**
- * The worker pool: each slot claims the oldest queued execution, runs its task's action under a
- * lease it keeps alive, and records DONE, or SCHEDULED again with exponential back-off, or DONE
- * with last_error after the last attempt. It also recovers executions whose lease lapsed (an
- * instance died mid-way).
+ * The worker pool: each slot (a core PollLoop) claims the oldest queued execution, runs its task's
+ * action under a lease it keeps alive, and records the outcome (docs/delivery.md): delivered → DONE;
+ * a failure of this execution → SCHEDULED again with back-off, dead (DONE with last_error, a warn
+ * line) after the last attempt; a target that is down → SCHEDULED for its gate's back-off, the
+ * attempt not counted. A recovery loop puts back executions whose lease lapsed (an instance died).
  */
 export class Worker {
+  readonly gates: TargetGates
+  readonly judge: TargetJudge
   private readonly log: Logger
   private readonly clock: Clock
   private readonly running = new Map<string, AbortController>()
-  private slots: Promise<void>[] = []
+  /** Targets seen, for cistern_target_up. */
+  readonly targets = new Set<string>()
+  private slots: PollLoop[] = []
+  private runs: Array<Promise<unknown>> = []
+  private recovery?: PollLoop
   private stopping = false
-  private readonly waiters = new Set<() => void>()
-  private recoveryTimer?: NodeJS.Timeout
-  private readonly opts: Required<Omit<WorkerOptions, 'clock' | 'log' | 'paused' | 'onOutcome'>>
+  /** Aborts when stop() gives up waiting: results still being written are given up (their lease brings them back). */
+  private readonly halted = new AbortController()
+  private readonly opts: {concurrency: number; leaseMs: number; retryMax: number; retryDelayMs: number; retryDelayMaxMs: number; idleMs: number}
 
   constructor(
     private readonly store: HooksStore,
@@ -66,6 +107,8 @@ export class Worker {
       retryDelayMaxMs: options.retryDelayMaxMs ?? 600_000,
       idleMs: options.idleMs ?? 100,
     }
+    this.gates = new TargetGates({log: this.log, backoff: options.targetBackoff, now: () => this.clock.now()})
+    this.judge = new TargetJudge(this.gates)
   }
 
   /** How many executions are being processed right now. */
@@ -75,163 +118,222 @@ export class Worker {
 
   start(): void {
     this.stopping = false
-    for (let i = 0; i < this.opts.concurrency; i++) this.slots.push(this.slot())
-    const recover = () => {
-      this.recover()
-        .catch((error: Error) => this.log.warn('lease recovery failed', {error: error.message}))
-        .finally(() => {
-          if (!this.stopping) this.recoveryTimer = setTimeout(recover, Math.max(50, Math.min(5000, this.opts.leaseMs / 2)))
-        })
+    const loopOptions = {idleMs: this.opts.idleMs, pausePollMs: this.opts.idleMs * 2, paused: this.options.paused, log: this.log, backoff: {baseMs: 100, maxMs: 5000}}
+    for (let i = 0; i < this.opts.concurrency; i++) {
+      const slot = new PollLoop(() => this.processOne(), loopOptions)
+      this.slots.push(slot)
+      this.runs.push(slot.run().catch((error: unknown) => this.log.error('a worker slot stopped', {error: errorMessage(error)})))
     }
-    this.recoveryTimer = setTimeout(recover, 0)
+    const every = Math.max(50, Math.min(5000, this.opts.leaseMs / 2))
+    this.recovery = new PollLoop(
+      async () => {
+        await this.recover()
+        return false
+      },
+      {idleMs: every, log: this.log, backoff: {baseMs: every, maxMs: 30_000}},
+    )
+    this.runs.push(this.recovery.run().catch((error: unknown) => this.log.error('lease recovery stopped', {error: errorMessage(error)})))
   }
 
-  /** Something was enqueued: stop idling. */
+  /** Something was enqueued, or maintenance ended: stop idling. */
   wake(): void {
-    for (const waiter of [...this.waiters]) waiter()
+    for (const slot of this.slots) slot.wake()
   }
 
   /** Abort a running execution of this instance (the operator stopped it). */
   abort(ref: string): boolean {
     const controller = this.running.get(ref)
-    controller?.abort(new Error(STOPPED_ERROR))
+    controller?.abort(new StoppedByOperator())
     return controller !== undefined
   }
 
   async recover(): Promise<number> {
     const n = await this.store.recoverExpired(this.clock.now(), this.opts.leaseMs)
     if (n > 0) {
-      this.log.warn('recovered executions whose lease lapsed', {count: n})
+      this.log.warn('recovered executions whose lease lapsed (their instance died or lost the store)', {count: n})
       this.wake()
     }
     return n
   }
 
   /**
-   * Stop claiming; wait for in-flight executions up to `deadlineMs`, then abort them (they are put
-   * back in the queue, not counted as failures).
+   * Stop claiming; let in-flight executions finish until `abortAfterMs`, then abort them (they go
+   * back to the queue, not counted as failures) and wait for them until `deadlineMs` at most.
    */
-  async stop(deadlineMs = 10_000): Promise<void> {
+  async stop(deadlineMs = 10_000, abortAfterMs = deadlineMs): Promise<void> {
     this.stopping = true
-    clearTimeout(this.recoveryTimer)
-    this.wake()
-    const all = Promise.all(this.slots)
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), deadlineMs)))
-    if ((await Promise.race([all, late])) === 'late') {
-      this.log.warn('shutdown deadline passed: aborting in-flight executions', {count: this.running.size})
+    const stopped = this.clock.now()
+    for (const loop of [...this.slots, ...(this.recovery ? [this.recovery] : [])]) void loop.stop()
+    const all = Promise.all(this.runs)
+    if (!(await settlesWithin(all, abortAfterMs))) {
+      this.log.warn('shutdown deadline passed: aborting in-flight executions (they go back to the queue)', {count: this.running.size})
       for (const controller of this.running.values()) controller.abort(new ShutdownAbort())
-      await all
+      if (!(await settlesWithin(all, Math.max(0, deadlineMs - (this.clock.now() - stopped))))) this.halt()
     }
-    clearTimeout(timer)
     this.slots = []
+    this.runs = []
+  }
+
+  /** Give up at once on what is still being written (shutdown past its deadline, the store dropped). */
+  halt(): void {
+    this.halted.abort()
   }
 
   /** Claim and process one execution; false when there was nothing to claim (tests, drains). */
   async processOne(): Promise<boolean> {
-    const execution = await this.store.claim(this.clock.now(), this.opts.leaseMs)
+    if (this.stopping) return false
+    const execution = await this.store.claim(this.clock.now(), this.opts.leaseMs, this.options.owner)
     if (!execution) return false
     await this.process(execution)
     return true
   }
 
-  private async slot(): Promise<void> {
-    let errors = 0
-    while (!this.stopping) {
-      if (this.options.paused?.()) {
-        // Not woken by intake: nothing is processed until maintenance is off (follow() wakes us then).
-        await sleep(this.opts.idleMs * 2)
-        if (this.options.paused?.()) continue
-      }
-      try {
-        if (!(await this.processOne())) await this.idle(this.opts.idleMs)
-        errors = 0
-      } catch (error) {
-        // The store is unreachable (Redis restarting): back off, never spin.
-        errors++
-        this.log.warn('worker could not reach the store', {error: (error as Error).message})
-        await this.idle(Math.min(5000, 100 * 2 ** Math.min(errors, 6)))
-      }
-    }
-  }
-
-  private idle(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer)
-        this.waiters.delete(done)
-        resolve()
-      }
-      const timer = setTimeout(done, ms)
-      this.waiters.add(done)
-    })
-  }
+  // --- one execution's turn ------------------------------------------------------------------
 
   private async process(claimed: Execution): Promise<void> {
     const ref = executionRef(claimed)
     const controller = new AbortController()
     this.running.set(ref, controller)
-    const heartbeat = setInterval(
-      () => {
-        void (async () => {
-          const kept = await this.store.heartbeat(claimed, this.clock.now(), this.opts.leaseMs)
-          if (!kept) this.log.warn('lost the lease of an execution', {ref})
-          if (await this.store.stopRequested(claimed)) controller.abort(new Error(STOPPED_ERROR))
-        })().catch(() => {})
-      },
-      Math.max(20, this.opts.leaseMs / 3),
-    )
+    const lease = this.keepLease(claimed, controller)
     const started = this.clock.now()
-    let result: ActionResult | undefined
-    let failure: string | undefined
+    let record: TurnRecord
     try {
-      const task = await this.store.getTask(claimed.task_uuid)
-      if (!task) throw new ActionError('the task was deleted')
-      result = await this.actions.run(task, claimed, controller.signal)
-    } catch (error) {
-      failure = (error as Error).message
-      result = error instanceof ActionError ? error.result : undefined
+      record = await this.attempt(claimed, controller)
     } finally {
-      clearInterval(heartbeat)
+      lease.stop()
       this.running.delete(ref)
     }
-    const now = this.clock.now()
-    const attempt: Execution = {...claimed, duration_ms: now - started, ...(result ? {result} : {})}
-    const reason = controller.signal.aborted ? controller.signal.reason : undefined
-    if (reason instanceof ShutdownAbort) {
-      // Not the target's fault: back in the queue as it was.
-      await this.store.reschedule({...attempt, due_at: now})
-      return
-    }
-    if (reason || (failure && (await this.store.stopRequested(claimed).catch(() => false)))) {
-      await this.store.finish({...attempt, stopped: true, last_error: STOPPED_ERROR, done_at: now})
-      this.options.onOutcome?.('stopped', attempt)
-      return
-    }
-    if (failure === undefined) {
-      await this.store.finish({...attempt, done_at: now})
-      this.options.onOutcome?.('done', attempt)
-      return
-    }
-    const nbErrors = claimed.nb_errors + 1
-    if (nbErrors >= this.opts.retryMax) {
-      this.log.warn('execution failed for the last time', {ref, attempts: nbErrors, error: failure})
-      await this.store.finish({...attempt, nb_errors: nbErrors, last_error: failure, done_at: now})
-      this.options.onOutcome?.('failed', attempt)
-      return
-    }
-    const due = now + retryDelay(nbErrors, this.opts.retryDelayMs, this.opts.retryDelayMaxMs)
-    this.log.info('execution failed: retrying', {ref, attempt: nbErrors, error: failure, retry_at: new Date(due).toISOString()})
-    await this.store.reschedule({...attempt, nb_errors: nbErrors, last_error: failure, due_at: due})
-    this.options.onOutcome?.('retry', attempt)
+    if (record.kind === 'none') return
+    const execution = {...record.execution, duration_ms: this.clock.now() - started}
+    await this.write(record.kind, execution, lease.expires())
   }
-}
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+  /** Run the action (unless its target's gate is closed) and decide what to record. */
+  private async attempt(claimed: Execution, controller: AbortController): Promise<TurnRecord> {
+    const task = await this.store.getTask(claimed.task_uuid)
+    if (!task) return this.outcome(claimed, {outcome: {kind: 'dead', reason: 'the task was deleted'}})
+    const target = actionTarget(task.config.action)
+    this.targets.add(target)
+    if (!this.gates.isOpen(target)) return this.outcome(claimed, {outcome: this.gates.heldBack(target)}, task)
+    let attempt: ActionAttempt
+    try {
+      attempt = await this.actions.run(task, claimed, {signal: controller.signal, judge: this.judge, owner: this.options.owner})
+    } catch (error) {
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined
+      if (reason instanceof CisternError && !(reason instanceof StoppedByOperator)) return this.aborted(claimed, reason)
+      if (reason instanceof StoppedByOperator || (await this.store.stopRequested(claimed).catch(() => false))) return this.stoppedByOperator(claimed)
+      attempt = {outcome: {kind: 'retry', reason: errorMessage(error)}}
+    }
+    if (controller.signal.reason instanceof StoppedByOperator) return this.stoppedByOperator(claimed, attempt)
+    return this.outcome(claimed, attempt, task)
+  }
 
-class ShutdownAbort extends Error {
-  constructor() {
-    super('shutting down')
-    this.name = 'ShutdownAbort'
+  /** The record for an outcome (docs/delivery.md), with its log line. */
+  private outcome(claimed: Execution, {outcome, result}: ActionAttempt, task?: Task): TurnRecord {
+    const now = this.clock.now()
+    const base: Execution = {...claimed, ...(result ? {result} : {})}
+    const ref = executionRef(claimed)
+    switch (outcome.kind) {
+      case 'delivered':
+        this.options.onOutcome?.('done', base)
+        return {kind: 'finish', execution: {...base, done_at: now}}
+      case 'dead':
+        return this.dead(base, claimed.nb_errors + 1, outcome.reason)
+      case 'retry': {
+        const attempts = claimed.nb_errors + 1
+        if (attempts >= this.opts.retryMax) return this.dead(base, attempts, outcome.reason)
+        const delay = outcome.delaySeconds === undefined ? backoffDelay(attempts, this.retryBackoff()) : outcome.delaySeconds * 1000
+        this.log.info(`execution ${ref} failed: retrying in ${seconds(delay)}`, {task: claimed.task_uuid, execution: claimed.timestamp, attempt: attempts, error: outcome.reason})
+        this.options.onOutcome?.('retry', base)
+        return {kind: 'reschedule', execution: {...base, nb_errors: attempts, last_error: outcome.reason, due_at: now + delay}}
+      }
+      case 'target-down':
+      case 'stop': {
+        // Not this execution's fault: the target's gate closes, the attempt is not counted.
+        const target = outcome.kind === 'target-down' ? outcome.target : task ? actionTarget(task.config.action) : 'unknown'
+        const reason = outcome.kind === 'target-down' ? outcome.reason : outcome.error.message
+        const credentials = outcome.kind === 'target-down' ? outcome.credentials : true
+        const retryAfterMs = outcome.kind === 'target-down' && outcome.retryAfterSeconds !== undefined ? outcome.retryAfterSeconds * 1000 : undefined
+        this.gates.failed(target, reason, {credentials, retryAfterMs})
+        this.options.onOutcome?.('deferred', base)
+        return {kind: 'reschedule', execution: {...base, last_error: reason, due_at: now + Math.max(this.gates.retryInMs(target), 50)}}
+      }
+      case 'released':
+        this.options.onOutcome?.('released', base)
+        return {kind: 'reschedule', execution: {...base, due_at: now + Math.max((outcome.delaySeconds ?? 0) * 1000, 50)}}
+    }
+  }
+
+  /** Dead: DONE with last_error, loudly (a warn line here, a count in /mon/status and the metrics). */
+  private dead(execution: Execution, attempts: number, reason: string): TurnRecord {
+    const ref = executionRef(execution)
+    this.log.warn(`execution ${ref} is dead after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${reason}`, {
+      task: execution.task_uuid,
+      execution: execution.timestamp,
+      attempts,
+      reason,
+    })
+    this.options.onOutcome?.('dead', execution)
+    return {kind: 'finish', execution: {...execution, nb_errors: attempts, last_error: reason, dead: true, done_at: this.clock.now()}}
+  }
+
+  private stoppedByOperator(claimed: Execution, attempt?: ActionAttempt): TurnRecord {
+    const execution: Execution = {...claimed, ...(attempt?.result ? {result: attempt.result} : {}), stopped: true, last_error: STOPPED_ERROR, done_at: this.clock.now()}
+    this.options.onOutcome?.('stopped', execution)
+    return {kind: 'finish', execution}
+  }
+
+  /** Cut short by this instance: stopping (back to the queue as it was) or the lease lost (nothing to write: another instance has it). */
+  private aborted(claimed: Execution, reason: CisternError): TurnRecord {
+    if (reason instanceof LeaseLost) {
+      this.log.warn(`${reason.message}: its attempt here was stopped, another instance runs it`, {task: claimed.task_uuid, execution: claimed.timestamp})
+      return {kind: 'none'}
+    }
+    this.options.onOutcome?.('released', claimed)
+    return {kind: 'reschedule', execution: {...claimed, due_at: this.clock.now()}}
+  }
+
+  /**
+   * Write the turn back ("results are delivered"): a store that is away is retried with back-off
+   * while the lease holds; after that the execution is another instance's to recover and run.
+   */
+  private async write(kind: 'finish' | 'reschedule', execution: Execution, leaseEnds: number): Promise<void> {
+    const ref = executionRef(execution)
+    try {
+      const kept = await retryUntil(() => (kind === 'finish' ? this.store.finish(execution) : this.store.reschedule(execution)), {
+        deadline: leaseEnds,
+        signal: this.halted.signal,
+        backoff: {baseMs: 100, maxMs: 2000},
+        onRetry: ({error, delayMs}) => this.log.warn(`could not record execution ${ref}: retrying in ${seconds(delayMs)}`, {error: errorMessage(error)}),
+      })
+      if (!kept) this.log.warn(`execution ${ref} was taken over before its result was recorded (its lease lapsed)`, {task: execution.task_uuid})
+    } catch (error) {
+      this.log.error(`the result of execution ${ref} was not recorded: ${errorMessage(error)}; it runs again once its lease lapses`, {task: execution.task_uuid})
+    }
+  }
+
+  /** Heartbeats while the action runs: lost → abort (LeaseLost); an operator's stop → abort (StoppedByOperator). */
+  private keepLease(claimed: Execution, controller: AbortController): {stop(): void; expires(): number} {
+    let expires = this.clock.now() + this.opts.leaseMs
+    const beat = async () => {
+      const now = this.clock.now()
+      const kept = await this.store.heartbeat(claimed, now, this.opts.leaseMs)
+      if (!kept) controller.abort(new LeaseLost(executionRef(claimed)))
+      else expires = now + this.opts.leaseMs
+      if (await this.store.stopRequested(claimed)) controller.abort(new StoppedByOperator())
+    }
+    const timer = setInterval(() => {
+      beat().catch(() => undefined)
+    }, Math.max(20, this.opts.leaseMs / 3))
+    return {
+      stop: () => {
+        clearInterval(timer)
+      },
+      expires: () => expires,
+    }
+  }
+
+  private retryBackoff(): BackoffOptions {
+    return {baseMs: this.opts.retryDelayMs, maxMs: this.opts.retryDelayMaxMs, random: this.options.random}
   }
 }

@@ -33,15 +33,15 @@ beforeAll(async () => {
       const match = /listening on (http:\/\/\S+)/.exec(out)
       if (match) {
         clearTimeout(timer)
-        resolve(match[1])
+        resolve(match[1]!)
       }
     })
   })
 })
 
 afterAll(async () => {
-  serve?.kill('SIGKILL')
-  await target?.close()
+  serve.kill('SIGKILL')
+  await target.close()
 })
 
 const client = (args: string[], extraEnv: Record<string, string> = {}) => cistern([...args, '--server', url], {env: {...env, ...extraEnv}})
@@ -61,8 +61,8 @@ describe('cistern hooks (e2e)', () => {
     const deadline = Date.now() + 10_000
     while (target.requests.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
     expect(target.requests[0]).toMatchObject({method: 'POST', url: '/in'})
-    expect(target.requests[0].headers['x-extra']).toBe('1')
-    expect(target.requests[0].body.toString()).toBe('{"hello":1}')
+    expect(target.requests[0]!.headers['x-extra']).toBe('1')
+    expect(target.requests[0]!.body.toString()).toBe('{"hello":1}')
   })
 
   it('lists tasks and executions, human and JSON', async () => {
@@ -81,9 +81,9 @@ describe('cistern hooks (e2e)', () => {
     const executions = JSON.parse(String((await client(['hooks', 'executions', uuid, '--json'])).stdout)) as Array<{status: string; timestamp: number}>
     expect(executions).toHaveLength(1)
     expect(executions[0]).toMatchObject({status: 'DONE', nb_errors: 0, result: {status: 200}})
-    const one = await client(['hooks', 'executions', uuid, String(executions[0].timestamp), '--json'])
-    expect(JSON.parse(String(one.stdout))).toMatchObject({timestamp: executions[0].timestamp, request: {method: 'POST'}})
-    const stop = await client(['hooks', 'executions', uuid, String(executions[0].timestamp), '--stop', '--json'])
+    const one = await client(['hooks', 'executions', uuid, String(executions[0]!.timestamp), '--json'])
+    expect(JSON.parse(String(one.stdout))).toMatchObject({timestamp: executions[0]!.timestamp, request: {method: 'POST'}})
+    const stop = await client(['hooks', 'executions', uuid, String(executions[0]!.timestamp), '--stop', '--json'])
     expect(JSON.parse(String(stop.stdout))).toMatchObject({result: 'already-done'})
   })
 
@@ -150,6 +150,18 @@ describe('cistern hooks (e2e)', () => {
     expect(String(badJobs.stderr)).toMatch(/cistern\.yml:5.*jobs\.build\.argv/)
   })
 
+  it('reads and checks --jobs at start: a bad file is exit 2 naming its line, not a surprise at the first execution', async () => {
+    const {writeFileSync} = await import('node:fs')
+    const jobs = join(dir, 'bad-jobs.yml')
+    writeFileSync(jobs, 'deploy:\n  argv: [/bin/true]\nbuild:\n  command: 42\n')
+    const bad = await cistern(['hooks', 'serve', '--port', '0', '--jobs', jobs], {env})
+    expect(bad.exitCode).toBe(2)
+    expect(String(bad.stderr)).toMatch(/bad-jobs\.yml:4 build\.command/)
+    const missing = await cistern(['hooks', 'serve', '--port', '0', '--jobs', join(dir, 'nope.yml')], {env})
+    expect(missing.exitCode).toBe(2)
+    expect(String(missing.stderr)).toMatch(/nope\.yml: cannot read the config file/)
+  })
+
   it('refuses to serve without a token', async () => {
     const result = await cistern(['hooks', 'serve', '--port', '0'], {env: {CISTERN_DATA_DIR: dir, CISTERN_HOOKS_TOKEN: ''}})
     expect(result.exitCode).toBe(2)
@@ -183,7 +195,7 @@ describe('cistern hooks serve killed mid-processing (e2e)', () => {
           const match = /listening on (http:\/\/\S+)/.exec(out)
           if (match) {
             clearTimeout(timer)
-            resolve(match[1])
+            resolve(match[1]!)
           }
         })
       })
@@ -191,7 +203,7 @@ describe('cistern hooks serve killed mid-processing (e2e)', () => {
     }
     const first = await start()
     const api = (base: string, path: string, init: RequestInit = {}) =>
-      fetch(base + path, {...init, headers: {authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...init.headers}})
+      fetch(base + path, {...init, headers: {authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...(init.headers as Record<string, string> | undefined)}})
     const task = (await (await api(first.base, '/task', {method: 'POST', body: JSON.stringify({type: 'webhook', config: {action: {type: 'http', url: slow.url}}})})).json()) as {uuid: string}
     const accepted: string[] = []
     for (let i = 0; i < 12; i++) {

@@ -1,9 +1,15 @@
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {setFlagsFromString} from 'node:v8'
+import {runInNewContext} from 'node:vm'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
+import {TargetGates, TargetJudge} from '../../src/core/delivery.js'
 import {openQueue} from '../../src/core/queue/index.js'
+import {ActionRunner} from '../../src/hooks/actions.js'
+import type {Execution, Task} from '../../src/hooks/model.js'
+import {standIn} from '../helpers/http.js'
 import {decodeMessage, replayBytes} from '../../src/core/webhook-message.js'
 import {tempDir} from '../helpers/tmp.js'
 import {startService, until} from './helpers.js'
@@ -115,5 +121,38 @@ describe('job action with the jobs: table of cistern.yml', () => {
       return e?.status === 'DONE' ? e : undefined
     }, 15_000)
     expect(done).toMatchObject({nb_errors: 0, result: {exit_code: 0, output: 'hello from cistern.yml'}})
+  })
+})
+
+describe('http action timeout', () => {
+  it('fires whatever the garbage collector does (a held timer, not a collectable AbortSignal.any)', {timeout: 30_000}, async () => {
+    // node --expose-gc, from inside the test: the flag, then the gc function from a fresh context.
+    setFlagsFromString('--expose_gc')
+    const gc = runInNewContext('gc') as () => void
+    // Answers 200 after 15 s: only a timeout that fires ends the attempt before.
+    const hanging = await standIn(async (_req, res) => {
+      await new Promise((resolve) => setTimeout(resolve, 15_000))
+      res.end('too late')
+    })
+    afterAll(() => hanging.close())
+    const task: Task = {
+      uuid: '0b6c2d56-5d7e-4b3e-9d55-2a1f6bd7a7a4',
+      type: 'webhook',
+      stopped: false,
+      created_at: 0,
+      updated_at: 0,
+      config: {method: 'POST', action: {type: 'http', url: hanging.url, timeout_seconds: 0.5}},
+    }
+    const execution: Execution = {task_uuid: task.uuid, type: 'webhook', timestamp: 1, status: 'DOING', nb_errors: 0, created_at: 0, payload: {x: 1}}
+    const runner = new ActionRunner()
+    const collecting = setInterval(gc, 5)
+    try {
+      const attempt = await runner.run(task, execution, {signal: new AbortController().signal, judge: new TargetJudge(new TargetGates())})
+      expect(attempt.outcome).toMatchObject({kind: 'target-down', reason: expect.stringMatching(/no answer within 0.5 s/)})
+      expect(attempt.result?.status).toBeUndefined()
+    } finally {
+      clearInterval(collecting)
+      await runner.close()
+    }
   })
 })

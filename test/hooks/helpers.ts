@@ -16,6 +16,7 @@ export async function startService(dir: string, options: HooksServiceOptions = {
     concurrency: 1,
     retryDelayMs: 20,
     leaseMs: 2000,
+    targetBackoff: {baseMs: 20, maxMs: 200},
     tickMs: 20,
     maintenancePollMs: 100,
     ...options,
@@ -24,6 +25,7 @@ export async function startService(dir: string, options: HooksServiceOptions = {
   return Object.assign(service, {api: client(service.url)})
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests poke at the JSON answers of the API
 export type Api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{status: number; body: any; headers: Headers}>
 
 export function client(url: string, token: string | null = TOKEN): Api {

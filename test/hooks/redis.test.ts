@@ -16,7 +16,7 @@ beforeAll(async () => {
   redis = await startRedis()
 })
 afterAll(async () => {
-  await redis?.stop()
+  await redis.stop()
 })
 
 const executionsSeen = (requests: Array<{headers: Record<string, unknown>}>) => requests.map((r) => String(r.headers['x-cistern-hooks-execution']))
@@ -77,7 +77,7 @@ describe('hooks service on Redis', () => {
     const seconds = runs.map((ts) => Number(ts) / 1e6).sort((x, y) => x - y)
     for (const [i, s] of seconds.entries()) {
       expect(Number.isInteger(s)).toBe(true)
-      if (i > 0) expect(s - seconds[i - 1]).toBeGreaterThanOrEqual(1)
+      if (i > 0) expect(s - seconds[i - 1]!).toBeGreaterThanOrEqual(1)
     }
     expect((await b.api('GET', `/task/${task.uuid}`)).body.stopped).toBe(true)
   })
@@ -94,7 +94,7 @@ describe('hooks service on Redis', () => {
     await until(() => b.maintenance(), 2000, 'b to follow')
     const c = await startService(dir, {store: redis.url, storePrefix: prefix})
     expect(c.maintenance()).toBe(true)
-    for (let i = 0; i < 4; i++) await fetch(`${[a, b, c][i % 3].url}/webhook/${task.uuid}`, {method: 'POST', body: `m${i}`})
+    for (let i = 0; i < 4; i++) await fetch(`${[a, b, c][i % 3]!.url}/webhook/${task.uuid}`, {method: 'POST', body: `m${i}`})
     await new Promise((resolve) => setTimeout(resolve, 300))
     expect(target.requests.length).toBe(0)
     await c.api('POST', '/admin/maintenance?enable=false')
@@ -117,7 +117,7 @@ describe('hooks service on Redis', () => {
     await dying.close()
     await service.api('POST', '/admin/maintenance?enable=false')
     await until(() => target.requests.length === 1, 5000, 'the recovered execution')
-    expect(target.requests[0].body.toString()).toBe('orphan')
+    expect(target.requests[0]!.body.toString()).toBe('orphan')
   })
 
   it('loses no accepted execution when Redis restarts mid-load', async () => {

@@ -4,11 +4,14 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {ActionError} from '../../src/hooks/actions.js'
-import type {ActionResult, Execution, Task} from '../../src/hooks/model.js'
+import type {ActionAttempt} from '../../src/hooks/actions.js'
+import type {Execution, Task} from '../../src/hooks/model.js'
 import {Scheduler, nextRun, validateSchedule} from '../../src/hooks/scheduler.js'
 import {openStore} from '../../src/hooks/store/index.js'
 import type {HooksStore} from '../../src/hooks/store/types.js'
-import {Worker, retryDelay} from '../../src/hooks/worker.js'
+import {delivered} from '../../src/core/delivery.js'
+import {backoffDelay} from '../../src/core/loop.js'
+import {Worker} from '../../src/hooks/worker.js'
 import {standIn} from '../helpers/http.js'
 import {tempDir} from '../helpers/tmp.js'
 import {startService, until} from './helpers.js'
@@ -44,8 +47,8 @@ describe('cron and time zones', () => {
     expect(() => validateSchedule('1 2 3 4 5 6 7', 'UTC')).toThrow(/expected 5 fields/)
   })
 
-  it('doubles the retry delay up to a cap', () => {
-    expect([1, 2, 3, 4].map((n) => retryDelay(n, 1000, 5000))).toEqual([1000, 2000, 4000, 5000])
+  it('doubles the retry delay up to a cap (the core back-off, at the top of its jitter)', () => {
+    expect([1, 2, 3, 4].map((n) => backoffDelay(n, {baseMs: 1000, maxMs: 5000, random: () => 1}))).toEqual([1000, 2000, 4000, 5000])
   })
 })
 
@@ -63,10 +66,10 @@ describe('scheduler and worker on a controllable clock', () => {
     // The first execution fails `fail` times; the others succeed.
     let failures = fail
     const actions = {
-      async run(_task: Task, execution: Execution): Promise<ActionResult> {
+      async run(_task: Task, execution: Execution): Promise<ActionAttempt> {
         calls.push({at: clock.t, execution})
-        if (execution.timestamp === calls[0].execution.timestamp && failures-- > 0) throw new ActionError('HTTP 503')
-        return {status: 200, duration_ms: 0}
+        if (execution.timestamp === calls[0]!.execution.timestamp && failures-- > 0) throw new ActionError('HTTP 503')
+        return {outcome: delivered(), result: {status: 200, duration_ms: 0}}
       },
     }
     const task: Task = {
@@ -79,14 +82,15 @@ describe('scheduler and worker on a controllable clock', () => {
     }
     await store.createTask(task)
     const scheduler = new Scheduler(store, {clock, planMs: 0})
-    const worker = new Worker(store, actions, {clock, retryDelayMs: 60_000, retryMax: 3})
+    // random: 1 takes the top of the back-off's jitter: 60 s, then 120 s
+    const worker = new Worker(store, actions, {clock, retryDelayMs: 60_000, retryMax: 3, random: () => 1})
     return {store, clock, calls, task, scheduler, worker}
   }
 
   it('plans the next run, enqueues it when due, and plans the one after (across the DST change)', async () => {
     const {store, clock, calls, task, scheduler, worker} = await setup()
     expect(await scheduler.tick()).toEqual({enqueued: 0, planned: 1})
-    const [planned] = await store.plannedExecutions(task.uuid)
+    const planned = (await store.plannedExecutions(task.uuid))[0]!
     expect(planned).toMatchObject({status: 'SCHEDULED', scheduled_date: '2026-03-29T07:00:00.000Z', payload: {job: 'nightly'}})
     expect(planned.timestamp).toBe(at('2026-03-29T07:00:00Z') * 1000)
     expect(await scheduler.tick()).toEqual({enqueued: 0, planned: 0})
@@ -100,7 +104,7 @@ describe('scheduler and worker on a controllable clock', () => {
     expect((await store.plannedExecutions(task.uuid)).map((e) => e.scheduled_date)).toEqual(['2026-03-30T07:00:00.000Z'])
     expect(await worker.processOne()).toBe(true)
     expect(calls.map((c) => c.execution.scheduled_date)).toEqual(['2026-03-29T07:00:00.000Z'])
-    expect(calls[0].execution.payload).toEqual({job: 'nightly'})
+    expect(calls[0]!.execution.payload).toEqual({job: 'nightly'})
     expect(await store.getExecution(task.uuid, planned.timestamp)).toMatchObject({status: 'DONE', result: {status: 200}})
   })
 
@@ -110,7 +114,7 @@ describe('scheduler and worker on a controllable clock', () => {
     clock.t += 10_000
     await scheduler.tick()
     expect(await worker.processOne()).toBe(true)
-    const first = calls[0].execution
+    const first = calls[0]!.execution
     expect(await store.getExecution(task.uuid, first.timestamp)).toMatchObject({status: 'SCHEDULED', nb_errors: 1, due_at: clock.t + 60_000})
     clock.t += 59_000
     await scheduler.tick()
@@ -129,7 +133,7 @@ describe('scheduler and worker on a controllable clock', () => {
   it('drops the planned run of a stopped task, and replaces it when the cron changes', async () => {
     const {store, clock, task, scheduler} = await setup()
     await scheduler.tick()
-    const [planned] = await store.plannedExecutions(task.uuid)
+    const planned = (await store.plannedExecutions(task.uuid))[0]!
     await store.updateTask({...task, stopped: true})
     await scheduler.tick()
     expect(await store.plannedExecutions(task.uuid)).toEqual([])
@@ -157,7 +161,7 @@ describe('scheduler in the service (real clock)', () => {
     })
     expect(created.status).toBe(201)
     await until(() => target.requests.length >= 2, 5000, 'two runs')
-    const [first] = target.requests
+    const first = target.requests[0]!
     expect(JSON.parse(first.body.toString())).toEqual({hello: 'world'})
     expect(first.headers['content-type']).toBe('application/json')
     const executions = (await service.api('GET', `/task/${created.body.uuid}/execution`)).body as Execution[]

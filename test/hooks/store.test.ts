@@ -20,14 +20,22 @@ afterAll(async () => {
   await redis?.stop()
 })
 
-type Factory = () => Promise<{store: HooksStore; twin: () => Promise<HooksStore>}>
+/** A store, a second connection to it, and a way to spoil one execution's record (as a hand edit would). */
+type Factory = () => Promise<{store: HooksStore; twin: () => Promise<HooksStore>; spoil: (execution: Execution) => Promise<void>}>
 
 const factories: Array<[string, Factory]> = [
   [
     'sqlite',
     async () => {
-      const url = `sqlite:${join(dir, `${randomUUID()}.db`)}`
-      return {store: await openStore(url), twin: () => openStore(url)}
+      const file = join(dir, `${randomUUID()}.db`)
+      const url = `sqlite:${file}`
+      const spoil = async (execution: Execution) => {
+        const {default: Database} = await import('better-sqlite3')
+        const db = new Database(file)
+        db.prepare('UPDATE hooks_executions SET json = ? WHERE task_uuid = ? AND ts = ?').run('{"status":"ENQUEUED","nb_errors":"many"', execution.task_uuid, execution.timestamp)
+        db.close()
+      }
+      return {store: await openStore(url), twin: () => openStore(url), spoil}
     },
   ],
   [
@@ -35,7 +43,13 @@ const factories: Array<[string, Factory]> = [
     async () => {
       if (!redis) throw new Error('redis-server is not installed: apt-get install -y redis-server')
       const prefix = `t${randomUUID().slice(0, 8)}`
-      return {store: await openStore(redis.url, {prefix}), twin: () => openStore(redis!.url, {prefix})}
+      const spoil = async (execution: Execution) => {
+        const {Redis} = await import('ioredis')
+        const client = new Redis(redis!.url)
+        await client.set(`${prefix}:tasks:executions:${execution.type}:${execution.task_uuid}:${execution.timestamp}`, '{"status":"ENQUEUED","nb_errors":"many"')
+        client.disconnect()
+      }
+      return {store: await openStore(redis.url, {prefix}), twin: () => openStore(redis!.url, {prefix}), spoil}
     },
   ],
 ]
@@ -63,6 +77,7 @@ describe.each(factories)('hooks store contract: %s', (_name, factory) => {
     opened.push(made.store)
     return {
       store: made.store,
+      spoil: made.spoil,
       twin: async () => {
         const other = await made.twin()
         opened.push(other)
@@ -79,15 +94,15 @@ describe.each(factories)('hooks store contract: %s', (_name, factory) => {
     const tasks = [webhookTask({name: 'b'}), webhookTask({name: 'a'}), webhookTask({name: 'c'})]
     for (const task of tasks) await store.createTask(task)
     expect((await store.listTasks()).map((t) => t.name)).toEqual(['b', 'a', 'c'])
-    await expect(store.createTask(tasks[0])).rejects.toBeInstanceOf(TaskExistsError)
-    expect(await store.updateTask({...tasks[1], stopped: true})).toBe(true)
-    expect((await store.getTask(tasks[1].uuid))?.stopped).toBe(true)
+    await expect(store.createTask(tasks[0]!)).rejects.toBeInstanceOf(TaskExistsError)
+    expect(await store.updateTask({...tasks[1]!, stopped: true})).toBe(true)
+    expect((await store.getTask(tasks[1]!.uuid))?.stopped).toBe(true)
     expect(await store.updateTask(webhookTask())).toBe(false)
-    await store.insertExecution(execution(tasks[0], 100))
-    expect(await store.deleteTask(tasks[0].uuid)).toBe(true)
-    expect(await store.deleteTask(tasks[0].uuid)).toBe(false)
-    expect(await store.getTask(tasks[0].uuid)).toBeUndefined()
-    expect(await store.listExecutions(tasks[0].uuid)).toEqual([])
+    await store.insertExecution(execution(tasks[0]!, 100))
+    expect(await store.deleteTask(tasks[0]!.uuid)).toBe(true)
+    expect(await store.deleteTask(tasks[0]!.uuid)).toBe(false)
+    expect(await store.getTask(tasks[0]!.uuid)).toBeUndefined()
+    expect(await store.listExecutions(tasks[0]!.uuid)).toEqual([])
     // Its queued execution points at nothing now: claiming skips it.
     expect(await store.claim(10, 1000)).toBeUndefined()
   })
@@ -224,6 +239,37 @@ describe.each(factories)('hooks store contract: %s', (_name, factory) => {
     if (store.kind === 'redis') {
       await expect.poll(() => seen, {timeout: 2000}).toEqual([true, false])
     }
+  })
+
+  it('takes a record it cannot read out of the work queue, names it, and goes on with the next', async () => {
+    const {store, spoil} = await open()
+    const task = webhookTask()
+    await store.createTask(task)
+    const bad = (await store.insertExecution(execution(task, 1)))!
+    await store.insertExecution(execution(task, 2))
+    await spoil(bad)
+    await expect(store.claim(10, 5000)).rejects.toThrow(new RegExp(`unreadable hooks record .*${task.uuid}.*1`))
+    expect((await store.claim(10, 100))?.timestamp).toBe(2)
+    expect(await store.claim(10, 5000)).toBeUndefined()
+    // the spoilt one is not recovered with the lapsed lease of the other (Redis' lock lapses in real time)
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    expect(await store.recoverExpired(1_000_000, 100)).toBe(1)
+    expect((await store.claim(1_000_000, 5000))?.timestamp).toBe(2)
+  })
+
+  it('intake sees at once a task that another connection stopped, changed or deleted', async () => {
+    const {store, twin} = await open()
+    const other = await twin()
+    const task = webhookTask()
+    await store.createTask(task)
+    const webhook = (ts: number, method = 'POST') => execution(task, ts, {request: {method, headers: {}, raw_body: '', query: {}}})
+    expect((await store.intake(webhook(1))).outcome).toBe('accepted')
+    await other.updateTask({...task, stopped: true})
+    expect((await store.intake(webhook(2))).outcome).toBe('stopped')
+    await other.updateTask({...task, config: {...task.config, method: 'PUT'}} as Task)
+    expect(await store.intake(webhook(3))).toEqual({outcome: 'wrong-method', allowed: 'PUT'})
+    await other.deleteTask(task.uuid)
+    expect((await store.intake(webhook(4, 'PUT'))).outcome).toBe('unknown')
   })
 
   it('never hands one execution to two instances claiming at once', async () => {

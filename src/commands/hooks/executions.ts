@@ -2,18 +2,22 @@ import {Args, Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
 import {UsageError} from '../../core/errors.js'
-import type {ExecutionStopResult} from '../../hooks/client.js'
-import {clientFlags, clientFrom, describeExecution} from '../../hooks/command-options.js'
-import {type Execution, publicExecution} from '../../hooks/model.js'
+import {integer} from '../../core/flags.js'
+import {clientFlags} from '../../flags/hooks.js'
+import {type ExecutionStopResult, clientFrom} from '../../hooks/client.js'
+import {describeExecution} from '../../hooks/describe.js'
+import {type PublicExecution, publicExecution} from '../../hooks/model.js'
 
-type Result = Array<Omit<Execution, 'claim'>> | Omit<Execution, 'claim'> | ExecutionStopResult
+type Result = PublicExecution[] | PublicExecution | ExecutionStopResult
 
 export default class HooksExecutions extends CisternCommand<Result> {
   static override summary = 'List the executions of a task, show one, or stop one'
 
   static override description = `Newest first. With TIMESTAMP: that execution in full (the captured request, the result).
 With --stop: stop exactly that execution (a queued or scheduled one is DONE at once; a running one
-is aborted by the instance running it).
+is aborted by the instance running it). A dead execution (DONE after its last attempt, or refused
+for good) shows as DEAD, with its last error. Secret headers of a captured request show as
+[redacted]: they are never stored.
 
 Exit codes: 0 ok, 1 no such task or execution, 3 the service is unreachable.`
 
@@ -30,7 +34,7 @@ Exit codes: 0 ok, 1 no such task or execution, 3 the service is unreachable.`
 
   static override flags = {
     ...clientFlags,
-    limit: Flags.integer({min: 1, summary: 'Show at most this many.'}),
+    limit: integer({min: 1, summary: 'Show at most this many.'}),
     stop: Flags.boolean({default: false, summary: 'Stop the execution TIMESTAMP.'}),
   }
 

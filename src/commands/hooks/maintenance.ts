@@ -1,8 +1,9 @@
 import {Args} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
-import type {ServiceStatus} from '../../hooks/client.js'
-import {clientFlags, clientFrom} from '../../hooks/command-options.js'
+import {clientFlags} from '../../flags/hooks.js'
+import {clientFrom} from '../../hooks/client.js'
+import type {ServiceStatus} from '../../hooks/status.js'
 
 export default class HooksMaintenance extends CisternCommand<ServiceStatus> {
   static override summary = 'Turn maintenance mode on or off, or show it: intake and scheduling continue, processing pauses'

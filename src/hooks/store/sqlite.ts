@@ -4,29 +4,14 @@ import {dirname} from 'node:path'
 
 import type BetterSqlite3 from 'better-sqlite3'
 
-import {UsageError} from '../../core/errors.js'
+import {CisternError, UsageError, errorMessage} from '../../core/errors.js'
 import {defaultDbPath} from '../../core/paths.js'
+import {GroupCommit} from '../../core/queue/batching.js'
+import {StoreDataError, TaskExistsError} from '../errors.js'
 import type {Execution, Task} from '../model.js'
-import {type HooksStore, type OpenStoreOptions, STOPPED_ERROR, TaskExistsError, intakeCheck} from './types.js'
-
-interface ExecutionRow {
-  task_uuid: string
-  ts: number
-  status: Execution['status']
-  due_at: number | null
-  lease_until: number | null
-  claim_id: string | null
-  processing_ts: number | null
-  stop_requested: number
-  json: string
-}
-
-interface PendingInsert {
-  execution: Execution
-  ifAbsent: boolean
-  resolve: (value: Execution | undefined) => void
-  reject: (error: unknown) => void
-}
+import {parseExecution, parseTask, serialiseExecution} from './records.js'
+import {type ExecutionInsert, type ExecutionRow, type Statements, createTables, prepareStatements} from './sqlite-tables.js'
+import {type Backlog, type HooksStore, type IntakeOutcome, type OpenStoreOptions, STOPPED_ERROR, intakeCheck} from './types.js'
 
 /** The path of a `sqlite:<path>[?synchronous=full|normal]` store URL (empty path = the embedded db file). */
 export function sqlitePath(url: string): string {
@@ -41,17 +26,21 @@ export function sqlitePath(url: string): string {
  */
 function synchronousOf(url: string): 'FULL' | 'NORMAL' {
   const match = /[?&]synchronous=([a-z]+)/i.exec(url)
-  if (!match) return 'FULL'
-  const value = match[1].toUpperCase()
-  if (value !== 'FULL' && value !== 'NORMAL') throw new UsageError(`bad synchronous=${match[1]} in the store URL`, 'use ?synchronous=full or ?synchronous=normal')
-  return value
+  const value = match?.[1]
+  if (value === undefined) return 'FULL'
+  const upper = value.toUpperCase()
+  if (upper !== 'FULL' && upper !== 'NORMAL') throw new UsageError(`bad synchronous=${value} in the store URL`, 'use ?synchronous=full or ?synchronous=normal')
+  return upper
+}
+
+interface PendingInsert {
+  execution: Execution
+  ifAbsent: boolean
 }
 
 /**
- * Tasks and executions in SQLite tables (prefixed `hooks_`), by default in the embedded db file the
- * other pieces share. WAL + synchronous FULL: a 202 is only answered once the execution is on disk;
- * inserts arriving together are committed in one transaction (group commit) to keep intake fast.
- * Claims are single UPDATE … RETURNING statements, so several processes may share the file.
+ * Open the SQLite store. WAL + synchronous FULL: a 202 is only answered once the execution is on
+ * disk. Claims are single UPDATE … RETURNING statements, so several processes may share the file.
  */
 export async function openSqliteStore(url: string, options: OpenStoreOptions = {}): Promise<HooksStore> {
   const path = sqlitePath(url)
@@ -61,306 +50,281 @@ export async function openSqliteStore(url: string, options: OpenStoreOptions = {
   try {
     db = new Database(path, {timeout: 5000})
   } catch (error) {
-    throw new UsageError(`cannot open the hooks store ${path}: ${(error as Error).message}`, 'check the --store path and its permissions', error)
+    throw new UsageError(`cannot open the hooks store ${path}: ${errorMessage(error)}`, 'check the --store path and its permissions', error)
   }
   db.pragma('journal_mode = WAL')
   db.pragma(`synchronous = ${synchronousOf(url)}`)
-  const p = options.tablePrefix ?? 'hooks_'
-  if (!/^[a-z_][a-z0-9_]*$/i.test(p)) throw new UsageError(`bad table prefix "${p}"`)
-  db.exec(`
-    CREATE TABLE IF NOT EXISTS ${p}tasks (seq INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, json TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS ${p}executions (
-      task_uuid TEXT NOT NULL, ts INTEGER NOT NULL, status TEXT NOT NULL,
-      due_at INTEGER, planned INTEGER NOT NULL DEFAULT 0, queue_seq INTEGER, lease_until INTEGER, claim_id TEXT,
-      processing_ts INTEGER, stop_requested INTEGER NOT NULL DEFAULT 0, json TEXT NOT NULL,
-      PRIMARY KEY (task_uuid, ts));
-    -- Partial indexes: a row is only in the index of its current state, so the finished
-    -- executions (most rows) cost nothing to index and an intake updates one index.
-    DROP INDEX IF EXISTS ${p}executions_queue;
-    DROP INDEX IF EXISTS ${p}executions_due;
-    DROP INDEX IF EXISTS ${p}executions_lease;
-    CREATE INDEX IF NOT EXISTS ${p}executions_queued ON ${p}executions (queue_seq) WHERE status = 'ENQUEUED';
-    CREATE INDEX IF NOT EXISTS ${p}executions_scheduled ON ${p}executions (due_at) WHERE status = 'SCHEDULED';
-    CREATE INDEX IF NOT EXISTS ${p}executions_leased ON ${p}executions (lease_until) WHERE status = 'DOING';
-    CREATE TABLE IF NOT EXISTS ${p}meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    INSERT OR IGNORE INTO ${p}meta (key, value) VALUES ('maintenance', 'false');
-  `)
+  const prefix = options.tablePrefix ?? 'hooks_'
+  createTables(db, prefix)
+  return new SqliteStore(db, prepareStatements(db, prefix), `sqlite:${path}`)
+}
 
-  const st = {
-    insertTask: db.prepare(`INSERT INTO ${p}tasks (uuid, json) VALUES (?, ?)`),
-    getTask: db.prepare<[string], {json: string}>(`SELECT json FROM ${p}tasks WHERE uuid = ?`),
-    listTasks: db.prepare<[], {json: string}>(`SELECT json FROM ${p}tasks ORDER BY seq`),
-    updateTask: db.prepare(`UPDATE ${p}tasks SET json = ? WHERE uuid = ?`),
-    deleteTask: db.prepare(`DELETE FROM ${p}tasks WHERE uuid = ?`),
-    deleteTaskExecutions: db.prepare(`DELETE FROM ${p}executions WHERE task_uuid = ?`),
-    minSeq: db.prepare<[], {m: number | null}>(`SELECT MIN(queue_seq) AS m FROM ${p}executions WHERE status = 'ENQUEUED'`),
-    insertExecution: db.prepare(
-      `INSERT INTO ${p}executions (task_uuid, ts, status, due_at, planned, queue_seq, json) VALUES (@task_uuid, @ts, @status, @due_at, @planned, @queue_seq, @json)
-       ON CONFLICT (task_uuid, ts) DO NOTHING`,
-    ),
-    getExecution: db.prepare<[string, number], ExecutionRow>(`SELECT * FROM ${p}executions WHERE task_uuid = ? AND ts = ?`),
-    listExecutions: db.prepare<[string, number], ExecutionRow>(`SELECT * FROM ${p}executions WHERE task_uuid = ? ORDER BY ts DESC LIMIT ?`),
-    count: db.prepare<[string], {total: number; todo: number}>(
-      `SELECT COUNT(*) AS total, COALESCE(SUM(status != 'DONE'), 0) AS todo FROM ${p}executions WHERE task_uuid = ?`,
-    ),
-    planned: db.prepare<[string], ExecutionRow>(
-      `SELECT * FROM ${p}executions WHERE task_uuid = ? AND status = 'SCHEDULED' AND planned = 1 ORDER BY due_at`,
-    ),
-    due: db.prepare<[number, number], ExecutionRow>(
-      `SELECT * FROM ${p}executions WHERE status = 'SCHEDULED' AND due_at <= ? ORDER BY due_at, ts LIMIT ?`,
-    ),
-    toQueue: db.prepare(
-      `UPDATE ${p}executions SET status = 'ENQUEUED', queue_seq = ?, due_at = NULL WHERE task_uuid = ? AND ts = ? AND status = 'SCHEDULED'`,
-    ),
-    claim: db.prepare<[number, string, number], ExecutionRow>(
-      `UPDATE ${p}executions SET status = 'DOING', lease_until = ?, claim_id = ?, processing_ts = ?
-       WHERE rowid = (SELECT rowid FROM ${p}executions WHERE status = 'ENQUEUED' ORDER BY queue_seq LIMIT 1) RETURNING *`,
-    ),
-    heartbeat: db.prepare(`UPDATE ${p}executions SET lease_until = ? WHERE task_uuid = ? AND ts = ? AND claim_id = ? AND status = 'DOING'`),
-    finish: db.prepare(
-      `UPDATE ${p}executions SET status = 'DONE', json = ?, due_at = NULL, lease_until = NULL, claim_id = NULL, queue_seq = NULL
-       WHERE task_uuid = ? AND ts = ? AND claim_id = ? AND status = 'DOING'`,
-    ),
-    reschedule: db.prepare(
-      `UPDATE ${p}executions SET status = 'SCHEDULED', json = ?, due_at = ?, planned = 0, lease_until = NULL, claim_id = NULL, queue_seq = NULL
-       WHERE task_uuid = ? AND ts = ? AND claim_id = ? AND status = 'DOING'`,
-    ),
-    expired: db.prepare<[number], ExecutionRow>(`SELECT * FROM ${p}executions WHERE status = 'DOING' AND lease_until < ? ORDER BY queue_seq LIMIT 100`),
-    recover: db.prepare(
-      `UPDATE ${p}executions SET status = 'ENQUEUED', queue_seq = ?, lease_until = NULL, claim_id = NULL WHERE task_uuid = ? AND ts = ? AND status = 'DOING' AND lease_until < ?`,
-    ),
-    stopNow: db.prepare(`UPDATE ${p}executions SET status = 'DONE', json = ?, due_at = NULL, queue_seq = NULL WHERE task_uuid = ? AND ts = ?`),
-    requestStop: db.prepare(`UPDATE ${p}executions SET stop_requested = 1 WHERE task_uuid = ? AND ts = ?`),
-    stopRequested: db.prepare<[string, number], {stop_requested: number}>(`SELECT stop_requested FROM ${p}executions WHERE task_uuid = ? AND ts = ?`),
-    clean: db.prepare(
-      `DELETE FROM ${p}executions WHERE task_uuid = ? AND status = 'DONE' AND ts NOT IN
-       (SELECT ts FROM ${p}executions WHERE task_uuid = ? AND status = 'DONE' ORDER BY ts DESC LIMIT ?)`,
-    ),
-    queueLength: db.prepare<[], {n: number}>(`SELECT COUNT(*) AS n FROM ${p}executions WHERE status = 'ENQUEUED'`),
-    getMeta: db.prepare<[string], {value: string}>(`SELECT value FROM ${p}meta WHERE key = ?`),
-    setMeta: db.prepare(`INSERT INTO ${p}meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
-  }
-
+/**
+ * Tasks and executions in SQLite tables. Inserts that arrive together (webhooks) are committed in
+ * one transaction by the core's group commit (src/core/queue/batching.ts's GroupCommit, used here
+ * for a table that is not a queue): one fsync for all of them.
+ */
+export class SqliteStore implements HooksStore {
+  readonly kind = 'sqlite'
+  private readonly inserts: GroupCommit<PendingInsert, Execution | undefined>
   // Queue order: enqueue time in µs, strictly increasing in this process (several processes sharing
   // the file interleave by time, which is the order they enqueued in).
-  let lastSeq = 0
-  const nextSeq = () => (lastSeq = Math.max(Date.now() * 1000, lastSeq + 1))
+  private lastSeq = 0
+  /** Intake reads the task on every webhook: parse its JSON only when it changed. */
+  private readonly taskCache = new Map<string, Task>()
+  /**
+   * Tasks intake has read, by uuid, valid while nothing else changed the file (PRAGMA data_version:
+   * another process committed) and this store did not write a task: then a webhook costs no read.
+   */
+  private intakeTasks = new Map<string, Task | undefined>()
+  private intakeVersion = -1
+  private closed = false
 
-  function toExecution(row: ExecutionRow): Execution {
-    const execution = JSON.parse(row.json) as Execution
-    execution.status = row.status
-    if (row.due_at !== null) execution.due_at = row.due_at
-    else delete execution.due_at
-    if (row.processing_ts !== null && row.status === 'DOING') execution.processing_timestamp = row.processing_ts
-    if (row.claim_id) execution.claim = row.claim_id
-    return execution
+  constructor(
+    private readonly db: BetterSqlite3.Database,
+    private readonly st: Statements,
+    readonly location: string,
+  ) {
+    const insertBatch = db.transaction((batch: PendingInsert[]) => batch.map((item) => this.insertOne(item)))
+    this.inserts = new GroupCommit(async (batch) => insertBatch.immediate(batch), {maxBatch: 512})
   }
 
-  const stored = (execution: Execution) => {
-    const {claim: _claim, ...rest} = execution
-    return JSON.stringify(rest)
-  }
+  // --- tasks ---------------------------------------------------------------------------------
 
-  // Group commit: inserts that arrive in the same tick share one transaction (one fsync).
-  let pending: PendingInsert[] = []
-  const insertBatch = db.transaction((batch: PendingInsert[]) => {
-    const out: Array<Execution | undefined> = []
-    for (const item of batch) {
-      const execution = {...item.execution, id: item.execution.id ?? randomUUID()}
-      const row = {
-        task_uuid: execution.task_uuid,
-        status: execution.status,
-        due_at: execution.status === 'SCHEDULED' ? (execution.due_at ?? 0) : null,
-        planned: execution.status === 'SCHEDULED' && execution.scheduled_date && execution.nb_errors === 0 ? 1 : 0,
-        queue_seq: execution.status === 'ENQUEUED' ? nextSeq() : null,
-      }
-      let inserted = false
-      // A clashing timestamp is bumped (bounded), unless the first one must win (planned runs).
-      for (let attempt = 0; attempt < 1000 && !inserted; attempt++) {
-        inserted = st.insertExecution.run({...row, ts: execution.timestamp, json: stored(execution)}).changes === 1
-        if (!inserted && item.ifAbsent) break
-        if (!inserted) execution.timestamp += 1
-      }
-      out.push(inserted ? execution : undefined)
-    }
-    return out
-  })
-  // With fsync per commit (FULL), wait a moment while requests are arriving together so one
-  // commit covers more of them; a lone request is committed at once.
-  const synchronous = synchronousOf(url)
-  let lastBatch = 0
-  function flush() {
-    const batch = pending
-    pending = []
-    lastBatch = batch.length
+  async createTask(task: Task): Promise<void> {
+    this.tasksChanged()
     try {
-      const results = insertBatch.immediate(batch)
-      batch.forEach((item, i) => item.resolve(results[i]))
+      this.st.insertTask.run(task.uuid, JSON.stringify(task))
     } catch (error) {
-      for (const item of batch) item.reject(error)
+      if ((error as {code?: unknown}).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new TaskExistsError(task.uuid)
+      throw error
     }
   }
 
-  const enqueueDue = db.transaction((nowMs: number, limit: number) => {
-    const rows = st.due.all(nowMs, limit)
-    const moved: Execution[] = []
-    for (const row of rows) {
-      if (st.toQueue.run(nextSeq(), row.task_uuid, row.ts).changes === 1) {
-        moved.push({...toExecution(row), status: 'ENQUEUED', due_at: undefined})
+  async getTask(uuid: string): Promise<Task | undefined> {
+    const row = this.st.getTask.get(uuid)
+    return row ? this.parsedTask(row.json, uuid) : undefined
+  }
+
+  async listTasks(): Promise<Task[]> {
+    return this.st.listTasks.all().map((row) => this.parsedTask(row.json, row.uuid))
+  }
+
+  async updateTask(task: Task): Promise<boolean> {
+    this.tasksChanged()
+    return this.st.updateTask.run(JSON.stringify(task), task.uuid).changes === 1
+  }
+
+  async deleteTask(uuid: string): Promise<boolean> {
+    this.tasksChanged()
+    return this.db.transaction(() => {
+      this.st.deleteTaskExecutions.run(uuid)
+      return this.st.deleteTask.run(uuid).changes === 1
+    }).immediate()
+  }
+
+  // --- executions ----------------------------------------------------------------------------
+
+  insertExecution(execution: Execution, options: {ifAbsent?: boolean} = {}): Promise<Execution | undefined> {
+    if (this.closed) return Promise.reject(new UsageError('the hooks store is closed'))
+    return this.inserts.submit({execution, ifAbsent: options.ifAbsent ?? false})
+  }
+
+  async intake(execution: Execution): Promise<IntakeOutcome> {
+    const refused = intakeCheck(this.intakeTask(execution.task_uuid), execution.request?.method ?? '')
+    if (refused) return refused
+    const stored = await this.insertExecution(execution)
+    if (!stored) throw new CisternError(`the execution of task ${execution.task_uuid} was not stored`)
+    return {outcome: 'accepted', execution: stored}
+  }
+
+  async getExecution(taskUuid: string, timestamp: number): Promise<Execution | undefined> {
+    const row = this.st.getExecution.get(taskUuid, timestamp)
+    return row ? toExecution(row) : undefined
+  }
+
+  async listExecutions(taskUuid: string, options: {limit?: number} = {}): Promise<Execution[]> {
+    return this.st.listExecutions.all(taskUuid, options.limit ?? -1).map(toExecution)
+  }
+
+  async countExecutions(taskUuid: string): Promise<{total: number; todo: number}> {
+    const row = this.st.count.get(taskUuid)
+    return {total: row?.total ?? 0, todo: row?.todo ?? 0}
+  }
+
+  async plannedExecutions(taskUuid: string): Promise<Execution[]> {
+    return this.st.planned.all(taskUuid).map(toExecution)
+  }
+
+  async stopExecution(taskUuid: string, ts: number, nowMs: number): Promise<'stopped' | 'stopping' | 'already-done' | 'unknown'> {
+    return this.db.transaction(() => {
+      const row = this.st.getExecution.get(taskUuid, ts)
+      if (!row) return 'unknown' as const
+      if (row.status === 'DONE') return 'already-done' as const
+      if (row.status === 'DOING') {
+        this.st.requestStop.run(taskUuid, ts)
+        return 'stopping' as const
       }
+      const done: Execution = {...toExecution(row), status: 'DONE', stopped: true, last_error: STOPPED_ERROR, done_at: nowMs, due_at: undefined}
+      this.st.stopNow.run(serialiseExecution(done), taskUuid, ts)
+      return 'stopped' as const
+    }).immediate()
+  }
+
+  async stopRequested(execution: Execution): Promise<boolean> {
+    return this.st.stopRequested.get(execution.task_uuid, execution.timestamp)?.stop_requested === 1
+  }
+
+  async clean(taskUuid: string, keep: number): Promise<number> {
+    return this.st.clean.run(taskUuid, taskUuid, keep).changes
+  }
+
+  // --- the work queue ------------------------------------------------------------------------
+
+  async enqueueDue(nowMs: number, limit = 500): Promise<Execution[]> {
+    return this.db.transaction(() => {
+      const moved: Execution[] = []
+      for (const row of this.st.due.all(nowMs, limit)) {
+        if (this.st.toQueue.run(this.nextSeq(), row.task_uuid, row.ts).changes === 1) moved.push({...toExecution(row), status: 'ENQUEUED', due_at: undefined})
+      }
+      return moved
+    }).immediate()
+  }
+
+  async claim(nowMs: number, leaseMs: number, owner?: string): Promise<Execution | undefined> {
+    const row = this.st.claim.get({lease: nowMs + leaseMs, claim: randomUUID(), now: nowMs, owner: owner ?? null})
+    if (!row) return undefined
+    try {
+      return toExecution(row)
+    } catch (error) {
+      // Out of the work queue, so it does not come back at every lease; the error names it.
+      if (error instanceof StoreDataError) this.st.quarantine.run(row.task_uuid, row.ts)
+      throw error
     }
-    return moved
-  })
+  }
 
-  const recoverExpired = db.transaction((nowMs: number) => {
-    const rows = st.expired.all(nowMs)
-    if (rows.length === 0) return 0
-    // Back to the front of the queue, in their original order.
-    let seq = Math.min(st.minSeq.get()?.m ?? 0, 0) - rows.length
-    let n = 0
-    for (const row of rows) n += st.recover.run(seq++, row.task_uuid, row.ts, nowMs).changes
-    return n
-  })
+  async heartbeat(execution: Execution, nowMs: number, leaseMs: number): Promise<boolean> {
+    return this.st.heartbeat.run(nowMs + leaseMs, execution.task_uuid, execution.timestamp, execution.claim ?? '').changes === 1
+  }
 
-  const stopExecution = db.transaction((taskUuid: string, ts: number, nowMs: number) => {
-    const row = st.getExecution.get(taskUuid, ts)
-    if (!row) return 'unknown' as const
-    if (row.status === 'DONE') return 'already-done' as const
-    if (row.status === 'DOING') {
-      st.requestStop.run(taskUuid, ts)
-      return 'stopping' as const
+  async finish(execution: Execution): Promise<boolean> {
+    const done: Execution = {...execution, status: 'DONE', due_at: undefined}
+    return this.st.finish.run(serialiseExecution(done), execution.task_uuid, execution.timestamp, execution.claim ?? '').changes === 1
+  }
+
+  async reschedule(execution: Execution): Promise<boolean> {
+    const again: Execution = {...execution, status: 'SCHEDULED'}
+    return this.st.reschedule.run(serialiseExecution(again), execution.due_at ?? 0, execution.task_uuid, execution.timestamp, execution.claim ?? '').changes === 1
+  }
+
+  async recoverExpired(nowMs: number): Promise<number> {
+    return this.db.transaction(() => {
+      const rows = this.st.expired.all(nowMs)
+      if (rows.length === 0) return 0
+      // Back to the front of the queue, in their original order.
+      let seq = Math.min(this.st.minSeq.get()?.m ?? 0, 0) - rows.length
+      let n = 0
+      for (const row of rows) n += this.st.recover.run(seq++, row.task_uuid, row.ts, nowMs).changes
+      return n
+    }).immediate()
+  }
+
+  async queueLength(): Promise<number> {
+    return this.st.queueLength.get()?.n ?? 0
+  }
+
+  async backlog(nowMs: number): Promise<Backlog> {
+    const states = new Map(this.st.states.all().map((row) => [row.status, row.n]))
+    const oldest = this.st.oldest.get(nowMs)?.ts
+    return {
+      queued: states.get('ENQUEUED') ?? 0,
+      inFlight: states.get('DOING') ?? 0,
+      delayed: states.get('SCHEDULED') ?? 0,
+      dead: this.st.dead.get()?.n ?? 0,
+      oldestAgeSeconds: oldest == null ? 0 : Math.max(0, (nowMs - oldest / 1000) / 1000),
     }
-    const execution = toExecution(row)
-    const done: Execution = {...execution, status: 'DONE', stopped: true, last_error: STOPPED_ERROR, done_at: nowMs, due_at: undefined}
-    st.stopNow.run(stored(done), taskUuid, ts)
-    return 'stopped' as const
-  })
+  }
 
-  const deleteTask = db.transaction((uuid: string) => {
-    st.deleteTaskExecutions.run(uuid)
-    return st.deleteTask.run(uuid).changes === 1
-  })
+  // --- shared flags and the connection -------------------------------------------------------
 
-  // Intake reads the task on every webhook: parse its JSON only when it changed.
-  const taskCache = new Map<string, Task>()
-  function parsedTask(json: string): Task {
-    let task = taskCache.get(json)
-    if (!task) {
-      if (taskCache.size > 1000) taskCache.clear()
-      task = JSON.parse(json) as Task
-      taskCache.set(json, task)
+  async getMaintenance(): Promise<boolean> {
+    return this.st.getMeta.get('maintenance')?.value === 'true'
+  }
+
+  async setMaintenance(enabled: boolean): Promise<void> {
+    this.st.setMeta.run('maintenance', String(enabled))
+  }
+
+  async ping(): Promise<void> {
+    this.st.ping.get()
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.inserts.close()
+    this.db.close()
+  }
+
+  // --- steps ---------------------------------------------------------------------------------
+
+  /** One insert of a group commit; a clashing timestamp is bumped (bounded), unless the first one must win (planned runs). */
+  private insertOne(item: PendingInsert): Execution | undefined {
+    const execution = {...item.execution, id: item.execution.id ?? randomUUID()}
+    const dueAt = execution.status === 'SCHEDULED' ? (execution.due_at ?? 0) : null
+    const planned = execution.status === 'SCHEDULED' && execution.scheduled_date && execution.nb_errors === 0 ? 1 : 0
+    const queueSeq = execution.status === 'ENQUEUED' ? this.nextSeq() : null
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      const values: ExecutionInsert = [execution.task_uuid, execution.timestamp, execution.status, dueAt, planned, queueSeq, serialiseExecution(execution)]
+      if (this.st.insertExecution.run(...values).changes === 1) return execution
+      if (item.ifAbsent) return undefined
+      execution.timestamp += 1
     }
+    throw new CisternError(`no free execution timestamp for task ${execution.task_uuid}`)
+  }
+
+  private intakeTask(uuid: string): Task | undefined {
+    const version = this.st.dataVersion.get() ?? -1
+    if (version !== this.intakeVersion) {
+      this.intakeTasks = new Map()
+      this.intakeVersion = version
+    }
+    if (this.intakeTasks.has(uuid)) return this.intakeTasks.get(uuid)
+    const row = this.st.getTask.get(uuid)
+    const task = row ? this.parsedTask(row.json, uuid) : undefined
+    if (this.intakeTasks.size > 10_000) this.intakeTasks.clear()
+    this.intakeTasks.set(uuid, task)
     return task
   }
 
-  let closed = false
-  const insertExecution: HooksStore['insertExecution'] = (execution, opts = {}) => {
-    return new Promise((resolve, reject) => {
-      if (closed) return reject(new Error('hooks store is closed'))
-      pending.push({execution, ifAbsent: opts.ifAbsent ?? false, resolve, reject})
-      if (pending.length === 1) {
-        if (synchronous === 'FULL' && lastBatch > 1) setTimeout(flush, 2)
-        else setImmediate(flush)
-      }
-    })
+  /** A task written here: intake reads tasks again (data_version only tells other connections' commits). */
+  private tasksChanged(): void {
+    this.intakeTasks = new Map()
   }
 
-  return {
-    kind: 'sqlite',
-    location: `sqlite:${path}`,
-
-    async createTask(task) {
-      try {
-        st.insertTask.run(task.uuid, JSON.stringify(task))
-      } catch (error) {
-        if ((error as {code?: string}).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new TaskExistsError(task.uuid)
-        throw error
-      }
-    },
-    async getTask(uuid) {
-      const row = st.getTask.get(uuid)
-      return row ? (JSON.parse(row.json) as Task) : undefined
-    },
-    async listTasks() {
-      return st.listTasks.all().map((row) => JSON.parse(row.json) as Task)
-    },
-    async updateTask(task) {
-      return st.updateTask.run(JSON.stringify(task), task.uuid).changes === 1
-    },
-    async deleteTask(uuid) {
-      return deleteTask.immediate(uuid)
-    },
-
-    insertExecution,
-    async intake(execution) {
-      const row = st.getTask.get(execution.task_uuid)
-      const refused = intakeCheck(row ? parsedTask(row.json) : undefined, execution.request?.method ?? '')
-      if (refused) return refused
-      return {outcome: 'accepted', execution: (await insertExecution(execution))!}
-    },
-    async getExecution(taskUuid, timestamp) {
-      const row = st.getExecution.get(taskUuid, timestamp)
-      return row ? toExecution(row) : undefined
-    },
-    async listExecutions(taskUuid, opts = {}) {
-      return st.listExecutions.all(taskUuid, opts.limit ?? -1).map(toExecution)
-    },
-    async countExecutions(taskUuid) {
-      const row = st.count.get(taskUuid)!
-      return {total: row.total, todo: row.todo}
-    },
-    async plannedExecutions(taskUuid) {
-      return st.planned.all(taskUuid).map(toExecution)
-    },
-
-    async enqueueDue(nowMs, limit = 500) {
-      return enqueueDue.immediate(nowMs, limit)
-    },
-    async claim(nowMs, leaseMs) {
-      const row = st.claim.get(nowMs + leaseMs, randomUUID(), nowMs)
-      return row ? toExecution(row) : undefined
-    },
-    async heartbeat(execution, nowMs, leaseMs) {
-      return st.heartbeat.run(nowMs + leaseMs, execution.task_uuid, execution.timestamp, execution.claim ?? '').changes === 1
-    },
-    async finish(execution) {
-      const done = {...execution, status: 'DONE' as const, due_at: undefined}
-      return st.finish.run(stored(done), execution.task_uuid, execution.timestamp, execution.claim ?? '').changes === 1
-    },
-    async reschedule(execution) {
-      const again = {...execution, status: 'SCHEDULED' as const}
-      return st.reschedule.run(stored(again), execution.due_at ?? 0, execution.task_uuid, execution.timestamp, execution.claim ?? '').changes === 1
-    },
-    async recoverExpired(nowMs) {
-      return recoverExpired.immediate(nowMs)
-    },
-    async stopExecution(taskUuid, timestamp, nowMs) {
-      return stopExecution.immediate(taskUuid, timestamp, nowMs)
-    },
-    async stopRequested(execution) {
-      return st.stopRequested.get(execution.task_uuid, execution.timestamp)?.stop_requested === 1
-    },
-    async clean(taskUuid, keep) {
-      return st.clean.run(taskUuid, taskUuid, keep).changes
-    },
-
-    async queueLength() {
-      return st.queueLength.get()!.n
-    },
-    async getMaintenance() {
-      return st.getMeta.get('maintenance')?.value === 'true'
-    },
-    async setMaintenance(enabled) {
-      st.setMeta.run('maintenance', String(enabled))
-    },
-    async ping() {
-      db.prepare('SELECT 1').get()
-    },
-    async close() {
-      if (closed) return
-      if (pending.length > 0) flush()
-      closed = true
-      db.close()
-    },
+  private nextSeq(): number {
+    this.lastSeq = Math.max(Date.now() * 1000, this.lastSeq + 1)
+    return this.lastSeq
   }
+
+  private parsedTask(json: string, uuid: string): Task {
+    let task = this.taskCache.get(json)
+    if (!task) {
+      if (this.taskCache.size > 1000) this.taskCache.clear()
+      task = parseTask(json, `task ${uuid}`)
+      this.taskCache.set(json, task)
+    }
+    return task
+  }
+}
+
+/** An execution from its row: the JSON, with the state the columns hold. */
+function toExecution(row: ExecutionRow): Execution {
+  const execution = parseExecution(row.json, `execution ${row.task_uuid}/${row.ts}`)
+  execution.status = row.status
+  if (row.due_at !== null) execution.due_at = row.due_at
+  else delete execution.due_at
+  if (row.processing_ts !== null && row.status === 'DOING') execution.processing_timestamp = row.processing_ts
+  if (row.claim_id) execution.claim = row.claim_id
+  return execution
 }

@@ -1,7 +1,8 @@
 import {Args} from '@oclif/core'
 
 import {CisternCommand} from '../../../core/command.js'
-import {clientFlags, clientFrom} from '../../../hooks/command-options.js'
+import {clientFlags} from '../../../flags/hooks.js'
+import {clientFrom} from '../../../hooks/client.js'
 
 export default class HooksTaskDelete extends CisternCommand<{deleted: number; requested: number}> {
   static override summary = 'Delete tasks and all their executions'

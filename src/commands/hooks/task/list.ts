@@ -1,7 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../../core/command.js'
-import {actionOf, clientFlags, clientFrom, table, triggerOf} from '../../../hooks/command-options.js'
+import {clientFlags} from '../../../flags/hooks.js'
+import {clientFrom} from '../../../hooks/client.js'
+import {actionOf, table, triggerOf} from '../../../hooks/describe.js'
 import type {TaskView} from '../../../hooks/model.js'
 
 export default class HooksTaskList extends CisternCommand<TaskView[]> {

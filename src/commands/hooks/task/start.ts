@@ -1,7 +1,9 @@
 import {Args} from '@oclif/core'
 
 import {CisternCommand} from '../../../core/command.js'
-import {clientFlags, clientFrom, describeTask} from '../../../hooks/command-options.js'
+import {clientFlags} from '../../../flags/hooks.js'
+import {clientFrom} from '../../../hooks/client.js'
+import {describeTask} from '../../../hooks/describe.js'
 import type {TaskView} from '../../../hooks/model.js'
 
 export default class HooksTaskStart extends CisternCommand<TaskView> {

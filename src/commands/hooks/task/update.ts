@@ -1,7 +1,10 @@
 import {Args} from '@oclif/core'
 
 import {CisternCommand} from '../../../core/command.js'
-import {clientFlags, clientFrom, describeTask, taskDocument, taskFlags} from '../../../hooks/command-options.js'
+import {clientFlags, taskFlags} from '../../../flags/hooks.js'
+import {clientFrom} from '../../../hooks/client.js'
+import {describeTask} from '../../../hooks/describe.js'
+import {taskDocument} from '../../../hooks/task-document.js'
 import type {TaskView} from '../../../hooks/model.js'
 
 export default class HooksTaskUpdate extends CisternCommand<TaskView> {

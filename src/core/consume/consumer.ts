@@ -1,5 +1,5 @@
 import type {ConsumeCounters, ConsumeOptions, ConsumeResult, DeadLetter, Handler, HandlerContext} from '../consume.js'
-import {type Outcome, type Retry, TargetGates, TargetJudge, dead, isOutcome, retry} from '../delivery.js'
+import {type Outcome, type Retry, TargetGates, TargetJudge, dead, isOutcome, retry, targetDown} from '../delivery.js'
 import {CisternError, ExitCode, TargetUnhealthyError, errorMessage} from '../errors.js'
 import {type Logger, silentLogger} from '../log.js'
 import {Wake, backoffDelay, isPaused, seconds, sleep} from '../loop.js'
@@ -89,6 +89,8 @@ export class Consumer {
   /** Receives failed for good: run() rejects with this. */
   private receiveFailure?: CisternError
   private receiveFailuresInARow = 0
+  /** The probe was asked once (it is asked before the first receive). */
+  private probed = false
 
   constructor(
     private readonly queue: Queue,
@@ -130,6 +132,13 @@ export class Consumer {
     this.stoppedBy ??= why
     this.receiving.abort()
     this.settled.notify()
+  }
+
+  /** A stop outcome (of a handler or the probe): the run stops and ends with the error's code. */
+  private stopWith(error: CisternError, messageId?: string): void {
+    this.stopError ??= error
+    this.log.error(`stopping: ${error.oneLine}`, messageId === undefined ? {} : {messageId})
+    this.stop('stop')
   }
 
   /** A method, not a getter: it changes across every await. */
@@ -194,7 +203,8 @@ export class Consumer {
    */
   private async targetUnavailable(): Promise<boolean> {
     const {target} = this.settings
-    if (target === undefined || this.gates.isOpen(target)) return false
+    if (target === undefined) return false
+    if (this.gates.isOpen(target)) return this.probeFails(target)
     if (this.gates.givenUp(target)) {
       this.stop('target-down')
       return true
@@ -202,6 +212,33 @@ export class Consumer {
     await this.giveBack(this.waiting.splice(0), `${target} is down`, Math.ceil(this.gates.retryInMs(target) / 1000))
     await this.settled.wait(Math.min(this.gates.changesInMs(target) ?? 0, this.deadline - Date.now()), this.receiving.signal)
     return true
+  }
+
+  /**
+   * With a probe: before the first receive, and while the target is down but its gate is open
+   * again, ask it instead of spending a message on the test. True when the target is (still) down.
+   */
+  private async probeFails(target: string): Promise<boolean> {
+    const {probe} = this.options
+    if (!probe || (this.probed && !this.gates.isDown(target))) return false
+    this.probed = true
+    const outcome = await probe(this.receiving.signal).catch((error: unknown) => targetDown(target, errorMessage(error)))
+    if (this.stopping()) return true
+    switch (outcome.kind) {
+      case 'delivered': {
+        this.gates.succeeded(target)
+        return false
+      }
+      case 'target-down': {
+        const retryAfterMs = outcome.retryAfterSeconds === undefined ? undefined : outcome.retryAfterSeconds * 1000
+        this.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials, retryAfterMs})
+        return true
+      }
+      case 'stop': {
+        this.stopWith(outcome.error)
+        return true
+      }
+    }
   }
 
   /** Free handler slots; one while the only target is down but open again (one message probes it). */
@@ -403,9 +440,7 @@ export class Consumer {
         return this.handBack(flight, Math.ceil(this.gates.retryInMs(outcome.target) / 1000), outcome.reason, outcome.target)
       }
       case 'stop': {
-        this.stopError ??= outcome.error
-        this.log.error(`stopping: ${outcome.error.oneLine}`, {messageId: message.id})
-        this.stop('stop')
+        this.stopWith(outcome.error, message.id)
         return this.handBack(flight, 0, 'stopping', undefined, false)
       }
     }

@@ -1,0 +1,110 @@
+import {describe, expect, it} from 'vitest'
+
+import {consume} from '../../src/core/consume.js'
+import {TargetGates, delivered, stop, targetDown} from '../../src/core/delivery.js'
+import {TargetUnhealthyError} from '../../src/core/errors.js'
+import {MemoryQueue} from '../helpers/memory-queue.js'
+
+async function fill(queue: MemoryQueue, n: number) {
+  await queue.sendBatch(Array.from({length: n}, (_, i) => ({body: `m${i}`})))
+}
+
+const receives = (queue: MemoryQueue) => queue.calls.filter((call) => call.op === 'receive').length
+/** A one-shot run's gates with a short back-off (20–100 ms). */
+const quickGates = () => new TargetGates({once: true, backoff: {baseMs: 20, maxMs: 100}, giveUpAfterMs: 60_000})
+
+describe('consume with a probe (a single-target consumer checks its target before receiving)', () => {
+  it('asks the probe before the first receive and receives nothing until the target is well', async () => {
+    const queue = new MemoryQueue()
+    await fill(queue, 3)
+    const answers = [targetDown('github', 'github answered 503'), targetDown('github', 'github answered 503'), delivered()]
+    const receivesAtProbe: number[] = []
+    const receiveCounts: number[] = []
+    const handler = async (message: {receiveCount: number}) => {
+      receiveCounts.push(message.receiveCount)
+      return delivered()
+    }
+    const result = await consume(queue, handler, {
+      once: true,
+      target: 'github',
+      gates: quickGates(),
+      probe: async () => {
+        receivesAtProbe.push(receives(queue))
+        return answers.shift() ?? delivered()
+      },
+    })
+    expect(receivesAtProbe).toEqual([0, 0, 0])
+    expect(result).toMatchObject({stoppedBy: 'empty', delivered: 3, released: 0, exitCode: 0})
+    // Each message was received once: the probes spent no receive.
+    expect(receiveCounts).toEqual([1, 1, 1])
+    expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 0, dead: 0})
+  })
+
+  it('a one-shot run whose probe keeps failing receives nothing, gives the target up and exits 3', async () => {
+    const queue = new MemoryQueue()
+    await fill(queue, 4)
+    let probes = 0
+    const result = await consume(queue, async () => delivered(), {
+      once: true,
+      target: 'github',
+      giveUpAfterMs: 300,
+      probe: async () => {
+        probes++
+        return targetDown('github', 'github: connection refused')
+      },
+    })
+    expect(receives(queue)).toBe(0)
+    expect(probes).toBeGreaterThanOrEqual(1)
+    expect(result).toMatchObject({stoppedBy: 'target-down', received: 0, remaining: 4, exitCode: 3})
+    expect(result.problems).toEqual(['4 remaining (github is down: github: connection refused)'])
+  })
+
+  it('a probe that throws counts as the target down, and a stop outcome stops the run with its code', async () => {
+    const thrown = new MemoryQueue()
+    await fill(thrown, 1)
+    const down = await consume(thrown, async () => delivered(), {
+      once: true,
+      target: 'github',
+      giveUpAfterMs: 100,
+      probe: () => Promise.reject(new Error('socket hang up')),
+    })
+    expect(down).toMatchObject({stoppedBy: 'target-down', received: 0, exitCode: 3})
+    expect(down.targetsDown).toEqual([expect.objectContaining({target: 'github', reason: 'socket hang up'})])
+
+    const stopped = new MemoryQueue()
+    await fill(stopped, 2)
+    const result = await consume(stopped, async () => delivered(), {
+      once: true,
+      target: 'github',
+      probe: async () => stop(new TargetUnhealthyError('GitHub rejected the token (401 Bad credentials)', 'set GITHUB_ACCESS_TOKEN')),
+    })
+    expect(receives(stopped)).toBe(0)
+    expect(result).toMatchObject({stoppedBy: 'stop', received: 0, exitCode: 3})
+    expect(result.problems[0]).toBe('GitHub rejected the token (401 Bad credentials) — set GITHUB_ACCESS_TOKEN')
+  })
+
+  it('when a handler finds the target down, the probe (not a message) tests it before the next receive', async () => {
+    const queue = new MemoryQueue()
+    await fill(queue, 1)
+    const receiveCounts: number[] = []
+    let probes = 0
+    const result = await consume(
+      queue,
+      async (message) => {
+        receiveCounts.push(message.receiveCount)
+        return receiveCounts.length === 1 ? targetDown('github', 'github answered 502') : delivered()
+      },
+      {
+        once: true,
+        target: 'github',
+        gates: quickGates(),
+        // well at the start, down for the next two probes, then well
+        probe: async () => (++probes === 1 || probes >= 4 ? delivered() : targetDown('github', 'github answered 502')),
+      },
+    )
+    expect(result).toMatchObject({stoppedBy: 'empty', delivered: 1, released: 1, exitCode: 0})
+    expect(probes).toBe(4)
+    // Received twice (the failed attempt and the delivery): the probes in between spent no receive.
+    expect(receiveCounts).toEqual([1, 2])
+  })
+})

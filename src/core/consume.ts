@@ -157,9 +157,9 @@ export interface ConsumeOptions {
    */
   target?: string
   /**
-   * The health check of a single-target consumer (with `target`): asked before the first receive,
-   * and again whenever the target is down and its gate opens, so that no message is received to
-   * test a target that may still be down (SQS and the facade count every receive toward the
+   * The health check of a single-target consumer (with `target`): asked whenever the target is
+   * down and its gate opens, and before the first receive on SQS and the facade, so that no message
+   * is received to test a target that may still be down (those count every receive toward the
    * redrive policy). Delivered: the target is well; target down: its gate closes (again); stop: the
    * run stops with the error. A probe that throws is a target down. Without it, one received
    * message probes the target.

@@ -215,13 +215,16 @@ export class Consumer {
   }
 
   /**
-   * With a probe: before the first receive, and while the target is down but its gate is open
-   * again, ask it instead of spending a message on the test. True when the target is (still) down.
+   * With a probe: while the target is down but its gate is open again, ask it instead of spending
+   * a message on the test; and before the first receive where every receive counts toward the
+   * redrive policy (SQS, the facade; the embedded queue does not count a release, so receiving
+   * first costs nothing and an empty queue needs no target). True when the target is (still) down.
    */
   private async probeFails(target: string): Promise<boolean> {
     const {probe} = this.options
-    if (!probe || (this.probed && !this.gates.isDown(target))) return false
+    const first = !this.probed && this.queue.kind !== 'sqlite'
     this.probed = true
+    if (!probe || !(first || this.gates.isDown(target))) return false
     const outcome = await probe(this.receiving.signal).catch((error: unknown) => targetDown(target, errorMessage(error)))
     if (this.stopping()) return true
     switch (outcome.kind) {

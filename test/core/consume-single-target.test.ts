@@ -5,6 +5,11 @@ import {TargetGates, delivered, stop, targetDown} from '../../src/core/delivery.
 import {TargetUnhealthyError} from '../../src/core/errors.js'
 import {MemoryQueue} from '../helpers/memory-queue.js'
 
+/** A memory queue that counts every receive toward the redrive policy, as SQS and the facade do. */
+function sqsLike(): MemoryQueue {
+  return Object.defineProperty(new MemoryQueue(), 'kind', {value: 'sqs'})
+}
+
 async function fill(queue: MemoryQueue, n: number) {
   await queue.sendBatch(Array.from({length: n}, (_, i) => ({body: `m${i}`})))
 }
@@ -14,8 +19,8 @@ const receives = (queue: MemoryQueue) => queue.calls.filter((call) => call.op ==
 const quickGates = () => new TargetGates({once: true, backoff: {baseMs: 20, maxMs: 100}, giveUpAfterMs: 60_000})
 
 describe('consume with a probe (a single-target consumer checks its target before receiving)', () => {
-  it('asks the probe before the first receive and receives nothing until the target is well', async () => {
-    const queue = new MemoryQueue()
+  it('on SQS, asks the probe before the first receive and receives nothing until the target is well', async () => {
+    const queue = sqsLike()
     await fill(queue, 3)
     const answers = [targetDown('github', 'github answered 503'), targetDown('github', 'github answered 503'), delivered()]
     const receivesAtProbe: number[] = []
@@ -40,8 +45,8 @@ describe('consume with a probe (a single-target consumer checks its target befor
     expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 0, dead: 0})
   })
 
-  it('a one-shot run whose probe keeps failing receives nothing, gives the target up and exits 3', async () => {
-    const queue = new MemoryQueue()
+  it('on SQS, a one-shot run whose probe keeps failing receives nothing, gives the target up and exits 3', async () => {
+    const queue = sqsLike()
     await fill(queue, 4)
     let probes = 0
     const result = await consume(queue, async () => delivered(), {
@@ -60,7 +65,7 @@ describe('consume with a probe (a single-target consumer checks its target befor
   })
 
   it('a probe that throws counts as the target down, and a stop outcome stops the run with its code', async () => {
-    const thrown = new MemoryQueue()
+    const thrown = sqsLike()
     await fill(thrown, 1)
     const down = await consume(thrown, async () => delivered(), {
       once: true,
@@ -71,7 +76,7 @@ describe('consume with a probe (a single-target consumer checks its target befor
     expect(down).toMatchObject({stoppedBy: 'target-down', received: 0, exitCode: 3})
     expect(down.targetsDown).toEqual([expect.objectContaining({target: 'github', reason: 'socket hang up'})])
 
-    const stopped = new MemoryQueue()
+    const stopped = sqsLike()
     await fill(stopped, 2)
     const result = await consume(stopped, async () => delivered(), {
       once: true,
@@ -83,8 +88,24 @@ describe('consume with a probe (a single-target consumer checks its target befor
     expect(result.problems[0]).toBe('GitHub rejected the token (401 Bad credentials) — set GITHUB_ACCESS_TOKEN')
   })
 
+  it('on the embedded queue (a release costs nothing) the first receive comes first: an empty queue needs no target', async () => {
+    const empty = new MemoryQueue()
+    let probes = 0
+    const probe = async () => {
+      probes++
+      return targetDown('github', 'github: connection refused')
+    }
+    expect(await consume(empty, async () => delivered(), {once: true, target: 'github', probe})).toMatchObject({stoppedBy: 'empty', exitCode: 0})
+    expect(probes).toBe(0)
+    // on SQS, nothing remaining: the target's health did not matter
+    const sqs = sqsLike()
+    const result = await consume(sqs, async () => delivered(), {once: true, target: 'github', probe, giveUpAfterMs: 100})
+    expect(probes).toBeGreaterThan(0)
+    expect(result).toMatchObject({stoppedBy: 'target-down', remaining: 0, exitCode: 0, problems: []})
+  })
+
   it('when a handler finds the target down, the probe (not a message) tests it before the next receive', async () => {
-    const queue = new MemoryQueue()
+    const queue = sqsLike()
     await fill(queue, 1)
     const receiveCounts: number[] = []
     let probes = 0
@@ -106,5 +127,23 @@ describe('consume with a probe (a single-target consumer checks its target befor
     expect(probes).toBe(4)
     // Received twice (the failed attempt and the delivery): the probes in between spent no receive.
     expect(receiveCounts).toEqual([1, 2])
+  })
+})
+
+describe('a single-target consumer whose messages also wait for targets of their own', () => {
+  it('names the target they wait for, not its one target, when a one-shot run ends on them', async () => {
+    const queue = new MemoryQueue()
+    await queue.sendBatch([{body: 'locked:1'}, {body: 'locked:2'}, {body: 'acme:3'}])
+    const result = await consume(
+      queue,
+      async (message, {gates}) => {
+        const org = `github:${message.body.split(':')[0] ?? ''}`
+        if (!gates.isOpen(org)) return gates.heldBack(org)
+        return org === 'github:locked' ? targetDown(org, 'github:locked answered 403', {credentials: true}) : delivered()
+      },
+      {once: true, target: 'github', concurrency: 1},
+    )
+    expect(result).toMatchObject({stoppedBy: 'target-down', delivered: 1, exitCode: 3})
+    expect(result.problems).toEqual(['2 remaining (github:locked is down: github:locked answered 403)'])
   })
 })

@@ -68,9 +68,11 @@ describe('cistern status-queue work (built CLI)', () => {
         ['my.repo.name', sha(2), 'pending', 'Build #42 is blocked'],
       ]),
     )
+    // Issue 11: one warn line per dead letter, written by the consumer, then the count with the commands to see and redrive them.
     const stderr = String(result.stderr)
-    expect(stderr).toMatch(/dead-letter: body is not JSON/)
-    expect(stderr).toMatch(/dead-letter: build\.commit is HEAD/)
+    expect(stderr).toMatch(/"level":"warn","msg":"dead letter \S+ — body is not JSON/)
+    expect(stderr).toMatch(/"level":"warn","msg":"dead letter \S+ acme\/web-app#42 — build\.commit is HEAD/)
+    expect(stderr).toMatch(/^2 dead letters — see them with `cistern queue peek --dead sqlite:.*`, put them back with `cistern queue redrive sqlite:.*`$/m)
     expect(stderr + String(result.stdout)).not.toContain(TOKEN)
     expect(stderr + String(result.stdout)).not.toContain(API_KEY)
     expect(await stats(ws.queueUrl)).toMatchObject({visible: 0, inFlight: 0, dead: 2})
@@ -97,13 +99,15 @@ describe('cistern status-queue work (built CLI)', () => {
     }
   })
 
-  it('exits 2 naming GITHUB_ACCESS_TOKEN when GitHub answers 401, and keeps the messages', async () => {
+  // Issue 11: a token refused for everything stops the worker loudly with exit 3 (it was 2, which
+  // also meant "refused for one organisation"); the line is the run's problem, not an Error.
+  it('exits 3 naming GITHUB_ACCESS_TOKEN when GitHub answers 401, and keeps the messages', async () => {
     const ws = workspace()
     github.script(() => replies.badCredentials())
     await fill(ws.queueUrl, [1, 2].map((i) => body(detail({commit: sha(i), repo}))))
     const result = await cistern(['status-queue', 'work', '--once', '--config', ws.config], {env: ws.env})
-    expect(result.exitCode).toBe(2)
-    expect(String(result.stderr)).toMatch(/Error: GitHub rejected the token \(401 Bad credentials\): GITHUB_ACCESS_TOKEN is not accepted/)
+    expect(result.exitCode).toBe(3)
+    expect(String(result.stderr)).toMatch(/^GitHub rejected the token \(401 Bad credentials\): GITHUB_ACCESS_TOKEN is not accepted — set GITHUB_ACCESS_TOKEN/m)
     expect(String(result.stderr)).not.toContain(TOKEN)
     const s = await stats(ws.queueUrl)
     expect(s.visible + s.inFlight).toBe(2)

@@ -69,7 +69,6 @@ export class GitHubStatuses implements StatusPoster {
       authorization: `token ${options.token}`,
       'content-type': 'application/json; charset=utf-8',
       'user-agent': options.userAgent ?? 'cistern-status-queue',
-      'x-github-api-version': '2022-11-28',
     }
   }
 

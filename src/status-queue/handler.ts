@@ -15,8 +15,8 @@ import type {GitHubAnswer} from './answers.js'
 import {type BuildInfo, commitSha, parseBuildEvent} from './event.js'
 import type {StatusPoster, StatusTarget} from './github.js'
 import {CommitOrder, ReportedStates} from './order.js'
-import {hostMatches, parseRepositoryUrl} from './repo.js'
-import {type CommitStatus, type StatusOptions, commitStatusFor} from './status.js'
+import {RepositoryResolver} from './repo.js'
+import {type CommitStatus, type StatusOptions, StatusRenderer} from './status.js'
 import {GitHubVerdicts, organisation} from './verdicts.js'
 
 export interface HandlerSettings {
@@ -46,6 +46,8 @@ interface Planned {
 export class StatusHandler {
   private readonly order = new CommitOrder()
   private readonly reported = new ReportedStates()
+  private readonly repositories: RepositoryResolver
+  private readonly statuses: StatusRenderer
   private readonly verdicts: GitHubVerdicts
   private readonly tuned = new WeakSet<AbortSignal>()
   private readonly retries: number
@@ -53,6 +55,8 @@ export class StatusHandler {
   private readonly inlineWaitMaxSeconds: number
 
   constructor(private readonly settings: HandlerSettings) {
+    this.repositories = new RepositoryResolver(settings.hosts, settings.github.apiUrl)
+    this.statuses = new StatusRenderer(settings.status)
     this.verdicts = new GitHubVerdicts(settings.github.apiUrl, settings.maxRetryDelaySeconds)
     this.retries = settings.retries ?? 2
     this.retryBaseMs = settings.retryBaseMs ?? 1000
@@ -83,15 +87,10 @@ export class StatusHandler {
       const what = build.commit.toUpperCase() === 'HEAD' ? 'HEAD (the build never resolved a commit)' : `"${build.commit.slice(0, 80)}"`
       return dead(`build.commit is ${what}, not a 40-hex SHA: GitHub statuses need the full commit SHA`)
     }
-    const parsed = parseRepositoryUrl(build.repository)
-    if (!parsed.ok) return dead(parsed.reason)
-    const {repo} = parsed
-    if (this.settings.hosts !== 'any' && !hostMatches(repo.host, this.settings.hosts)) {
-      return dead(
-        `repository host ${repo.host} is not the GitHub host ${this.settings.hosts.join(', ')} (GITHUB_URL ${this.settings.github.apiUrl}); pass --any-host or add it to status-queue.repoHosts`,
-      )
-    }
-    const status = commitStatusFor(build, this.settings.status)
+    const resolved = this.repositories.resolve(build.repository)
+    if (!resolved.ok) return dead(resolved.reason)
+    const {repo} = resolved
+    const status = this.statuses.render(build)
     if (!status) return dead(`unknown Buildkite build state "${build.state}" (map it in status-queue.states)`)
     return {build, status, target: {owner: repo.owner, repo: repo.name, sha}, key: `${repo.host}/${repo.owner}/${repo.name}@${sha}|${status.context}`}
   }

@@ -3,6 +3,7 @@ import {describe, expect, it} from 'vitest'
 import {consume} from '../../src/core/consume.js'
 import {TargetGates, delivered, stop, targetDown} from '../../src/core/delivery.js'
 import {TargetUnhealthyError} from '../../src/core/errors.js'
+import {sleep} from '../../src/core/loop.js'
 import {MemoryQueue} from '../helpers/memory-queue.js'
 
 /** A memory queue that counts every receive toward the redrive policy, as SQS and the facade do. */
@@ -145,5 +146,32 @@ describe('a single-target consumer whose messages also wait for targets of their
     )
     expect(result).toMatchObject({stoppedBy: 'target-down', delivered: 1, exitCode: 3})
     expect(result.problems).toEqual(['2 remaining (github:locked is down: github:locked answered 403)'])
+  })
+})
+
+describe('a single-target consumer whose target goes down during a long poll', () => {
+  it('cuts the poll short and takes nothing it could not attempt until the gate opens', async () => {
+    const queue = new MemoryQueue()
+    await queue.send({body: 'first'})
+    const handled: string[] = []
+    const controller = new AbortController()
+    const run = consume(
+      queue,
+      async (message) => {
+        handled.push(message.body)
+        await sleep(100)
+        return targetDown('github', 'GitHub rate limit (429)', {retryAfterSeconds: 60})
+      },
+      {target: 'github', concurrency: 2, waitSeconds: 20, signal: controller.signal, stopDeadlineMs: 100},
+    )
+    // The second slot long-polls while the first message is handled; the target goes down at ~100 ms.
+    await sleep(300)
+    await queue.send({body: 'second'})
+    await sleep(300)
+    controller.abort()
+    const result = await run
+    expect(handled).toEqual(['first'])
+    expect(result).toMatchObject({received: 1, released: 1, stoppedBy: 'signal'})
+    expect(await queue.stats()).toMatchObject({visible: 1, delayed: 1, inFlight: 0})
   })
 })

@@ -91,6 +91,8 @@ export class Consumer {
   private receiveFailuresInARow = 0
   /** The probe was asked once (it is asked before the first receive). */
   private probed = false
+  /** The receive in flight. */
+  private polling?: AbortController
 
   constructor(
     private readonly queue: Queue,
@@ -261,22 +263,45 @@ export class Consumer {
     const {target, prefetch, batchSize} = this.settings
     const probing = target !== undefined && this.gates.isDown(target)
     this.deletes.flushGroups()
+    // Cut short by a stop, or by the one target going down meanwhile (targetWentDown).
+    const polling = new AbortController()
+    const onStop = () => {
+      polling.abort()
+    }
+    this.receiving.signal.addEventListener('abort', onStop, {once: true})
+    this.polling = polling
     try {
       const messages = await this.queue.receive({
         maxMessages: probing ? 1 : prefetch ? batchSize : Math.min(batchSize, free),
         waitSeconds: this.settings.waitSeconds,
         visibilityTimeout: this.settings.visibility,
-        signal: this.receiving.signal,
+        signal: polling.signal,
         onDead: (message, reason) => {
           this.recordDead(message.id, undefined, reason, 'dead-letter-queue, by the queue at receive')
         },
       })
       this.receiveFailuresInARow = 0
-      return messages
+      return await this.unlessTargetClosed(messages)
     } catch (error) {
-      if (!this.stopping()) await this.receiveFailed(error)
+      if (!this.stopping() && !polling.signal.aborted) await this.receiveFailed(error)
       return undefined
+    } finally {
+      this.receiving.signal.removeEventListener('abort', onStop)
+      this.polling = undefined
     }
+  }
+
+  /**
+   * Received while the one target went down (the poll was already answered): hand them back
+   * untouched, for when its gate opens, instead of attempting them now.
+   */
+  private async unlessTargetClosed(messages: QueueMessage[]): Promise<QueueMessage[]> {
+    const {target} = this.settings
+    if (target === undefined || messages.length === 0 || this.gates.isOpen(target)) return messages
+    const delay = Math.ceil(this.gates.retryInMs(target) / 1000)
+    this.log.debug(`${target} went down while receiving: handing back ${messages.length} message(s)`)
+    await Promise.all(messages.map((message) => this.releaseToQueue(message, delay)))
+    return []
   }
 
   /** Back off before the next receive; give up after too many in a row, or at once for a usage error. */
@@ -440,6 +465,8 @@ export class Consumer {
       case 'target-down': {
         const retryAfterMs = outcome.retryAfterSeconds === undefined ? undefined : outcome.retryAfterSeconds * 1000
         this.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials, retryAfterMs})
+        // The one target is down: a long poll in flight would take messages that cannot be attempted.
+        if (outcome.target === this.settings.target) this.polling?.abort()
         return this.handBack(flight, Math.ceil(this.gates.retryInMs(outcome.target) / 1000), outcome.reason, outcome.target)
       }
       case 'stop': {

@@ -160,9 +160,9 @@ export interface ConsumeOptions {
    * The health check of a single-target consumer (with `target`): asked whenever the target is
    * down and its gate opens, and before the first receive on SQS and the facade, so that no message
    * is received to test a target that may still be down (those count every receive toward the
-   * redrive policy). Delivered: the target is well; target down: its gate closes (again); stop: the
-   * run stops with the error. A probe that throws is a target down. Without it, one received
-   * message probes the target.
+   * redrive policy). Delivered: the target answers, and one message tests it (only a delivery
+   * makes it well again); target down: its gate closes (again); stop: the run stops with the error.
+   * A probe that throws is a target down. Without a probe, one received message tests the target.
    */
   probe?: (signal: AbortSignal) => Promise<Delivered | TargetDown | Stop>
   /** Target gates to use (shared across runs); default: new ones for this run. */

@@ -131,6 +131,37 @@ describe('consume with a probe (a single-target consumer checks its target befor
   })
 })
 
+describe('a probe that passes while the real requests fail (a health endpoint up, the API not)', () => {
+  it('lets one message at a time test the target, and a one-shot run still gives it up', async () => {
+    const queue = sqsLike()
+    await fill(queue, 5)
+    let probes = 0
+    let attempts = 0
+    const result = await consume(
+      queue,
+      async () => {
+        attempts++
+        return targetDown('github', 'github: timed out')
+      },
+      {
+        once: true,
+        target: 'github',
+        concurrency: 4,
+        gates: new TargetGates({once: true, backoff: {baseMs: 20, maxMs: 100}, giveUpAfterMs: 400}),
+        probe: async () => {
+          probes++
+          return delivered()
+        },
+      },
+    )
+    expect(result).toMatchObject({stoppedBy: 'target-down', delivered: 0, dead: 0, exitCode: 3})
+    expect(result.problems).toEqual(['5 remaining (github is down: github: timed out)'])
+    // the first batch, then one message per gate opening, each after a passing probe
+    expect(attempts).toBeLessThanOrEqual(5 + probes)
+    expect(probes).toBeGreaterThanOrEqual(2)
+  })
+})
+
 describe('a single-target consumer whose messages also wait for targets of their own', () => {
   it('names the target they wait for, not its one target, when a one-shot run ends on them', async () => {
     const queue = new MemoryQueue()

@@ -91,6 +91,8 @@ export class Consumer {
   private receiveFailuresInARow = 0
   /** The probe was asked once (it is asked before the first receive). */
   private probed = false
+  /** The probe passed since the gate last closed: a message tests the target now. */
+  private probePassed = false
   /** The receive in flight. */
   private polling?: AbortController
 
@@ -207,6 +209,7 @@ export class Consumer {
     const {target} = this.settings
     if (target === undefined) return false
     if (this.gates.isOpen(target)) return this.probeFails(target)
+    this.probePassed = false
     if (this.gates.givenUp(target)) {
       this.stop('target-down')
       return true
@@ -217,21 +220,24 @@ export class Consumer {
   }
 
   /**
-   * With a probe: while the target is down but its gate is open again, ask it instead of spending
-   * a message on the test; and before the first receive where every receive counts toward the
-   * redrive policy (SQS, the facade; the embedded queue does not count a release, so receiving
-   * first costs nothing and an empty queue needs no target). True when the target is (still) down.
+   * With a probe: while the target is down but its gate is open again, ask it before a message is
+   * spent on the test; and before the first receive where every receive counts toward the redrive
+   * policy (SQS, the facade; the embedded queue does not count a release, so receiving first costs
+   * nothing and an empty queue needs no target). True when the target is (still) down. A probe
+   * that passes lets one message test the target for real: only a delivery makes it well again (a
+   * health check can pass while the real requests fail, and a one-shot run must still give up).
    */
   private async probeFails(target: string): Promise<boolean> {
     const {probe} = this.options
     const first = !this.probed && this.queue.kind !== 'sqlite'
     this.probed = true
-    if (!probe || !(first || this.gates.isDown(target))) return false
+    // Once it passed, and while a message tests the target, no probe: the message's outcome will tell.
+    if (!probe || this.probePassed || !(first || this.gates.isDown(target)) || this.running.size > 0) return false
     const outcome = await probe(this.receiving.signal).catch((error: unknown) => targetDown(target, errorMessage(error)))
     if (this.stopping()) return true
     switch (outcome.kind) {
       case 'delivered': {
-        this.gates.succeeded(target)
+        this.probePassed = true
         return false
       }
       case 'target-down': {

@@ -9,11 +9,16 @@
  *   403 that is no rate limit         `github:<owner>` is down (credentials): that organisation's
  *                                     statuses wait, the others flow
  *   a redirect, a page not JSON       GITHUB_URL is not the API: the worker stops (exit 2)
+ *   another 4xx right after a 2xx     dead: GitHub refused this status while it accepted the one
+ *   for the same organisation         before (the judge's "retry it and see whether others pass"
+ *                                     cannot work on EventBridge's one FIFO group, where nothing
+ *                                     else passes while a suspect waits: it would hold the group
+ *                                     for every attempt up to the redrive limit)
  *   2xx, another 4xx                  the judge, per `github:<owner>`: delivered; a suspect retried
  *                                     once, dead on a repeat while others pass, or the
  *                                     organisation down when three in a row get it
  */
-import {type Delivered, type Outcome, type Stop, type TargetDown, type TargetJudge, delivered, describeAnswer, stop, targetDown} from '../core/delivery.js'
+import {type Delivered, type Outcome, type Stop, type TargetDown, type TargetJudge, dead, delivered, describeAnswer, stop, targetDown} from '../core/delivery.js'
 import {TargetUnhealthyError, UsageError} from '../core/errors.js'
 import type {GitHubAnswer} from './answers.js'
 
@@ -28,6 +33,9 @@ export function organisation(owner: string): string {
 type AboutGitHub = Extract<GitHubAnswer, {kind: 'rate-limited' | 'unwell' | 'bad-token' | 'misdirected'}>
 
 export class GitHubVerdicts {
+  /** Organisations whose last answer was a 2xx. */
+  private readonly lastAccepted = new Set<string>()
+
   constructor(
     private readonly apiUrl: string,
     /** Cap on the wait a rate limit closes the gate for (default 900 s). */
@@ -36,11 +44,15 @@ export class GitHubVerdicts {
 
   /** The outcome of posting one message's status, after its in-process retries. */
   ofStatus(answer: GitHubAnswer, owner: string, messageId: string, judge: TargetJudge): Outcome {
+    const org = organisation(owner)
     switch (answer.kind) {
       case 'ok':
-        return judge.verdict(organisation(owner), messageId, {status: answer.status})
+        this.lastAccepted.add(org)
+        return judge.verdict(org, messageId, {status: answer.status})
       case 'refused':
-        return judge.verdict(organisation(owner), messageId, answer.answer)
+        // One refusal right after a success is this status's; the next ones go to the judge.
+        if (this.lastAccepted.delete(org)) return dead(`${describeAnswer(org, answer.answer)}, while it accepted the status before`)
+        return judge.verdict(org, messageId, answer.answer)
       case 'forbidden':
         return targetDown(organisation(owner), answer.reason, {credentials: true})
       default:

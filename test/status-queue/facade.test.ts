@@ -100,7 +100,7 @@ describe('the facade under GitHub faults (issue 11, item 5)', () => {
       const settings = settingsFor(f)
       const summary = await runStatusQueue(settings, {once: true})
       expect(summary).toMatchObject({delivered: 5, dead: 1, exitCode: 1})
-      expect(summary.deadLetters).toEqual([expect.objectContaining({label: 'acme/web-app#42', reason: expect.stringMatching(/github:acme answered 422.* again/)})])
+      expect(summary.deadLetters).toEqual([expect.objectContaining({label: 'acme/web-app#42', reason: expect.stringMatching(/github:acme answered 422.*while it accepted/)})])
       expect(f.messages).toEqual([])
       expect(f.deleted).toHaveLength(6)
       const facade = await openQueue(settings.queueUrl, {apiKey: API_KEY})

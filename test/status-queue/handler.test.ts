@@ -96,6 +96,19 @@ describe('statusHandler', () => {
     expect(await handler(late, context)).toEqual({kind: 'target-down', target: 'github', reason: 'GitHub rate limit (429): slow down', credentials: false, retryAfterSeconds: 3})
   })
 
+  // EventBridge's one FIFO group lets nothing else pass while a suspect waits: a refusal right after
+  // a success for the same organisation is the status's own, at once; the next one goes to the judge.
+  it('dead-letters a 422 that follows a success at once; a second refusal in a row is only a suspect', async () => {
+    const {client} = fakeGitHub((status) =>
+      status.target_url.endsWith('/builds/1') ? {kind: 'ok', status: 201} : {kind: 'refused', answer: {status: 422, detail: 'Validation Failed'}},
+    )
+    const handler = statusHandler({github: client, hosts: ['github.com']})
+    const run = (number: number) => handler(message(body(detail({number, repo, commit: SHA.replace('0', String(number))}))), context)
+    expect(await run(1)).toMatchObject({kind: 'delivered'})
+    expect(await run(2)).toEqual({kind: 'dead', reason: 'github:acme answered 422: Validation Failed, while it accepted the status before'})
+    expect(await run(3)).toMatchObject({kind: 'retry', reason: expect.stringMatching(/github:acme answered 422: Validation Failed \(retried once/)})
+  })
+
   it('stops naming GITHUB_URL when GitHub answers like something else', async () => {
     const {client} = fakeGitHub(() => ({kind: 'misdirected', reason: 'GitHub answered 404 with a non-JSON page: GITHUB_URL does not look like the GitHub API'}))
     const handler = statusHandler({github: client, hosts: ['github.com']})

@@ -32,9 +32,13 @@ const errorBody = z.object({
   errors: z.array(z.unknown()).optional(),
 })
 
+/** Answer headers by lower-case name; any may be missing. */
+type Headers = Readonly<Partial<Record<string, string>>>
+
 /** Read the answer to one request. `now` (epoch ms) dates Retry-After and x-ratelimit-reset. */
 export function readAnswer(response: HttpResponse, now = Date.now()): GitHubAnswer {
-  const {status, headers} = response
+  const {status} = response
+  const headers: Headers = response.headers
   const json = /\bjson\b/i.test(headers['content-type'] ?? '')
   if (status >= 200 && status < 300) {
     if (!json) return misdirected(`GitHub answered ${status} with ${describeType(headers)} instead of the API's JSON`)
@@ -73,7 +77,7 @@ export function unanswered(error: unknown, {timeoutMs, host}: {timeoutMs: number
  * secondary rate limit; Retry-After wins, then x-ratelimit-reset; a secondary limit without either
  * waits a minute, as GitHub advises.
  */
-export function rateLimitSeconds(status: number, headers: Record<string, string>, message: string, now: number): number | undefined {
+export function rateLimitSeconds(status: number, headers: Headers, message: string, now: number): number | undefined {
   if (status !== 403 && status !== 429) return undefined
   const retryAfter = headers['retry-after']
   const remaining = headers['x-ratelimit-remaining']
@@ -94,9 +98,9 @@ export function rateLimitSeconds(status: number, headers: Record<string, string>
 }
 
 /** Seconds until x-ratelimit-reset (epoch seconds), one more for the clocks' skew. */
-function resetInSeconds(headers: Record<string, string>, now: number): number | undefined {
-  const reset = Number(headers['x-ratelimit-reset'])
-  return headers['x-ratelimit-reset'] !== undefined && Number.isFinite(reset) ? Math.max(1, Math.ceil(reset - now / 1000) + 1) : undefined
+function resetInSeconds(headers: Headers, now: number): number | undefined {
+  const reset = headers['x-ratelimit-reset']
+  return reset !== undefined && Number.isFinite(Number(reset)) ? Math.max(1, Math.ceil(Number(reset) - now / 1000) + 1) : undefined
 }
 
 /** GitHub's message and its errors' messages, e.g. "Validation Failed (No commit found for SHA)", at most 300 characters. */
@@ -118,9 +122,9 @@ function messageOf(body: Buffer): string {
   return message.slice(0, 300)
 }
 
-function describeType(headers: Record<string, string>): string {
+function describeType(headers: Headers): string {
   const type = headers['content-type']
-  return type ? `"${type.split(';')[0] ?? type}"` : 'no content type'
+  return type ? `"${type.split(';').at(0) ?? type}"` : 'no content type'
 }
 
 function misdirected(reason: string): GitHubAnswer {

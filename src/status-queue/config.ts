@@ -12,10 +12,10 @@ const template = (what: string) =>
     .string()
     .min(1)
     .refine((value) => unknownPlaceholders(value).length === 0, {
-      message: `${what} may use only {org}, {pipeline}, {number}, {state}, {status}, {branch}, {message}, {commit}, {short_sha}`,
+      error: `${what} may use only {org}, {pipeline}, {number}, {state}, {status}, {branch}, {message}, {commit}, {short_sha}`,
     })
 
-const httpUrl = z.string().refine((value) => /^https?:\/\/[^/]/.test(value) && URL.canParse(value), {message: 'expected an http(s) URL'})
+const httpUrl = z.string().refine((value) => /^https?:\/\/[^/]/.test(value) && URL.canParse(value), {error: 'expected an http(s) URL'})
 
 /** The `status-queue:` section of cistern.yml. Flags and environment variables override it. */
 export const statusQueueSection = z

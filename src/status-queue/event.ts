@@ -47,7 +47,7 @@ export function parseBuildEvent(body: string): EventParse {
     eventType = text(parsed['detail-type'])
     if (!isObject(parsed.detail)) return {kind: 'invalid', reason: 'envelope has no "detail" object'}
     detail = parsed.detail
-    if (eventType && !/^Build /.test(eventType)) return {kind: 'ignore', reason: `event "${eventType}" is not a build event`}
+    if (eventType && !eventType.startsWith('Build ')) return {kind: 'ignore', reason: `event "${eventType}" is not a build event`}
   }
 
   const {build, pipeline, organization} = detail

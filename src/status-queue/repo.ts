@@ -36,8 +36,8 @@ export function parseRepositoryUrl(input: string): RepositoryParse {
     host = parsed.hostname
     path = decodeURIComponent(parsed.pathname)
   } else if (scp) {
-    host = scp[1] ?? ''
-    path = scp[2] ?? ''
+    host = scp.at(1) ?? ''
+    path = scp.at(2) ?? ''
   } else {
     return {ok: false, reason: `repository URL "${url}" is neither host:owner/name nor a URL`}
   }

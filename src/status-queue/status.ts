@@ -78,7 +78,7 @@ export function githubStateFor(buildState: string, overrides: StatusOptions['sta
 
 /** `{name}` placeholders that are not template fields (for config validation). */
 export function unknownPlaceholders(template: string): string[] {
-  const names = [...template.matchAll(/\{([^{}]*)\}/g)].map((match) => match[1] ?? '')
+  const names = [...template.matchAll(/\{([^{}]*)\}/g)].map((match) => match.at(1) ?? '')
   return names.filter((name) => !(TEMPLATE_FIELDS as readonly string[]).includes(name))
 }
 
@@ -90,7 +90,7 @@ const FIELDS: Readonly<Record<TemplateField, (build: BuildInfo) => string>> = {
   state: (build) => build.state,
   status: (build) => (Object.hasOwn(PHRASES, build.state) ? PHRASES[build.state] : undefined) ?? build.state,
   branch: (build) => build.branch ?? '',
-  message: (build) => (build.message ?? '').split(/\r?\n/, 1)[0]?.trim() ?? '',
+  message: (build) => (build.message ?? '').split(/\r?\n/, 1).at(0)?.trim() ?? '',
   commit: (build) => build.commit,
   short_sha: (build) => build.commit.slice(0, 7),
 }
@@ -121,7 +121,7 @@ export function truncate(text: string, max = MAX_DESCRIPTION): string {
   const collapsed = text.replace(/\s+/g, ' ').trim()
   // Never more code points than UTF-16 units: a short text needs no counting.
   if (collapsed.length <= max) return collapsed
-  const chars = [...collapsed]
+  const chars = Array.from(collapsed)
   if (chars.length <= max) return collapsed
   return chars.slice(0, max - 1).join('').trimEnd() + '…'
 }

@@ -156,7 +156,7 @@ describe('cistern status-queue work (built CLI)', () => {
     worker.kill('SIGTERM')
     const result = await worker
     expect(result.exitCode).toBe(0)
-    expect(String(result.stderr)).toMatch(/SIGTERM received/)
+    expect(result.stderr).toMatch(/SIGTERM received/)
     // Whatever was in flight finished and was deleted; the rest is still queued.
     const s = await stats(ws.queueUrl)
     expect(s.inFlight).toBe(0)

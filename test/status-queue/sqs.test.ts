@@ -46,7 +46,7 @@ describe('an SQS FIFO queue filled by EventBridge (one static MessageGroupId)', 
     const summary = await runStatusQueue(settings, {once: true})
     expect(summary).toMatchObject({received: 5, delivered: 4, retried: 0, released: 1, dead: 0, exitCode: 0})
 
-    const landed = github.posted.map((p) => `${p.sha[0]}:${p.body.state}`)
+    const landed = github.posted.map((p) => `${p.sha.charAt(0)}:${String(p.body.state)}`)
     expect(landed.filter((s) => s.startsWith('a:'))).toEqual(['a:pending', 'a:success'])
     expect(landed).toContain('b:failure')
     // b did not wait for a's slow first event: one batch, posted side by side

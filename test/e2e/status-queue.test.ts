@@ -5,6 +5,7 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {openQueue} from '../../src/core/queue/index.js'
 import {CLI, cistern} from '../helpers/cli.js'
+import {standIn} from '../helpers/http.js'
 import {tempDir} from '../helpers/tmp.js'
 import {SHA, body, detail, envelope} from '../status-queue/fixtures.js'
 import {facadeStandIn} from '../status-queue/facade-standin.js'
@@ -112,6 +113,22 @@ describe('cistern status-queue work (built CLI)', () => {
     const s = await stats(ws.queueUrl)
     expect(s.visible + s.inFlight).toBe(2)
     expect(s.dead).toBe(0)
+  })
+
+  it('exits 2 naming GITHUB_URL when it points at a web page instead of the API, and keeps the messages', async () => {
+    const ws = workspace()
+    const web = await standIn((_req, res) => void res.writeHead(404, {'content-type': 'text/html'}).end('<html><body>Page not found</body></html>'))
+    try {
+      await fill(ws.queueUrl, [1, 2].map((i) => body(detail({commit: sha(i), repo}))))
+      const result = await cistern(['status-queue', 'work', '--once', '--config', ws.config], {env: {...ws.env, GITHUB_URL: web.url}})
+      expect(result.exitCode).toBe(2)
+      expect(String(result.stderr)).toMatch(/^GitHub answered 404 with a non-JSON page: GITHUB_URL does not look like the GitHub API \(GITHUB_URL http:\/\/127\.0\.0\.1:\d+\) — set GITHUB_URL to the API base/m)
+      const s = await stats(ws.queueUrl)
+      expect(s.visible + s.inFlight).toBe(2)
+      expect(s.dead).toBe(0)
+    } finally {
+      await web.close()
+    }
   })
 
   it('exits 2 when GITHUB_ACCESS_TOKEN is missing', async () => {

@@ -1,5 +1,6 @@
 // status-queue: statuses/s from the embedded queue into a loopback GitHub stand-in, as a ratio of
-// the raw keep-alive POST rate to the same stand-in at the same concurrency, measured in this run.
+// the raw keep-alive POST rate to the same stand-in at the same concurrency, and of the minimal
+// durable drain (bench/baselines/) into the same stand-in, both measured in this run.
 // The original worker's design rate is one status per 5 s (0.2/s). --latency is how long the
 // stand-in takes to answer: 0 measures CPU per status, 50 ms is a GitHub Enterprise on the LAN,
 // 150 ms is about github.com.
@@ -14,6 +15,7 @@ import {join} from 'node:path'
 import {openQueue} from '../dist/core/queue/index.js'
 import {resolveSettings} from '../dist/status-queue/config.js'
 import {runStatusQueue} from '../dist/status-queue/worker.js'
+import {startChild} from './baselines/child.js'
 import {fmt, rawPostRate, ratio, table} from './lib.js'
 
 /**
@@ -93,6 +95,22 @@ async function work(dir, name, target, {messages, concurrency}) {
   return {rate: messages / seconds, cpuUs: (user + system) / messages}
 }
 
+/**
+ * The design's physical limit on this disk, in the same run: bench/baselines/minimal-durable-drain
+ * (better-sqlite3 with the queue's pragmas: select 10, POST them, delete them in one fsync'ed
+ * transaction), posting event-sized bodies to the same stand-in. Messages per second.
+ */
+async function minimalDurableDrain(dir, target, messages) {
+  const child = startChild('minimal-durable-drain', {BENCH_COUNT: String(messages), BENCH_BYTES: '400', BENCH_SINK: target.url, BENCH_DB: join(dir, 'minimal.db')})
+  await child.next()
+  child.send('go')
+  const done = await child.next()
+  child.send('stop')
+  await child.stop()
+  if (done.drained !== messages) throw new Error(`minimal durable drain: ${done.drained} of ${messages}`)
+  return (messages / done.ms) * 1000
+}
+
 async function once({messages, concurrency, latencyMs, warmup}) {
   const dir = mkdtempSync(join(tmpdir(), 'cistern-bench-sq-'))
   const target = await sink({delayMs: latencyMs})
@@ -100,6 +118,7 @@ async function once({messages, concurrency, latencyMs, warmup}) {
     // A worker runs for hours: its first statuses (module loading, the JIT) are start-up, not its rate.
     if (warmup > 0) await work(dir, 'warmup', target, {messages: warmup, concurrency})
     const {rate: workerRate, cpuUs} = await work(dir, 'status-queue', target, {messages, concurrency})
+    const minimal = await minimalDurableDrain(dir, target, messages)
 
     target.reset()
     const raw = await rawPostRate(target.url, {connections: concurrency, seconds: 3, body: '{"state":"success"}'})
@@ -109,8 +128,10 @@ async function once({messages, concurrency, latencyMs, warmup}) {
       messages,
       'statuses/s': fmt(workerRate),
       'CPU µs/status (stand-in included)': fmt(cpuUs, 0),
+      'minimal durable drain msgs/s': fmt(minimal),
+      'vs minimal durable drain': fmt(ratio(workerRate, minimal), 2),
       'raw POST/s': fmt(raw),
-      ratio: fmt(ratio(workerRate, raw), 2),
+      'vs raw POSTs': fmt(ratio(workerRate, raw), 2),
       'vs original (0.2/s)': `${fmt(workerRate / ORIGINAL_RATE, 0)}×`,
     }
   } finally {

@@ -1,19 +1,48 @@
 // http-client: CPU per request of the core HTTP client (src/core/http-client.ts) against the
-// hand-written node:http fetch status-queue uses today (src/status-queue/http.ts, the baseline),
+// hand-written node:http fetch status-queue used before phase 2 (src/status-queue/http.ts, removed
+// from src when status-queue moved to the core client; kept below as this bench's baseline),
 // and undici's own fetch (the global fetch), posting a commit-status-sized body over keep-alive to
 // a sink in another process (so the sink's CPU is not counted). Rounds alternate the clients;
 // the median round is reported, as µs of this process's CPU per request and a ratio to the baseline.
 //   npm run bench -- http-client [--requests 4000] [--concurrency 16] [--rounds 3]
 import {Octokit} from '@octokit/rest'
 import {spawn} from 'node:child_process'
+import http from 'node:http'
+import https from 'node:https'
 
 import {HttpClient} from '../dist/core/http-client.js'
-import {nodeFetch} from '../dist/status-queue/http.js'
 import {fmt, table} from './lib.js'
 
 function option(args, name, fallback) {
   const i = args.indexOf(`--${name}`)
   return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : fallback
+}
+
+/** The former src/status-queue/http.ts: a `fetch` for Octokit over node:http(s) keep-alive agents (the baseline). */
+function nodeFetch({maxSockets = 16, timeoutMs = 30_000} = {}) {
+  const agentOptions = {keepAlive: true, maxSockets, maxFreeSockets: maxSockets}
+  const agents = {'http:': new http.Agent(agentOptions), 'https:': new https.Agent(agentOptions)}
+  return (input, init = {}) =>
+    new Promise((resolve, reject) => {
+      const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
+      const request = (url.protocol === 'https:' ? https : http).request(url, {method: init.method ?? 'GET', headers: init.headers, agent: agents[url.protocol]})
+      const timer = setTimeout(() => request.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+      request.on('error', (error) => {
+        clearTimeout(timer)
+        reject(error)
+      })
+      request.on('response', (response) => {
+        const chunks = []
+        response.on('data', (chunk) => chunks.push(chunk))
+        response.on('end', () => {
+          clearTimeout(timer)
+          const headers = new Headers()
+          for (const [name, value] of Object.entries(response.headers)) if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value)
+          resolve(new Response(response.statusCode === 204 ? null : Buffer.concat(chunks), {status: response.statusCode, headers}))
+        })
+      })
+      request.end(init.body)
+    })
 }
 
 const SINK = `

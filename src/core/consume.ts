@@ -4,7 +4,7 @@
  * retries for one-shot runs, and a result that says what remains and why. The steps live in
  * ./consume/consumer.ts; the outcomes a handler returns in ./delivery.ts.
  */
-import {type Outcome, type TargetDownReport, TargetGates, TargetJudge} from './delivery.js'
+import {type Delivered, type Outcome, type Stop, type TargetDown, type TargetDownReport, TargetGates, TargetJudge} from './delivery.js'
 import type {CisternError, RunOutcome} from './errors.js'
 import {type Logger, silentLogger} from './log.js'
 import type {Queue, QueueMessage} from './queue/types.js'
@@ -156,6 +156,15 @@ export interface ConsumeOptions {
    * target up; delivered outcomes open the gate.
    */
   target?: string
+  /**
+   * The health check of a single-target consumer (with `target`): asked whenever the target is
+   * down and its gate opens, and before the first receive on SQS and the facade, so that no message
+   * is received to test a target that may still be down (those count every receive toward the
+   * redrive policy). Delivered: the target answers, and one message tests it (only a delivery
+   * makes it well again); target down: its gate closes (again); stop: the run stops with the error.
+   * A probe that throws is a target down. Without a probe, one received message tests the target.
+   */
+  probe?: (signal: AbortSignal) => Promise<Delivered | TargetDown | Stop>
   /** Target gates to use (shared across runs); default: new ones for this run. */
   gates?: TargetGates
   /** One-shot: give a target up after this long down with no success (default 30 s; for the gates this run creates). */

@@ -1,9 +1,8 @@
-import {readFileSync} from 'node:fs'
-
 import {z} from 'zod'
 
 import {UsageError} from '../core/errors.js'
 import {defaultQueueUrl} from '../core/paths.js'
+import {readSecretFile, registerSecret} from '../core/secrets.js'
 import {DEFAULT_GITHUB_API} from './github.js'
 import {gitHostForApi} from './repo.js'
 import {GITHUB_STATES, type StatusOptions, unknownPlaceholders} from './status.js'
@@ -13,10 +12,10 @@ const template = (what: string) =>
     .string()
     .min(1)
     .refine((value) => unknownPlaceholders(value).length === 0, {
-      message: `${what} may use only {org}, {pipeline}, {number}, {state}, {status}, {branch}, {message}, {commit}, {short_sha}`,
+      error: `${what} may use only {org}, {pipeline}, {number}, {state}, {status}, {branch}, {message}, {commit}, {short_sha}`,
     })
 
-const httpUrl = z.string().refine((value) => /^https?:\/\/[^/]/.test(value) && URL.canParse(value), {message: 'expected an http(s) URL'})
+const httpUrl = z.string().refine((value) => /^https?:\/\/[^/]/.test(value) && URL.canParse(value), {error: 'expected an http(s) URL'})
 
 /** The `status-queue:` section of cistern.yml. Flags and environment variables override it. */
 export const statusQueueSection = z
@@ -31,8 +30,14 @@ export const statusQueueSection = z
     description: template('description').optional(),
     /** Buildkite state → GitHub state overrides, e.g. {canceled: failure}. */
     states: z.record(z.string(), z.enum(GITHUB_STATES)).optional(),
-    /** Receives after which a message that keeps failing is dead-lettered by the worker (0 = leave it to the queue). */
+    /** Attempts after which a message that keeps failing is dead-lettered by the worker (0 = the queue's own limit only). */
     maxAttempts: z.number().int().min(0).max(1000).optional(),
+    /** --once: no receive after this many seconds (default 300). */
+    deadlineSeconds: z.number().int().min(1).max(86_400).optional(),
+    /** --once: give GitHub up after this many seconds down with no success (default 30). */
+    giveUpAfterSeconds: z.number().int().min(1).max(86_400).optional(),
+    /** Where dead letters go when the queue is SQS without a redrive policy (an SQS URL), or the facade (a sqlite: URL). */
+    deadLetterQueue: z.string().min(1).optional(),
     visibilityTimeout: z.number().int().min(1).max(43_200).optional(),
     /** On SIGTERM, how long in-flight statuses get before they are released (match systemd TimeoutStopSec). */
     drainSeconds: z.number().int().min(1).max(3600).optional(),
@@ -65,6 +70,11 @@ export interface StatusQueueFlags {
   'buildkite-url'?: string
   context?: string
   'max-attempts'?: number
+  /** In ms (the duration flag builder's unit). */
+  deadline?: number
+  /** In ms. */
+  'give-up-after'?: number
+  'dead-letter-queue'?: string
 }
 
 /** Everything the worker needs, resolved: flags > environment > config file > defaults. */
@@ -74,8 +84,16 @@ export interface StatusQueueSettings {
   apiKey?: string
   concurrency: number
   visibilityTimeout: number
-  drainDeadlineMs: number
+  /** On SIGTERM, how long in-flight statuses get before they are released. */
+  stopDeadlineMs: number
+  /** --once: no receive after this long. */
+  deadlineMs: number
+  /** --once: GitHub down this long with no success ends the run (exit 3). */
+  giveUpAfterMs: number
+  /** Attempts after which a message that keeps failing goes dead (0: the queue's own limit only). */
   maxAttempts: number
+  /** SQS dead-letter queue, or the facade's sqlite: dead-letter store. */
+  deadLetterUrl?: string
   githubUrl: string
   token: string
   /** Repository hosts accepted, or 'any'. */
@@ -96,24 +114,16 @@ export interface ResolveInput {
   flags: StatusQueueFlags
   env: NodeJS.ProcessEnv
   file?: StatusQueueSection
-  /** Reads a secret file (the token file); injected for tests. */
-  readFile?: (path: string) => string
 }
 
-export function resolveSettings({flags, env, file = {}, readFile}: ResolveInput): StatusQueueSettings {
+export function resolveSettings({flags, env, file = {}}: ResolveInput): StatusQueueSettings {
   const githubUrl = (flags['github-url'] ?? env.GITHUB_URL ?? file.github?.url ?? DEFAULT_GITHUB_API).replace(/\/+$/, '')
   if (!/^https?:\/\/[^/]/.test(githubUrl) || !URL.canParse(githubUrl)) {
     throw new UsageError(`GITHUB_URL "${githubUrl}" is not a URL`, 'set it to the API base, e.g. https://api.github.com or https://ghe.example.com/api/v3')
   }
 
-  let token = env.GITHUB_ACCESS_TOKEN?.trim()
-  if (flags['github-token-file']) {
-    try {
-      token = (readFile ?? defaultReadFile)(flags['github-token-file']).trim()
-    } catch (error) {
-      throw new UsageError(`cannot read --github-token-file ${flags['github-token-file']}: ${(error as Error).message}`, 'point it at a file holding the token')
-    }
-  }
+  const tokenFile = flags['github-token-file']
+  const token = tokenFile ? readSecretFile(tokenFile, {what: 'GitHub token', source: '--github-token-file'}) : env.GITHUB_ACCESS_TOKEN?.trim()
   if (!token) {
     throw new UsageError(
       'GITHUB_ACCESS_TOKEN is not set',
@@ -121,19 +131,24 @@ export function resolveSettings({flags, env, file = {}, readFile}: ResolveInput)
     )
   }
 
-  const queueUrl = flags.queue?.trim() || facadeUrl(env.API_URL) || file.queue || defaultQueueUrl('status-queue', env)
+  registerSecret(token)
+  // An empty variable is unset before this runs (core/settings.ts): `??` chains are right.
+  const queueUrl = flags.queue?.trim() ?? facadeUrl(env.API_URL) ?? file.queue ?? defaultQueueUrl('status-queue', env)
   const concurrency = flags.concurrency ?? file.concurrency ?? 16
-  const anyHost = flags['any-host'] || file.anyHost || false
+  const anyHost = flags['any-host'] === true || file.anyHost === true
   const github = file.github ?? {}
   const isDotCom = gitHostForApi(githubUrl) === 'github.com'
 
   return {
     queueUrl,
-    apiKey: env.API_KEY || undefined,
+    apiKey: env.API_KEY,
     concurrency,
     visibilityTimeout: file.visibilityTimeout ?? 60,
-    drainDeadlineMs: (file.drainSeconds ?? 30) * 1000,
+    stopDeadlineMs: (file.drainSeconds ?? 30) * 1000,
+    deadlineMs: flags.deadline ?? (file.deadlineSeconds ?? 300) * 1000,
+    giveUpAfterMs: flags['give-up-after'] ?? (file.giveUpAfterSeconds ?? 30) * 1000,
     maxAttempts: flags['max-attempts'] ?? file.maxAttempts ?? 10,
+    deadLetterUrl: flags['dead-letter-queue'] ?? file.deadLetterQueue,
     githubUrl,
     token,
     hosts: anyHost ? 'any' : [gitHostForApi(githubUrl), ...(file.repoHosts ?? []).map((host) => host.toLowerCase())],
@@ -162,8 +177,4 @@ export function facadeUrl(apiUrl: string | undefined): string | undefined {
   const url = apiUrl.trim()
   const withScheme = url.startsWith('apigw+') ? url : `apigw+${url}`
   return withScheme.endsWith('/') ? withScheme : `${withScheme}/`
-}
-
-function defaultReadFile(path: string): string {
-  return readFileSync(path, 'utf8')
 }

@@ -1,3 +1,5 @@
+import {errorMessage} from '../core/errors.js'
+
 /**
  * The queue body → the build facts a commit status needs. EventBridge rules usually deliver the
  * event `detail` (the original service's input transformer did), but a rule without one delivers
@@ -37,7 +39,7 @@ export function parseBuildEvent(body: string): EventParse {
   try {
     parsed = JSON.parse(body)
   } catch (error) {
-    return {kind: 'invalid', reason: `body is not JSON (${(error as Error).message}); first bytes: ${JSON.stringify(body.slice(0, 60))}`}
+    return {kind: 'invalid', reason: `body is not JSON (${errorMessage(error)}); first bytes: ${JSON.stringify(body.slice(0, 60))}`}
   }
   if (!isObject(parsed)) return {kind: 'invalid', reason: `body is JSON ${Array.isArray(parsed) ? 'array' : typeof parsed}, not an event object`}
 
@@ -47,7 +49,7 @@ export function parseBuildEvent(body: string): EventParse {
     eventType = text(parsed['detail-type'])
     if (!isObject(parsed.detail)) return {kind: 'invalid', reason: 'envelope has no "detail" object'}
     detail = parsed.detail
-    if (eventType && !/^Build /.test(eventType)) return {kind: 'ignore', reason: `event "${eventType}" is not a build event`}
+    if (eventType && !eventType.startsWith('Build ')) return {kind: 'ignore', reason: `event "${eventType}" is not a build event`}
   }
 
   const {build, pipeline, organization} = detail

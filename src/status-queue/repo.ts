@@ -36,8 +36,8 @@ export function parseRepositoryUrl(input: string): RepositoryParse {
     host = parsed.hostname
     path = decodeURIComponent(parsed.pathname)
   } else if (scp) {
-    host = scp[1]!
-    path = scp[2]!
+    host = scp.at(1) ?? ''
+    path = scp.at(2) ?? ''
   } else {
     return {ok: false, reason: `repository URL "${url}" is neither host:owner/name nor a URL`}
   }
@@ -79,4 +79,36 @@ export function hostMatches(repoHost: string, allowed: readonly string[]): boole
     const want = candidate.toLowerCase()
     return host === want || (want === 'github.com' && host === 'ssh.github.com')
   })
+}
+
+/**
+ * Repository URL → owner/name on this GitHub, or why not, remembered: a worker sees the same few
+ * repositories again and again, hundreds of times a second. `hosts` are the GitHub's hosts, or
+ * 'any' (--any-host); `apiUrl` is named in the refusal.
+ */
+export class RepositoryResolver {
+  private readonly known = new Map<string, RepositoryParse>()
+
+  constructor(
+    private readonly hosts: readonly string[] | 'any',
+    private readonly apiUrl: string,
+    private readonly max = 1000,
+  ) {}
+
+  resolve(url: string): RepositoryParse {
+    let parsed = this.known.get(url)
+    if (parsed) return parsed
+    parsed = this.check(parseRepositoryUrl(url))
+    if (this.known.size >= this.max) this.known.clear()
+    this.known.set(url, parsed)
+    return parsed
+  }
+
+  private check(parsed: RepositoryParse): RepositoryParse {
+    if (!parsed.ok || this.hosts === 'any' || hostMatches(parsed.repo.host, this.hosts)) return parsed
+    return {
+      ok: false,
+      reason: `repository host ${parsed.repo.host} is not the GitHub host ${this.hosts.join(', ')} (GITHUB_URL ${this.apiUrl}); pass --any-host or add it to status-queue.repoHosts`,
+    }
+  }
 }

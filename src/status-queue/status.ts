@@ -73,51 +73,96 @@ export const DEFAULT_DESCRIPTION_TEMPLATE = 'Build #{number} {status}'
 
 export function githubStateFor(buildState: string, overrides: StatusOptions['states'] = {}): GitHubState | undefined {
   const state = buildState.toLowerCase()
-  return overrides[state] ?? DEFAULT_STATE_MAP[state]
+  return (Object.hasOwn(overrides, state) ? overrides[state] : undefined) ?? (Object.hasOwn(DEFAULT_STATE_MAP, state) ? DEFAULT_STATE_MAP[state] : undefined)
 }
 
 /** `{name}` placeholders that are not template fields (for config validation). */
 export function unknownPlaceholders(template: string): string[] {
-  const names = [...template.matchAll(/\{([^{}]*)\}/g)].map((match) => match[1]!)
+  const names = [...template.matchAll(/\{([^{}]*)\}/g)].map((match) => match.at(1) ?? '')
   return names.filter((name) => !(TEMPLATE_FIELDS as readonly string[]).includes(name))
 }
 
-export function renderTemplate(template: string, build: BuildInfo): string {
-  const values: Record<TemplateField, string> = {
-    org: build.organization,
-    pipeline: build.pipeline,
-    number: String(build.number),
-    state: build.state,
-    status: PHRASES[build.state] ?? build.state,
-    branch: build.branch ?? '',
-    message: (build.message ?? '').split(/\r?\n/)[0]!.trim(),
-    commit: build.commit,
-    short_sha: build.commit.slice(0, 7),
+/** The value of each template field for a build. */
+const FIELDS: Readonly<Record<TemplateField, (build: BuildInfo) => string>> = {
+  org: (build) => build.organization,
+  pipeline: (build) => build.pipeline,
+  number: (build) => String(build.number),
+  state: (build) => build.state,
+  status: (build) => (Object.hasOwn(PHRASES, build.state) ? PHRASES[build.state] : undefined) ?? build.state,
+  branch: (build) => build.branch ?? '',
+  message: (build) => (build.message ?? '').split(/\r?\n/, 1).at(0)?.trim() ?? '',
+  commit: (build) => build.commit,
+  short_sha: (build) => build.commit.slice(0, 7),
+}
+
+const isField = (name: string): name is TemplateField => Object.hasOwn(FIELDS, name)
+
+/** A template split once into literal text and fields (a `{name}` that is no field stays as written). */
+function compileTemplate(template: string): (build: BuildInfo) => string {
+  const parts = template.split(/\{([a-z_]+)\}/)
+  return (build) => {
+    let out = ''
+    // split() with a capture group puts the captured names at the odd indexes.
+    for (let index = 0; index < parts.length; index++) {
+      const part = parts[index] ?? ''
+      if (index % 2 === 0) out += part
+      else out += isField(part) ? FIELDS[part](build) : `{${part}}`
+    }
+    return out
   }
-  return template.replace(/\{([a-z_]+)\}/g, (whole, name: string) => (name in values ? values[name as TemplateField] : whole))
+}
+
+export function renderTemplate(template: string, build: BuildInfo): string {
+  return compileTemplate(template)(build)
 }
 
 /** Cut to `max` characters (code points, so an emoji is not split), ending with an ellipsis. */
 export function truncate(text: string, max = MAX_DESCRIPTION): string {
-  const chars = [...text.replace(/\s+/g, ' ').trim()]
-  if (chars.length <= max) return chars.join('')
+  const collapsed = text.replace(/\s+/g, ' ').trim()
+  // Never more code points than UTF-16 units: a short text needs no counting.
+  if (collapsed.length <= max) return collapsed
+  const chars = Array.from(collapsed)
+  if (chars.length <= max) return collapsed
   return chars.slice(0, max - 1).join('').trimEnd() + '…'
 }
 
 export function targetUrl(build: BuildInfo, buildkiteUrl = DEFAULT_BUILDKITE_URL): string {
-  const base = buildkiteUrl.replace(/\/+$/, '')
-  const path = [build.organization, build.pipeline, 'builds', String(build.number)].map(encodeURIComponent).join('/')
-  return `${base}/${path}`
+  return `${buildkiteUrl.replace(/\/+$/, '')}/${buildPath(build)}`
+}
+
+function buildPath(build: BuildInfo): string {
+  return `${encodeURIComponent(build.organization)}/${encodeURIComponent(build.pipeline)}/builds/${build.number}`
+}
+
+/**
+ * Commit statuses for builds under one set of options: the templates are compiled once (a worker
+ * renders one status per message, hundreds a second).
+ */
+export class StatusRenderer {
+  private readonly base: string
+  private readonly context: (build: BuildInfo) => string
+  private readonly description: (build: BuildInfo) => string
+
+  constructor(private readonly options: StatusOptions = {}) {
+    this.base = (options.buildkiteUrl ?? DEFAULT_BUILDKITE_URL).replace(/\/+$/, '')
+    this.context = compileTemplate(options.contextTemplate ?? DEFAULT_CONTEXT_TEMPLATE)
+    this.description = compileTemplate(options.descriptionTemplate ?? DEFAULT_DESCRIPTION_TEMPLATE)
+  }
+
+  /** The commit status for a build, or undefined when its state is not one we know. */
+  render(build: BuildInfo): CommitStatus | undefined {
+    const state = githubStateFor(build.state, this.options.states)
+    if (!state) return undefined
+    return {
+      state,
+      target_url: `${this.base}/${buildPath(build)}`,
+      description: truncate(this.description(build)),
+      context: this.context(build).trim(),
+    }
+  }
 }
 
 /** The commit status for a build, or undefined when its state is not one we know. */
 export function commitStatusFor(build: BuildInfo, options: StatusOptions = {}): CommitStatus | undefined {
-  const state = githubStateFor(build.state, options.states)
-  if (!state) return undefined
-  return {
-    state,
-    target_url: targetUrl(build, options.buildkiteUrl),
-    description: truncate(renderTemplate(options.descriptionTemplate ?? DEFAULT_DESCRIPTION_TEMPLATE, build)),
-    context: renderTemplate(options.contextTemplate ?? DEFAULT_CONTEXT_TEMPLATE, build).trim(),
-  }
+  return new StatusRenderer(options).render(build)
 }

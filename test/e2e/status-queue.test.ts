@@ -5,6 +5,7 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {openQueue} from '../../src/core/queue/index.js'
 import {CLI, cistern} from '../helpers/cli.js'
+import {standIn} from '../helpers/http.js'
 import {tempDir} from '../helpers/tmp.js'
 import {SHA, body, detail, envelope} from '../status-queue/fixtures.js'
 import {facadeStandIn} from '../status-queue/facade-standin.js'
@@ -68,9 +69,11 @@ describe('cistern status-queue work (built CLI)', () => {
         ['my.repo.name', sha(2), 'pending', 'Build #42 is blocked'],
       ]),
     )
+    // Issue 11: one warn line per dead letter, written by the consumer, then the count with the commands to see and redrive them.
     const stderr = String(result.stderr)
-    expect(stderr).toMatch(/dead-letter: body is not JSON/)
-    expect(stderr).toMatch(/dead-letter: build\.commit is HEAD/)
+    expect(stderr).toMatch(/"level":"warn","msg":"dead letter \S+ — body is not JSON/)
+    expect(stderr).toMatch(/"level":"warn","msg":"dead letter \S+ acme\/web-app#42 — build\.commit is HEAD/)
+    expect(stderr).toMatch(/^2 dead letters — see them with `cistern queue peek --dead sqlite:.*`, put them back with `cistern queue redrive sqlite:.*`$/m)
     expect(stderr + String(result.stdout)).not.toContain(TOKEN)
     expect(stderr + String(result.stdout)).not.toContain(API_KEY)
     expect(await stats(ws.queueUrl)).toMatchObject({visible: 0, inFlight: 0, dead: 2})
@@ -97,17 +100,35 @@ describe('cistern status-queue work (built CLI)', () => {
     }
   })
 
-  it('exits 2 naming GITHUB_ACCESS_TOKEN when GitHub answers 401, and keeps the messages', async () => {
+  // Issue 11: a token refused for everything stops the worker loudly with exit 3 (it was 2, which
+  // also meant "refused for one organisation"); the line is the run's problem, not an Error.
+  it('exits 3 naming GITHUB_ACCESS_TOKEN when GitHub answers 401, and keeps the messages', async () => {
     const ws = workspace()
     github.script(() => replies.badCredentials())
     await fill(ws.queueUrl, [1, 2].map((i) => body(detail({commit: sha(i), repo}))))
     const result = await cistern(['status-queue', 'work', '--once', '--config', ws.config], {env: ws.env})
-    expect(result.exitCode).toBe(2)
-    expect(String(result.stderr)).toMatch(/Error: GitHub rejected the token \(401 Bad credentials\): GITHUB_ACCESS_TOKEN is not accepted/)
+    expect(result.exitCode).toBe(3)
+    expect(String(result.stderr)).toMatch(/^GitHub rejected the token \(401 Bad credentials\): GITHUB_ACCESS_TOKEN is not accepted — set GITHUB_ACCESS_TOKEN/m)
     expect(String(result.stderr)).not.toContain(TOKEN)
     const s = await stats(ws.queueUrl)
     expect(s.visible + s.inFlight).toBe(2)
     expect(s.dead).toBe(0)
+  })
+
+  it('exits 2 naming GITHUB_URL when it points at a web page instead of the API, and keeps the messages', async () => {
+    const ws = workspace()
+    const web = await standIn((_req, res) => void res.writeHead(404, {'content-type': 'text/html'}).end('<html><body>Page not found</body></html>'))
+    try {
+      await fill(ws.queueUrl, [1, 2].map((i) => body(detail({commit: sha(i), repo}))))
+      const result = await cistern(['status-queue', 'work', '--once', '--config', ws.config], {env: {...ws.env, GITHUB_URL: web.url}})
+      expect(result.exitCode).toBe(2)
+      expect(String(result.stderr)).toMatch(/^GitHub answered 404 with a non-JSON page: GITHUB_URL does not look like the GitHub API \(GITHUB_URL http:\/\/127\.0\.0\.1:\d+\) — set GITHUB_URL to the API base/m)
+      const s = await stats(ws.queueUrl)
+      expect(s.visible + s.inFlight).toBe(2)
+      expect(s.dead).toBe(0)
+    } finally {
+      await web.close()
+    }
   })
 
   it('exits 2 when GITHUB_ACCESS_TOKEN is missing', async () => {
@@ -152,7 +173,7 @@ describe('cistern status-queue work (built CLI)', () => {
     worker.kill('SIGTERM')
     const result = await worker
     expect(result.exitCode).toBe(0)
-    expect(String(result.stderr)).toMatch(/SIGTERM received/)
+    expect(result.stderr).toMatch(/SIGTERM received/)
     // Whatever was in flight finished and was deleted; the rest is still queued.
     const s = await stats(ws.queueUrl)
     expect(s.inFlight).toBe(0)

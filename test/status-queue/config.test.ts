@@ -69,7 +69,12 @@ describe('resolveSettings', () => {
     const file = join(dir, 'token')
     writeFileSync(file, 'ghp_fromfile999\n')
     expect(resolveSettings({flags: {'github-token-file': file}, env: {}}).token).toBe('ghp_fromfile999')
-    expect(() => resolveSettings({flags: {'github-token-file': join(dir, 'missing')}, env: {}})).toThrow(/cannot read --github-token-file/)
+    // Issue 13: the core's one secret-file reader; its message names the file and the flag.
+    expect(() => resolveSettings({flags: {'github-token-file': join(dir, 'missing')}, env: {}})).toThrow(
+      expect.objectContaining({exitCode: 2, message: expect.stringMatching(/^cannot read the GitHub token file .*missing \(ENOENT: no such file\)$/), fix: 'check --github-token-file'}),
+    )
+    writeFileSync(file, '\n')
+    expect(() => resolveSettings({flags: {'github-token-file': file}, env: {}})).toThrow(/the GitHub token file .* is empty/)
   })
 
   it('refuses a GITHUB_URL that is not a URL', () => {

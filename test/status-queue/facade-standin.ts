@@ -1,6 +1,6 @@
 import {createHash, randomUUID} from 'node:crypto'
 
-import {type StandIn, standIn} from '../helpers/http.js'
+import {type RecordedRequest, type StandIn, standIn} from '../helpers/http.js'
 
 interface Stored {
   id: string
@@ -45,9 +45,10 @@ export async function facadeStandIn(apiKey: string, visibilitySeconds = 2): Prom
     },
     close: () => self.server.close(),
   }
-  self.server = await standIn((req, res) => {
+  /** The facade's answer to one request: status and JSON body. */
+  const answer = (req: RecordedRequest): [number, unknown] => {
     const url = new URL(req.url, 'http://facade')
-    const json = (status: number, value: unknown): void => void res.writeHead(status, {'content-type': 'application/json', 'x-amzn-requestid': requestId()}).end(JSON.stringify(value))
+    const json = (status: number, value: unknown): [number, unknown] => [status, value]
     if (req.headers['x-api-key'] !== apiKey) return json(403, {message: 'Forbidden'})
     if (url.pathname !== '/prod/message') return json(403, {message: 'Missing Authentication Token'})
     if (req.method === 'GET') {
@@ -94,6 +95,10 @@ export async function facadeStandIn(apiKey: string, visibilitySeconds = 2): Prom
       return json(200, {DeleteMessageResponse: {ResponseMetadata: {RequestId: requestId()}}})
     }
     return json(403, {message: 'Missing Authentication Token'})
+  }
+  self.server = await standIn((req, res) => {
+    const [status, value] = answer(req)
+    res.writeHead(status, {'content-type': 'application/json', 'x-amzn-requestid': requestId()}).end(JSON.stringify(value))
   })
   self.apiUrl = `${self.server.url}/prod`
   return self

@@ -62,7 +62,7 @@ describe('commitStatusFor', () => {
 
   it('keeps the description within 140 characters', () => {
     const status = commitStatusFor(build({message: 'x'.repeat(500)}), {descriptionTemplate: '{status}: {message}'})!
-    expect([...status.description]).toHaveLength(140)
+    expect(Array.from(status.description)).toHaveLength(140)
     expect(status.description.endsWith('…')).toBe(true)
     expect(truncate('🚀'.repeat(200))).toBe('🚀'.repeat(139) + '…')
     expect(truncate('short')).toBe('short')

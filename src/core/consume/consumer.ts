@@ -1,5 +1,5 @@
 import type {ConsumeCounters, ConsumeOptions, ConsumeResult, DeadLetter, Handler, HandlerContext} from '../consume.js'
-import {type Outcome, type Retry, TargetGates, TargetJudge, dead, isOutcome, retry} from '../delivery.js'
+import {type Outcome, type Retry, TargetGates, TargetJudge, dead, isOutcome, retry, targetDown} from '../delivery.js'
 import {CisternError, ExitCode, TargetUnhealthyError, errorMessage} from '../errors.js'
 import {type Logger, silentLogger} from '../log.js'
 import {Wake, backoffDelay, isPaused, seconds, sleep} from '../loop.js'
@@ -89,6 +89,12 @@ export class Consumer {
   /** Receives failed for good: run() rejects with this. */
   private receiveFailure?: CisternError
   private receiveFailuresInARow = 0
+  /** The probe was asked once (it is asked before the first receive). */
+  private probed = false
+  /** The probe passed since the gate last closed: a message tests the target now. */
+  private probePassed = false
+  /** The receive in flight. */
+  private polling?: AbortController
 
   constructor(
     private readonly queue: Queue,
@@ -130,6 +136,13 @@ export class Consumer {
     this.stoppedBy ??= why
     this.receiving.abort()
     this.settled.notify()
+  }
+
+  /** A stop outcome (of a handler or the probe): the run stops and ends with the error's code. */
+  private stopWith(error: CisternError, messageId?: string): void {
+    this.stopError ??= error
+    this.log.error(`stopping: ${error.oneLine}`, messageId === undefined ? {} : {messageId})
+    this.stop('stop')
   }
 
   /** A method, not a getter: it changes across every await. */
@@ -194,7 +207,9 @@ export class Consumer {
    */
   private async targetUnavailable(): Promise<boolean> {
     const {target} = this.settings
-    if (target === undefined || this.gates.isOpen(target)) return false
+    if (target === undefined) return false
+    if (this.gates.isOpen(target)) return this.probeFails(target)
+    this.probePassed = false
     if (this.gates.givenUp(target)) {
       this.stop('target-down')
       return true
@@ -202,6 +217,39 @@ export class Consumer {
     await this.giveBack(this.waiting.splice(0), `${target} is down`, Math.ceil(this.gates.retryInMs(target) / 1000))
     await this.settled.wait(Math.min(this.gates.changesInMs(target) ?? 0, this.deadline - Date.now()), this.receiving.signal)
     return true
+  }
+
+  /**
+   * With a probe: while the target is down but its gate is open again, ask it before a message is
+   * spent on the test; and before the first receive where every receive counts toward the redrive
+   * policy (SQS, the facade; the embedded queue does not count a release, so receiving first costs
+   * nothing and an empty queue needs no target). True when the target is (still) down. A probe
+   * that passes lets one message test the target for real: only a delivery makes it well again (a
+   * health check can pass while the real requests fail, and a one-shot run must still give up).
+   */
+  private async probeFails(target: string): Promise<boolean> {
+    const {probe} = this.options
+    const first = !this.probed && this.queue.kind !== 'sqlite'
+    this.probed = true
+    // Once it passed, and while a message tests the target, no probe: the message's outcome will tell.
+    if (!probe || this.probePassed || !(first || this.gates.isDown(target)) || this.running.size > 0) return false
+    const outcome = await probe(this.receiving.signal).catch((error: unknown) => targetDown(target, errorMessage(error)))
+    if (this.stopping()) return true
+    switch (outcome.kind) {
+      case 'delivered': {
+        this.probePassed = true
+        return false
+      }
+      case 'target-down': {
+        const retryAfterMs = outcome.retryAfterSeconds === undefined ? undefined : outcome.retryAfterSeconds * 1000
+        this.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials, retryAfterMs})
+        return true
+      }
+      case 'stop': {
+        this.stopWith(outcome.error)
+        return true
+      }
+    }
   }
 
   /** Free handler slots; one while the only target is down but open again (one message probes it). */
@@ -221,22 +269,45 @@ export class Consumer {
     const {target, prefetch, batchSize} = this.settings
     const probing = target !== undefined && this.gates.isDown(target)
     this.deletes.flushGroups()
+    // Cut short by a stop, or by the one target going down meanwhile (targetWentDown).
+    const polling = new AbortController()
+    const onStop = () => {
+      polling.abort()
+    }
+    this.receiving.signal.addEventListener('abort', onStop, {once: true})
+    this.polling = polling
     try {
       const messages = await this.queue.receive({
         maxMessages: probing ? 1 : prefetch ? batchSize : Math.min(batchSize, free),
         waitSeconds: this.settings.waitSeconds,
         visibilityTimeout: this.settings.visibility,
-        signal: this.receiving.signal,
+        signal: polling.signal,
         onDead: (message, reason) => {
           this.recordDead(message.id, undefined, reason, 'dead-letter-queue, by the queue at receive')
         },
       })
       this.receiveFailuresInARow = 0
-      return messages
+      return await this.unlessTargetClosed(messages)
     } catch (error) {
-      if (!this.stopping()) await this.receiveFailed(error)
+      if (!this.stopping() && !polling.signal.aborted) await this.receiveFailed(error)
       return undefined
+    } finally {
+      this.receiving.signal.removeEventListener('abort', onStop)
+      this.polling = undefined
     }
+  }
+
+  /**
+   * Received while the one target went down (the poll was already answered): hand them back
+   * untouched, for when its gate opens, instead of attempting them now.
+   */
+  private async unlessTargetClosed(messages: QueueMessage[]): Promise<QueueMessage[]> {
+    const {target} = this.settings
+    if (target === undefined || messages.length === 0 || this.gates.isOpen(target)) return messages
+    const delay = Math.ceil(this.gates.retryInMs(target) / 1000)
+    this.log.debug(`${target} went down while receiving: handing back ${messages.length} message(s)`)
+    await Promise.all(messages.map((message) => this.releaseToQueue(message, delay)))
+    return []
   }
 
   /** Back off before the next receive; give up after too many in a row, or at once for a usage error. */
@@ -400,12 +471,12 @@ export class Consumer {
       case 'target-down': {
         const retryAfterMs = outcome.retryAfterSeconds === undefined ? undefined : outcome.retryAfterSeconds * 1000
         this.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials, retryAfterMs})
+        // The one target is down: a long poll in flight would take messages that cannot be attempted.
+        if (outcome.target === this.settings.target) this.polling?.abort()
         return this.handBack(flight, Math.ceil(this.gates.retryInMs(outcome.target) / 1000), outcome.reason, outcome.target)
       }
       case 'stop': {
-        this.stopError ??= outcome.error
-        this.log.error(`stopping: ${outcome.error.oneLine}`, {messageId: message.id})
-        this.stop('stop')
+        this.stopWith(outcome.error, message.id)
         return this.handBack(flight, 0, 'stopping', undefined, false)
       }
     }

@@ -70,8 +70,10 @@ function oneShotProblems(run: RunEnd, remaining: number): Problem[] {
       line: `${count(run.dead, 'dead letter')} — see them with \`cistern queue peek --dead ${url}\`, put them back with \`cistern queue redrive ${url}\``,
     })
   }
-  if (run.target && run.stoppedBy === 'target-down') {
-    // It stopped receiving for its one target: whatever remains waits for that target.
+  if (run.target && run.stoppedBy === 'target-down' && gates.isDown(run.target)) {
+    // It stopped receiving for its one target: whatever remains waits for that target (nothing
+    // remaining: its health did not matter).
+    if (remaining === 0) return problems
     const left = remaining < 0 ? 'work' : String(remaining)
     problems.push({exitCode: 3, line: `${left} remaining (${run.target} is down: ${gates.reasonOf(run.target) ?? 'unknown'})`})
     return problems

@@ -89,6 +89,8 @@ export class Consumer {
   /** Receives failed for good: run() rejects with this. */
   private receiveFailure?: CisternError
   private receiveFailuresInARow = 0
+  /** awaitLapsingLeases: what had been received when the run last waited for someone else's lease. */
+  private receivedAtLapseWait?: number
 
   constructor(
     private readonly queue: Queue,
@@ -279,6 +281,7 @@ export class Consumer {
     if (await this.deletes.settle()) return
     const next = this.settings.onePass ? undefined : this.handedBack.nextLook(this.deadline, this.gates)
     if (next === undefined) {
+      if (await this.awaitLapsingLease()) return
       this.stop(this.whyNothingIsLeft())
       return
     }
@@ -287,6 +290,23 @@ export class Consumer {
     const wakeAt = Math.min(next, visibleAt !== undefined && visibleAt > Date.now() ? visibleAt : next, this.deadline)
     this.log.debug(`waiting ${seconds(wakeAt - Date.now())} for ${this.handedBack.size} handed-back message(s)`)
     await sleep(wakeAt - Date.now(), this.receiving.signal)
+  }
+
+  /**
+   * ConsumeOptions.awaitLapsingLeases: sleep until the queue's next hidden message becomes visible,
+   * when that is before the deadline. Not again once a wait brought nothing: its holder is alive.
+   */
+  private async awaitLapsingLease(): Promise<boolean> {
+    if (!this.options.awaitLapsingLeases || this.settings.onePass) return false
+    if (this.receivedAtLapseWait === this.counters.received) return false
+    const stats = await this.statsOrUndefined()
+    const at = stats?.nextVisibleAt?.getTime()
+    if (at === undefined || stats === undefined || stats.inFlight + stats.delayed === 0 || at > this.deadline) return false
+    this.receivedAtLapseWait = this.counters.received
+    const wait = Math.max(0, at - Date.now()) + 100
+    this.log.debug(`waiting ${seconds(wait)} for a message another consumer holds (its lease ends, or it extends it)`)
+    await sleep(Math.min(wait, this.deadline - Date.now()), this.receiving.signal)
+    return true
   }
 
   /** A one-shot run that has nothing left to wait for: why. */

@@ -72,8 +72,10 @@ describe('cistern spigot drain (built CLI)', () => {
       const result = await run(['spigot', 'drain', '--jenkins-url', jenkins.url, '--auto-off', '--json'])
       expect(result.exitCode).toBe(3)
       const summary = JSON.parse(result.stdout)
-      expect(summary).toMatchObject({stoppedBy: 'unhealthy', delivered: 0, remaining: 1, autoOff: {before: 'ON', after: 'OFF'}, error: {exitCode: 3}})
-      expect(result.stderr).toMatch(/Error: Jenkins default http:\/\/127\.0\.0\.1:\d+\/ down .* — queued webhooks are kept/)
+      // The result carries its outcome (issue 13): exit code and problem lines in --json, each line on stderr.
+      expect(summary).toMatchObject({stoppedBy: 'unhealthy', delivered: 0, remaining: 1, autoOff: {before: 'ON', after: 'OFF'}, exitCode: 3})
+      expect(summary.problems).toEqual([expect.stringMatching(/^Jenkins default http:\/\/127\.0\.0\.1:\d+\/ down .* — queued webhooks are kept/)])
+      expect(result.stderr).toMatch(/^Jenkins default http:\/\/127\.0\.0\.1:\d+\/ down .* — queued webhooks are kept/m)
       expect(await state.get()).toBe('OFF')
       expect(jenkins.webhooks).toHaveLength(0)
       expect((await queue.peek(10))[0]!.receiveCount).toBe(0)

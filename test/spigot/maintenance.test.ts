@@ -5,7 +5,6 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {TargetUnhealthyError} from '../../src/core/errors.js'
 import {openQueue} from '../../src/core/queue/index.js'
 import {DEFAULT_ROUTES, type SpigotConfig} from '../../src/spigot/config.js'
-import {closeJenkinsAgents} from '../../src/spigot/jenkins.js'
 import {MaintenanceCommandFailed, runMaintenance} from '../../src/spigot/maintenance.js'
 import {openStateStore} from '../../src/spigot/state.js'
 import {type JenkinsStandIn, jenkinsStandIn} from '../helpers/jenkins.js'
@@ -17,7 +16,6 @@ let n = 0
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  closeJenkinsAgents()
 })
 
 async function setup(jenkins: JenkinsStandIn) {
@@ -59,7 +57,7 @@ describe('runMaintenance', () => {
     const result = await started
     expect(existsSync(marker)).toBe(true)
     expect(stateDuringCmd).toBe('OFF')
-    expect(result).toMatchObject({outcome: 'ok', before: 'ON', state: 'ON', command: {exitCode: 0}})
+    expect(result).toMatchObject({outcome: 'ok', before: 'ON', state: 'ON', command: {exitCode: 0}, exitCode: 0, problems: []})
     expect(result.waitedMs).toBeGreaterThan(0)
     expect(result.drain).toMatchObject({delivered: 2, remaining: 0, stoppedBy: 'empty'})
     expect(jenkins.webhooks.map((r) => r.headers['x-github-delivery'])).toEqual(expect.arrayContaining(hooks.map((h) => h.delivery)))
@@ -108,5 +106,27 @@ describe('runMaintenance', () => {
     expect(await state.get()).toBe('OFF')
     expect(jenkins.webhooks).toHaveLength(0)
     expect(jenkins.healthChecks.length).toBeGreaterThan(1)
+  })
+
+  it('`-- true` with 30 queued drains them all in one go', async () => {
+    const jenkins = await jenkinsStandIn({kind: 'flap', every: 4, status: 503})
+    const {queue, state, config} = await setup(jenkins)
+    const hooks = Array.from({length: 30}, (_, i) => webhook('push', {repo: `acme/m${i % 5}`}))
+    await enqueue(queue, hooks.map((h) => h.message))
+    const result = await runMaintenance({state, command: node(''), timeoutMs: 5000, pollMs: 100, drain: {queue, config, targetBackoff: {baseMs: 50, maxMs: 200}}})
+    expect(result).toMatchObject({outcome: 'ok', exitCode: 0, drain: {delivered: 30, dead: 0, remaining: 0}})
+    expect(new Set(jenkins.webhooks.map((r) => r.headers['x-github-delivery']))).toEqual(new Set(hooks.map((h) => h.delivery)))
+  })
+
+  it('never "ok" with work left: what remains, and why, decides the outcome and the exit code', async () => {
+    const jenkins = await jenkinsStandIn('accept')
+    const {queue, state, config} = await setup(jenkins)
+    await enqueue(queue, [webhook('push', {repo: 'a/held'}).message, webhook('push', {repo: 'b/free'}).message])
+    // Another consumer holds one (its lease outlives the drain's deadline).
+    const [held] = await queue.receive({maxMessages: 1, visibilityTimeout: 60})
+    expect(held).toBeDefined()
+    const result = await runMaintenance({state, command: node(''), timeoutMs: 5000, pollMs: 100, drain: {queue, config, deadlineMs: 1000}})
+    expect(result).toMatchObject({outcome: 'incomplete', exitCode: 1, drain: {delivered: 1, remaining: 1}})
+    expect(result.problems).toEqual([expect.stringMatching(/^1 remaining \(held by another consumer until \d\d:\d\d:\d\d\)$/)])
   })
 })

@@ -294,10 +294,11 @@ export class Consumer {
 
   /**
    * ConsumeOptions.awaitLapsingLeases: sleep until the queue's next hidden message becomes visible,
-   * when that is before the deadline. Not again once a wait brought nothing: its holder is alive.
+   * when that is before the deadline and none of this run's own messages is still out (those wait
+   * for targets it gave up). Not again once a wait brought nothing: its holder is alive.
    */
   private async awaitLapsingLease(): Promise<boolean> {
-    if (!this.options.awaitLapsingLeases || this.settings.onePass) return false
+    if (!this.options.awaitLapsingLeases || this.settings.onePass || this.handedBack.size > 0) return false
     if (this.receivedAtLapseWait === this.counters.received) return false
     const stats = await this.statsOrUndefined()
     const at = stats?.nextVisibleAt?.getTime()

@@ -70,8 +70,9 @@ function oneShotProblems(run: RunEnd, remaining: number): Problem[] {
       line: `${count(run.dead, 'dead letter')} — see them with \`cistern queue peek --dead ${url}\`, put them back with \`cistern queue redrive ${url}\``,
     })
   }
-  if (run.target && run.stoppedBy === 'target-down') {
-    // It stopped receiving for its one target: whatever remains waits for that target.
+  if (run.target && run.stoppedBy === 'target-down' && gates.givenUp(run.target)) {
+    // It stopped receiving for its one target: whatever remains waits for that target (when another
+    // key its handler used was given up instead — S3 behind a webhook — the lines below say which).
     const left = remaining < 0 ? 'work' : String(remaining)
     problems.push({exitCode: 3, line: `${left} remaining (${run.target} is down: ${gates.reasonOf(run.target) ?? 'unknown'})`})
     return problems

@@ -1,0 +1,217 @@
+import type {HandlerContext} from '../core/consume.js'
+import {type Outcome, dead, delivered, released, retry, targetDown} from '../core/delivery.js'
+import {errorMessage} from '../core/errors.js'
+import type {Limiter} from '../core/limit.js'
+import type {Logger} from '../core/log.js'
+import type {QueueMessage} from '../core/queue/types.js'
+import {type SpigotMessage, decodeMessage, groupOf, header, keptHeaders, replayBytes} from '../core/webhook-message.js'
+import {type PrCommenter, pullRequestOf} from './comments.js'
+import {type SpigotConfig, targetNamed} from './config.js'
+import {type JenkinsClient, targetKey} from './jenkins.js'
+import {LargePayloadError, type LargePayloadPointer} from './large-payload.js'
+import {type Route, routeFor} from './routes.js'
+
+/** Where the bytes behind a `large_payload` pointer come from, and where they go once delivered. */
+export interface PayloadSource {
+  read(pointer: LargePayloadPointer): Promise<Buffer>
+  /** The webhook was delivered to every target that will ever get this object: it may go. */
+  delivered(pointer: LargePayloadPointer): void
+}
+
+export interface ReplayOptions {
+  config: SpigotConfig
+  jenkins: JenkinsClient
+  /** Per delivery. */
+  deliveryTimeoutMs: number
+  /** Seconds before a refused (suspect) message is tried again; default: the consumer's back-off by attempts. */
+  retryDelaySeconds?: number
+  /** --rate: a start per delivery. */
+  limiter?: Limiter
+  payloads: PayloadSource
+  commenter?: PrCommenter
+  log: Logger
+}
+
+/** A message decoded and routed, ready to be delivered. */
+interface Replayable {
+  message: SpigotMessage
+  routes: Route[]
+  label: string
+}
+
+/** Outcomes by how much they decide for the message: the first in this order wins. */
+const PRECEDENCE: ReadonlyArray<Outcome['kind']> = ['stop', 'dead', 'target-down', 'retry', 'released', 'delivered']
+
+/**
+ * One queued webhook replayed to Jenkins (the drain's handler, docs/delivery.md): decode it, find
+ * its routes, read its bytes, POST them to each target whose gate is open, and let the judge turn
+ * each answer into the outcome. A message is delivered once every target it is routed to took it;
+ * a target that took it is not sent it again when the message comes back for another target.
+ */
+export class Replayer {
+  /** Targets that took a message routed to several, while it waits for the others (this run only). */
+  private readonly acceptedBy = new Map<string, Set<string>>()
+  private readonly comments: Array<Promise<void>> = []
+
+  constructor(private readonly options: ReplayOptions) {}
+
+  /** The consumer's handler. */
+  readonly handle = async (received: QueueMessage, context: HandlerContext): Promise<Outcome> => {
+    const replayable = this.decode(received)
+    if (!('message' in replayable)) return replayable
+    context.setLabel(replayable.label)
+    const pending = replayable.routes.filter((route) => !this.accepted(received.id).has(route.target.name))
+    const open = pending.filter((route) => context.gates.isOpen(targetKey(route.target.name)))
+    if (open.length === 0 && pending[0]) return context.gates.heldBack(targetKey(pending[0].target.name))
+
+    const body = await this.bodyOf(replayable.message, context)
+    if (!Buffer.isBuffer(body)) return body
+    const outcomes: Outcome[] = []
+    for (const route of pending) outcomes.push(await this.deliverTo(route, received, replayable, body, context))
+    return this.settle(received, replayable, outcomes, context)
+  }
+
+  /** Pull-request comments still being posted: awaited at the end of the run. */
+  async finish(): Promise<void> {
+    await Promise.all(this.comments)
+  }
+
+  /** The message and its routes, or why it can never be replayed (dead). */
+  private decode(received: QueueMessage): Replayable | Outcome {
+    let message: SpigotMessage
+    try {
+      message = decodeMessage(received.body)
+    } catch (error) {
+      return dead(`undecodable message: ${errorMessage(error)}`)
+    }
+    const event = header(message.headers, 'X-GitHub-Event')
+    const label = `${event ?? 'webhook'} ${header(message.headers, 'X-GitHub-Delivery') ?? '-'} ${groupOf(message)}`
+    const routes = routesOf(message, this.options.config)
+    if (typeof routes === 'string') return {...dead(routes), label}
+    return {message, routes, label}
+  }
+
+  /** The bytes to POST, or the outcome when a large payload cannot be read. */
+  private async bodyOf(message: SpigotMessage, {gates}: HandlerContext): Promise<Buffer | Outcome> {
+    const pointer = message.large_payload
+    if (!pointer) return replayBytes(message)
+    // S3 is a target too: while it is down its messages wait, not attempted.
+    const key = `s3:${pointer.bucket}`
+    if (!gates.isOpen(key)) return gates.heldBack(key)
+    try {
+      const bytes = await this.options.payloads.read(pointer)
+      if (gates.isDown(key)) gates.succeeded(key)
+      return bytes
+    } catch (error) {
+      return payloadFailure(key, error)
+    }
+  }
+
+  /** One target: held back while its gate is closed, else POSTed and judged. */
+  private async deliverTo(route: Route, received: QueueMessage, replayable: Replayable, body: Buffer, context: HandlerContext): Promise<Outcome> {
+    const key = targetKey(route.target.name)
+    if (!context.gates.isOpen(key)) return context.gates.heldBack(key)
+    const {signal} = context
+    try {
+      await this.options.limiter?.take(signal)
+    } catch {
+      return released('the drain is stopping')
+    }
+    if (signal.aborted) return released('the drain is stopping')
+    const delivery = await this.options.jenkins.deliver(route.target, route.path, body, keptHeaders(replayable.message.headers), {
+      timeoutMs: this.options.deliveryTimeoutMs,
+      signal,
+    })
+    // Cut short by the stop deadline: not an answer from Jenkins.
+    if (delivery.aborted) return released('the drain is stopping')
+    const {answer} = delivery
+    const said = answer.detail === undefined ? '' : 'error' in answer ? ` (${answer.detail})` : ` — ${answer.detail}`
+    const outcome = context.judge.verdict(key, received.id, {...answer, detail: `POST ${route.path}${said}`})
+    if (outcome.kind === 'delivered') {
+      this.accepted(received.id).add(route.target.name)
+      context.log.debug(`replayed ${replayable.label} to ${route.target.name} ${route.path} (${delivery.status ?? '?'}, ${delivery.ms} ms)`)
+    }
+    return outcome
+  }
+
+  /** Every target's outcome → the message's. */
+  private settle(received: QueueMessage, replayable: Replayable, outcomes: Outcome[], context: HandlerContext): Outcome {
+    const worst = [...outcomes].sort((a, b) => PRECEDENCE.indexOf(a.kind) - PRECEDENCE.indexOf(b.kind)).at(0) ?? delivered()
+    // The consumer closes the gate of the outcome it is given; any other target that went down closes here.
+    for (const outcome of outcomes) {
+      if (outcome !== worst && outcome.kind === 'target-down') context.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials})
+    }
+    if (worst.kind !== 'delivered') {
+      if (worst.kind === 'retry' && this.options.retryDelaySeconds !== undefined) return retry(worst.reason, this.options.retryDelaySeconds)
+      return worst
+    }
+    this.acceptedBy.delete(received.id)
+    this.afterDelivery(replayable)
+    return delivered()
+  }
+
+  /** Delivered everywhere: the overflow object may go, a pull request hears that testing resumes. */
+  private afterDelivery({message, label}: Replayable): void {
+    const {config, payloads, commenter, log} = this.options
+    if (message.large_payload && ownsOverflowObject(message, config)) payloads.delivered(message.large_payload)
+    if (commenter && pullRequestOf(message)) {
+      this.comments.push(
+        commenter.replayed(message).catch((error: unknown) => {
+          log.debug(`comment on ${label} failed: ${errorMessage(error)}`)
+        }),
+      )
+    }
+  }
+
+  private accepted(id: string): Set<string> {
+    let targets = this.acceptedBy.get(id)
+    if (!targets) this.acceptedBy.set(id, (targets = new Set()))
+    return targets
+  }
+}
+
+/** The targets and paths of a message, or the reason it cannot be replayed. */
+export function routesOf(message: SpigotMessage, config: SpigotConfig): Route[] | string {
+  const event = header(message.headers, 'X-GitHub-Event')
+  if (!event) return 'no X-GitHub-Event header: cannot route'
+  const routes = routeFor(event, config)
+  const first = routes?.at(0)
+  if (!routes || !first) return `no route for the "${event}" event (add one under spigot.routes)`
+  if (!message.target) return routes
+  // Queued for one named target (intake fanned out, or that target alone failed).
+  const target = targetNamed(config, message.target)
+  if (!target) return `the message names Jenkins target "${message.target}", which is not configured (known: ${config.targets.map((t) => t.name).join(', ')})`
+  const own = routes.find((route) => route.target.name === target.name)
+  return [{target, path: own?.path ?? first.path}]
+}
+
+/**
+ * The intake writes one S3 object per webhook and queues one copy per target that did not take
+ * it, each naming its target: the object is this message's alone when its event routes to one
+ * target, or when the message is not a per-target copy (it goes to every target itself). Otherwise
+ * another copy may still need it, and the bucket's lifecycle rule removes it (docs/spigot.md).
+ */
+export function ownsOverflowObject(message: SpigotMessage, config: SpigotConfig): boolean {
+  if (!message.target) return true
+  const event = header(message.headers, 'X-GitHub-Event')
+  return event !== undefined && (routeFor(event, config)?.length ?? 0) <= 1
+}
+
+/** S3 would not give a large payload back: whose fault is it? */
+function payloadFailure(key: string, error: unknown): Outcome {
+  const reason = errorMessage(error)
+  if (!(error instanceof LargePayloadError)) return retry(`cannot read the large payload: ${reason}`)
+  switch (error.failure) {
+    case 'missing':
+      return dead(`${reason} — ${error.fix ?? ''}`)
+    case 'unreachable':
+    case 'throttled':
+    case 'server':
+      return targetDown(key, reason)
+    case 'credentials':
+    case 'access-denied':
+      return targetDown(key, reason, {credentials: true})
+    default:
+      return retry(`cannot read the large payload: ${reason}`)
+  }
+}

@@ -85,7 +85,8 @@ export class Replayer {
       return dead(`undecodable message: ${errorMessage(error)}`)
     }
     const event = header(message.headers, 'X-GitHub-Event')
-    const label = `${event ?? 'webhook'} ${header(message.headers, 'X-GitHub-Delivery') ?? '-'} ${groupOf(message)}`
+    // The repository: the queue's group, which the intake sets even when the body went to S3.
+    const label = `${event ?? 'webhook'} ${header(message.headers, 'X-GitHub-Delivery') ?? '-'} ${received.groupId ?? groupOf(message)}`
     const routes = routesOf(message, this.options.config)
     if (typeof routes === 'string') return {...dead(routes), label}
     return {message, routes, label}

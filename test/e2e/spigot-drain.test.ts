@@ -108,7 +108,7 @@ describe('cistern spigot drain (built CLI)', () => {
       for (let attempt = 0; attempt < 10; attempt++) {
         const again = await execa('node', [CLI, 'spigot', 'drain', '--jenkins-url', jenkins.url + '/', '--json'], {env: {...env, NO_COLOR: '1'}, reject: false})
         expect(again.exitCode).toBe(0)
-        if (JSON.parse(String(again.stdout)).remaining === 0) break
+        if (JSON.parse(again.stdout).remaining === 0) break
         await new Promise((resolve) => setTimeout(resolve, 700))
       }
       const seen = new Set(jenkins.requests.filter((r) => r.method === 'POST').map(delivery))
@@ -133,7 +133,7 @@ describe('cistern spigot drain --watch (built CLI)', () => {
       child.kill('SIGTERM')
       const done = await child
       expect(done.exitCode).toBe(0)
-      expect(JSON.parse(String(done.stdout))).toMatchObject({stoppedBy: 'signal', delivered: 1, remaining: 0})
+      expect(JSON.parse(done.stdout)).toMatchObject({stoppedBy: 'signal', delivered: 1, remaining: 0})
     } finally {
       await jenkins.close()
     }

@@ -35,8 +35,8 @@ beforeAll(async () => {
 })
 afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  restore?.()
-  await emulator?.stop()
+  restore()
+  await emulator.stop()
 })
 
 interface Place {

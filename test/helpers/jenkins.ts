@@ -136,17 +136,21 @@ export async function jenkinsStandIn(
     }
     switch (current.kind) {
       case 'accept':
-        return finish(200)
+        finish(200)
+        return
       case 'hang':
         hanging.add(res)
         res.on('close', () => hanging.delete(res))
         return
       case 'flap':
-        return finish(webhookCount % current.every === 0 ? (current.status ?? 503) : 200)
+        finish(webhookCount % current.every === 0 ? (current.status ?? 503) : 200)
+        return
       case 'server-error':
-        return finish(current.status ?? 503)
+        finish(current.status ?? 503)
+        return
       case 'status':
-        return finish(current.status)
+        finish(current.status)
+        return
       case 'refuse':
         // Only reachable for a request that raced the close: drop the connection.
         res.destroy()
@@ -377,7 +381,7 @@ export async function scriptedJenkins(answer: (request: RecordedRequest, n: numb
 
 function repositoryOf(body: Buffer): string {
   try {
-    return String((JSON.parse(body.toString()) as {repository?: {full_name?: string}}).repository?.full_name ?? '')
+    return (JSON.parse(body.toString()) as {repository?: {full_name?: string}}).repository?.full_name ?? ''
   } catch {
     return ''
   }

@@ -13,7 +13,7 @@ import {enqueue, webhook} from './drain-fixtures.js'
 
 const dir = tempDir('cistern-maint-')
 let n = 0
-const cleanups: (() => Promise<void>)[] = []
+const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
@@ -43,8 +43,8 @@ describe('runMaintenance', () => {
     const marker = join(dir, `upgraded-${n}`)
     // CMD "upgrades" Jenkins; Jenkins only reports healthy a little after.
     let stateDuringCmd: string | undefined
-    setTimeout(async () => {
-      stateDuringCmd = await state.get()
+    setTimeout(() => {
+      void state.get().then((value) => (stateDuringCmd = value))
     }, 150)
     const started = runMaintenance({
       state,
@@ -68,7 +68,7 @@ describe('runMaintenance', () => {
     const jenkins = await jenkinsStandIn('accept')
     const {queue, state, config} = await setup(jenkins)
     await enqueue(queue, [webhook('push').message])
-    const error = await runMaintenance({state, command: node('process.exit(7)'), timeoutMs: 1000, drain: {queue, config}}).catch((e) => e)
+    const error = (await runMaintenance({state, command: node('process.exit(7)'), timeoutMs: 1000, drain: {queue, config}}).catch((e: unknown) => e)) as MaintenanceCommandFailed
     expect(error).toBeInstanceOf(MaintenanceCommandFailed)
     expect(error.result).toMatchObject({outcome: 'command-failed', state: 'OFF', command: {exitCode: 7}})
     expect(error.oneLine).toMatch(/exit 7.*the spigot stays OFF/)
@@ -80,7 +80,7 @@ describe('runMaintenance', () => {
   it('--restore-on-failure puts the state back', async () => {
     const jenkins = await jenkinsStandIn('accept')
     const {queue, state, config} = await setup(jenkins)
-    const error = await runMaintenance({state, command: node('process.exit(3)'), timeoutMs: 1000, restoreOnFailure: true, drain: {queue, config}}).catch((e) => e)
+    const error = (await runMaintenance({state, command: node('process.exit(3)'), timeoutMs: 1000, restoreOnFailure: true, drain: {queue, config}}).catch((e: unknown) => e)) as MaintenanceCommandFailed
     expect(error).toBeInstanceOf(MaintenanceCommandFailed)
     expect(error.result).toMatchObject({restored: true, state: 'ON', command: {exitCode: 3}})
     expect(await state.get()).toBe('ON')
@@ -89,7 +89,7 @@ describe('runMaintenance', () => {
   it('a CMD that cannot start is a failure (127), spigot OFF', async () => {
     const jenkins = await jenkinsStandIn('accept')
     const {queue, state, config} = await setup(jenkins)
-    const error = await runMaintenance({state, command: [join(dir, 'no-such-script')], timeoutMs: 1000, drain: {queue, config}}).catch((e) => e)
+    const error = (await runMaintenance({state, command: [join(dir, 'no-such-script')], timeoutMs: 1000, drain: {queue, config}}).catch((e: unknown) => e)) as MaintenanceCommandFailed
     expect(error).toBeInstanceOf(MaintenanceCommandFailed)
     expect(error.result.command.exitCode).toBe(127)
     expect(await state.get()).toBe('OFF')
@@ -99,7 +99,7 @@ describe('runMaintenance', () => {
     const jenkins = await jenkinsStandIn('accept', {quietingDown: true})
     const {queue, state, config} = await setup(jenkins)
     await enqueue(queue, [webhook('push').message])
-    const error = await runMaintenance({state, command: node(''), timeoutMs: 400, pollMs: 100, drain: {queue, config}}).catch((e) => e)
+    const error = (await runMaintenance({state, command: node(''), timeoutMs: 400, pollMs: 100, drain: {queue, config}}).catch((e: unknown) => e)) as MaintenanceCommandFailed
     expect(error).toBeInstanceOf(TargetUnhealthyError)
     expect(error.exitCode).toBe(3)
     expect(error.message).toMatch(/not healthy within 0 s: default .* quieting down/)

@@ -253,9 +253,14 @@ class DrainRun {
         maxAttempts: await options.queue.maxAttempts?.(),
         // After a kill -9, the dead drain's messages come back when their leases lapse.
         awaitLapsingLeases: true,
-        onProgress: (counters) => {
-          progress.update(counters)
-        },
+        // Nobody watching: no progress object per counter change.
+        ...(options.progress || options.onProgress
+          ? {
+              onProgress: (counters: ConsumeCounters) => {
+                progress.update(counters)
+              },
+            }
+          : {}),
       })
     } finally {
       progress.end()

@@ -4,11 +4,12 @@ import {errorMessage} from '../core/errors.js'
 import type {Limiter} from '../core/limit.js'
 import type {Logger} from '../core/log.js'
 import type {QueueMessage} from '../core/queue/types.js'
-import {type SpigotMessage, decodeMessage, groupOf, header, keptHeaders, replayBytes} from '../core/webhook-message.js'
+import {KEPT_HEADERS, type SpigotMessage, groupOf, header, keptHeaders} from '../core/webhook-message.js'
 import {type PrCommenter, pullRequestOf} from './comments.js'
 import {type SpigotConfig, targetNamed} from './config.js'
 import {type JenkinsClient, targetKey} from './jenkins.js'
 import {LargePayloadError, type LargePayloadPointer} from './large-payload.js'
+import {type QueuedWebhook, readQueuedWebhook} from './queued-webhook.js'
 import {type Route, routeFor} from './routes.js'
 
 /** Where the bytes behind a `large_payload` pointer come from, and where they go once delivered. */
@@ -32,9 +33,12 @@ export interface ReplayOptions {
   log: Logger
 }
 
-/** A message decoded and routed, ready to be delivered. */
+/** A message read and routed, ready to be delivered. */
 interface Replayable {
-  message: SpigotMessage
+  webhook: QueuedWebhook
+  message: QueuedWebhook['message']
+  /** The kept GitHub headers, as they are sent to every target. */
+  headers: Record<string, string>
   routes: Route[]
   label: string
 }
@@ -64,7 +68,7 @@ export class Replayer {
     const open = pending.filter((route) => context.gates.isOpen(targetKey(route.target.name)))
     if (open.length === 0 && pending[0]) return context.gates.heldBack(targetKey(pending[0].target.name))
 
-    const body = await this.bodyOf(replayable.message, context)
+    const body = await this.bodyOf(replayable.webhook, context)
     if (!Buffer.isBuffer(body)) return body
     const outcomes: Outcome[] = []
     for (const route of pending) outcomes.push(await this.deliverTo(route, received, replayable, body, context))
@@ -78,24 +82,26 @@ export class Replayer {
 
   /** The message and its routes, or why it can never be replayed (dead). */
   private decode(received: QueueMessage): Replayable | Outcome {
-    let message: SpigotMessage
+    let webhook: QueuedWebhook
     try {
-      message = decodeMessage(received.body)
+      webhook = readQueuedWebhook(received.body)
     } catch (error) {
       return dead(`undecodable message: ${errorMessage(error)}`)
     }
-    const event = header(message.headers, 'X-GitHub-Event')
-    // The repository: the queue's group, which the intake sets even when the body went to S3.
-    const label = `${event ?? 'webhook'} ${header(message.headers, 'X-GitHub-Delivery') ?? '-'} ${received.groupId ?? groupOf(message)}`
-    const routes = routesOf(message, this.options.config)
+    const {message} = webhook
+    const headers = sentHeaders(message.headers)
+    const event = named(headers, 'X-GitHub-Event')
+    // The repository: the queue's group (which the intake sets even when the body went to S3), else the payload's.
+    const label = `${event ?? 'webhook'} ${named(headers, 'X-GitHub-Delivery') ?? '-'} ${received.groupId ?? groupOf({...message, body: webhook.body()})}`
+    const routes = routesOf({headers, target: message.target}, this.options.config)
     if (typeof routes === 'string') return {...dead(routes), label}
-    return {message, routes, label}
+    return {webhook, message, headers, routes, label}
   }
 
   /** The bytes to POST, or the outcome when a large payload cannot be read. */
-  private async bodyOf(message: SpigotMessage, {gates}: HandlerContext): Promise<Buffer | Outcome> {
-    const pointer = message.large_payload
-    if (!pointer) return replayBytes(message)
+  private async bodyOf(webhook: QueuedWebhook, {gates}: HandlerContext): Promise<Buffer | Outcome> {
+    const pointer = webhook.message.large_payload
+    if (!pointer) return webhook.bytes()
     // S3 is a target too: while it is down its messages wait, not attempted.
     const key = `s3:${pointer.bucket}`
     if (!gates.isOpen(key)) return gates.heldBack(key)
@@ -119,7 +125,7 @@ export class Replayer {
       return released('the drain is stopping')
     }
     if (signal.aborted) return released('the drain is stopping')
-    const delivery = await this.options.jenkins.deliver(route.target, route.path, body, keptHeaders(replayable.message.headers), {
+    const delivery = await this.options.jenkins.deliver(route.target, route.path, body, replayable.headers, {
       timeoutMs: this.options.deliveryTimeoutMs,
       signal,
     })
@@ -152,12 +158,13 @@ export class Replayer {
   }
 
   /** Delivered everywhere: the overflow object may go, a pull request hears that testing resumes. */
-  private afterDelivery({message, label}: Replayable): void {
+  private afterDelivery({webhook, message, label}: Replayable): void {
     const {config, payloads, commenter, log} = this.options
     if (message.large_payload && ownsOverflowObject(message, config)) payloads.delivered(message.large_payload)
-    if (commenter && pullRequestOf(message)) {
+    const whole = commenter && header(message.headers, 'X-GitHub-Event') === 'pull_request' ? {...message, body: webhook.body()} : undefined
+    if (commenter && whole && pullRequestOf(whole)) {
       this.comments.push(
-        commenter.replayed(message).catch((error: unknown) => {
+        commenter.replayed(whole).catch((error: unknown) => {
           log.debug(`comment on ${label} failed: ${errorMessage(error)}`)
         }),
       )
@@ -172,7 +179,7 @@ export class Replayer {
 }
 
 /** The targets and paths of a message, or the reason it cannot be replayed. */
-export function routesOf(message: SpigotMessage, config: SpigotConfig): Route[] | string {
+export function routesOf(message: Pick<SpigotMessage, 'headers' | 'target'>, config: SpigotConfig): Route[] | string {
   const event = header(message.headers, 'X-GitHub-Event')
   if (!event) return 'no X-GitHub-Event header: cannot route'
   const routes = routeFor(event, config)
@@ -192,7 +199,7 @@ export function routesOf(message: SpigotMessage, config: SpigotConfig): Route[] 
  * target, or when the message is not a per-target copy (it goes to every target itself). Otherwise
  * another copy may still need it, and the bucket's lifecycle rule removes it (docs/spigot.md).
  */
-export function ownsOverflowObject(message: SpigotMessage, config: SpigotConfig): boolean {
+export function ownsOverflowObject(message: Pick<SpigotMessage, 'headers' | 'target'>, config: SpigotConfig): boolean {
   if (!message.target) return true
   const event = header(message.headers, 'X-GitHub-Event')
   return event !== undefined && (routeFor(event, config)?.length ?? 0) <= 1
@@ -215,4 +222,17 @@ function payloadFailure(key: string, error: unknown): Outcome {
     default:
       return retry(`cannot read the large payload: ${reason}`)
   }
+}
+
+const CANONICAL = new Set<string>(KEPT_HEADERS)
+
+/** The kept GitHub headers under their canonical names: cistern's messages have them so already (no copy), the original Lambda's not. */
+function sentHeaders(headers: Record<string, string>): Record<string, string> {
+  for (const name in headers) if (!CANONICAL.has(name)) return keptHeaders(headers)
+  return headers
+}
+
+/** A kept header by its canonical name (absent when GitHub did not send it). */
+function named(headers: Record<string, string>, name: (typeof KEPT_HEADERS)[number]): string | undefined {
+  return headers[name]
 }

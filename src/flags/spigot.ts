@@ -21,7 +21,7 @@ export const jenkinsFlags = {
 /** How Jenkins' health is checked (status, drain, maintenance). */
 export const healthFlags = {
   'health-path': Flags.string({summary: 'Jenkins health-check path (default health/, then login, then api/json on older cores).'}),
-  'health-timeout': duration({unit: 'ms', default: 5000, summary: 'Time per health check (a bare number is milliseconds; 5s, 500ms).'}),
+  'health-timeout': duration({unit: 'ms', default: 5000, defaultHelp: async () => '5s', summary: 'Time per health check (a bare number is milliseconds; 5s, 500ms).'}),
 }
 
 /** Where the spigot's ON/OFF lives. */
@@ -57,12 +57,13 @@ export const drainFlags = {
   concurrency: integer({default: 4, min: 1, max: 256, summary: 'Deliveries in flight at once.'}),
   rate: positiveNumber({summary: 'At most this many deliveries per second (default unlimited).'}),
   'auto-off': Flags.boolean({default: false, summary: 'When no Jenkins target is healthy, set the spigot OFF (as the original drain Lambda did).'}),
-  deadline: duration({default: 300_000, summary: 'One run retries what failed, in-process, until this long after it started (5m, 90s; a bare number is seconds).'}),
+  deadline: duration({default: 300_000, defaultHelp: async () => '5m', summary: 'One run retries what failed, in-process, until this long after it started (5m, 90s; a bare number is seconds).'}),
   'give-up-after': duration({
     default: 30_000,
+    defaultHelp: async () => '30s',
     summary: 'A Jenkins target down this long with no success ends the run for it (exit 3; a bare number is seconds).',
   }),
-  'delivery-timeout': duration({unit: 'ms', default: 30_000, summary: 'Time Jenkins gets to answer one replayed webhook (a bare number is milliseconds; 30s).'}),
+  'delivery-timeout': duration({unit: 'ms', default: 30_000, defaultHelp: async () => '30s', summary: 'Time Jenkins gets to answer one replayed webhook (a bare number is milliseconds; 30s).'}),
   'visibility-timeout': integer({min: 1, max: 43_200, summary: 'Seconds a received message stays hidden (extended while it is being delivered).'}),
   'retry-delay': integer({min: 0, max: 900, summary: 'Seconds before a refused message is retried (default: back-off by attempts).'}),
   'dead-letter-queue': Flags.string({

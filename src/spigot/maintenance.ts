@@ -115,9 +115,10 @@ class MaintenanceWindow {
 
   private async runCommand(setTitle: (title: string) => void): Promise<void> {
     const {command, signal, restoreOnFailure, state} = this.options
+    const [program = '', ...args] = command
     const started = performance.now()
     const {execa} = await import('execa')
-    const child = await execa(command[0] ?? '', command.slice(1), {stdio: 'inherit', reject: false, cancelSignal: signal})
+    const child = await execa(program, args, {stdio: 'inherit', reject: false, cancelSignal: signal})
     this.result.command = {
       argv: command,
       exitCode: child.exitCode ?? (child.failed ? 1 : 0),

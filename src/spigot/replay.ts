@@ -211,7 +211,7 @@ function payloadFailure(key: string, error: unknown): Outcome {
   if (!(error instanceof LargePayloadError)) return retry(`cannot read the large payload: ${reason}`)
   switch (error.failure) {
     case 'missing':
-      return dead(`${reason} — ${error.fix ?? ''}`)
+      return dead(error.fix ? `${reason} — ${error.fix}` : reason)
     case 'unreachable':
     case 'throttled':
     case 'server':

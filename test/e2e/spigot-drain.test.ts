@@ -121,6 +121,22 @@ describe('cistern spigot drain (built CLI)', () => {
   })
 })
 
+describe('cistern spigot drain: bad flags (built CLI)', () => {
+  it('--rate abc, 0, -5 and a bad --deadline are usage errors naming the flag (exit 2), before anything is touched', async () => {
+    const {run} = await fresh()
+    for (const [flag, value, expected] of [
+      ['--rate', 'abc', /^Error: --rate: expected a positive number, got "abc"/],
+      ['--rate', '0', /^Error: --rate: expected a positive number, got "0"/],
+      ['--rate=-5', '', /^Error: --rate: expected a positive number, got "-5"/],
+      ['--deadline', 'soon', /^Error: --deadline: expected a duration such as 500ms, 30s, 5m or 1h/],
+    ] as const) {
+      const result = await run(['spigot', 'drain', '--jenkins-url', 'http://127.0.0.1:9/', flag, ...(value ? [value] : [])])
+      expect(result.exitCode, `${flag} ${value}`).toBe(2)
+      expect(result.stderr.trim().split('\n'), `${flag} ${value}`).toEqual([expect.stringMatching(expected)])
+    }
+  })
+})
+
 describe('cistern spigot drain --watch (built CLI)', () => {
   it('replays while running and exits 0 on SIGTERM with a summary', async () => {
     const {queue, env} = await fresh()

@@ -29,7 +29,7 @@ Exit codes: 0 shown (whatever the health), 1 the queue or the state could not be
     ...stateFlags,
     ...healthFlags,
     watch: Flags.boolean({default: false, summary: 'Look again every --interval until SIGINT/SIGTERM.', exclusive: ['json']}),
-    interval: duration({unit: 's', default: 2000, summary: 'Time between looks with --watch (2s, 1m; a bare number is seconds).'}),
+    interval: duration({unit: 's', default: 2000, defaultHelp: async () => '2s', summary: 'Time between looks with --watch (2s, 1m; a bare number is seconds).'}),
   }
 
   async run(): Promise<SpigotStatus> {

@@ -281,7 +281,10 @@ class DrainRun {
       exitCode: result.exitCode,
       problems: result.problems,
     })
-    this.log.info(renderSummary(summary), {delivered: summary.delivered, retried: summary.retried, dead: summary.dead, released: summary.released, remaining: summary.remaining})
+    // Off a terminal (cron, systemd, CI) the log has the run's summary; on one it is the command's output.
+    if (options.progress === 'log') {
+      this.log.info(renderSummary(summary), {delivered: summary.delivered, retried: summary.retried, dead: summary.dead, released: summary.released, remaining: summary.remaining})
+    }
     return summary
   }
 

@@ -185,7 +185,8 @@ class MaintenanceWindow {
     this.result.exitCode = summary.exitCode
     this.result.problems = summary.problems
     if (summary.exitCode !== ExitCode.ok) this.result.outcome = summary.exitCode === ExitCode.unhealthy ? 'unhealthy' : 'incomplete'
-    setTitle(renderSummary(summary))
+    // Off a terminal the drain logged its summary already.
+    setTitle(tty ? renderSummary(summary) : 'Drained the queue')
   }
 }
 

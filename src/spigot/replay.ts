@@ -43,6 +43,9 @@ interface Replayable {
   label: string
 }
 
+/** Messages remembered with the targets that took them (a forgotten one is sent again to those: at least once). */
+const MAX_REMEMBERED = 10_000
+
 /** Outcomes by how much they decide for the message: the first in this order wins. */
 const PRECEDENCE: ReadonlyArray<Outcome['kind']> = ['stop', 'dead', 'target-down', 'retry', 'released', 'delivered']
 
@@ -64,7 +67,8 @@ export class Replayer {
     const replayable = this.decode(received)
     if (!('message' in replayable)) return replayable
     context.setLabel(replayable.label)
-    const pending = replayable.routes.filter((route) => !this.accepted(received.id).has(route.target.name))
+    const took = this.acceptedBy.get(received.id)
+    const pending = took ? replayable.routes.filter((route) => !took.has(route.target.name)) : replayable.routes
     const open = pending.filter((route) => context.gates.isOpen(targetKey(route.target.name)))
     if (open.length === 0 && pending[0]) return context.gates.heldBack(targetKey(pending[0].target.name))
 
@@ -149,6 +153,8 @@ export class Replayer {
       if (outcome !== worst && outcome.kind === 'target-down') context.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials})
     }
     if (worst.kind !== 'delivered') {
+      // Dead: it will not come back to this run for the targets that are left.
+      if (worst.kind === 'dead') this.acceptedBy.delete(received.id)
       if (worst.kind === 'retry' && this.options.retryDelaySeconds !== undefined) return retry(worst.reason, this.options.retryDelaySeconds)
       return worst
     }
@@ -173,8 +179,17 @@ export class Replayer {
 
   private accepted(id: string): Set<string> {
     let targets = this.acceptedBy.get(id)
-    if (!targets) this.acceptedBy.set(id, (targets = new Set()))
+    if (!targets) {
+      // A watch runs for weeks: messages another consumer finished are forgotten, oldest first.
+      if (this.acceptedBy.size >= MAX_REMEMBERED) this.forgetOldest()
+      this.acceptedBy.set(id, (targets = new Set()))
+    }
     return targets
+  }
+
+  private forgetOldest(): void {
+    const oldest = this.acceptedBy.keys().next()
+    if (!oldest.done) this.acceptedBy.delete(oldest.value)
   }
 }
 

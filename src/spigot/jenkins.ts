@@ -71,7 +71,7 @@ export class JenkinsClient {
   private readonly ownsHttp: boolean
   /** "Basic …" per target, and the URL per target and path: built once, not per delivery. */
   private readonly auth = new Map<JenkinsTarget, string | undefined>()
-  private readonly urls = new Map<string, string>()
+  private readonly urls = new Map<string, URL>()
 
   constructor(options: {http?: HttpClient; connections?: number} = {}) {
     this.ownsHttp = options.http === undefined
@@ -85,7 +85,7 @@ export class JenkinsClient {
    */
   async deliver(target: JenkinsTarget, path: string, body: Buffer, headers: Record<string, string>, options: DeliverOptions): Promise<Delivery> {
     const started = performance.now()
-    let url: string
+    let url: URL
     try {
       url = this.urlOf(target, path)
     } catch (error) {
@@ -152,11 +152,11 @@ export class JenkinsClient {
     if (this.ownsHttp) await this.http.close()
   }
 
-  private urlOf(target: JenkinsTarget, path: string): string {
+  private urlOf(target: JenkinsTarget, path: string): URL {
     const key = `${target.url}\n${path}`
     let url = this.urls.get(key)
     if (url === undefined) {
-      url = jenkinsUrl(target, path).toString()
+      url = jenkinsUrl(target, path)
       this.urls.set(key, url)
     }
     return url

@@ -1,4 +1,4 @@
-import {type ConsumeCounters, type ConsumeResult, type DeadLetter, consume} from '../core/consume.js'
+import {type ConsumeCounters, type ConsumeOptions, type ConsumeResult, type DeadLetter, consume} from '../core/consume.js'
 import {type TargetDownReport, TargetGates, TargetJudge} from '../core/delivery.js'
 import {ExitCode, type RunOutcome, TargetUnhealthyError, UsageError, runOutcome} from '../core/errors.js'
 import {Limiter} from '../core/limit.js'
@@ -216,59 +216,77 @@ class DrainRun {
     return this.summary({stoppedBy: 'unhealthy', health, unhealthy: down[0], autoOff, ...runOutcome(problems)})
   }
 
+  /** The replay itself: the one consumer, this run's gates (targets found down are closed already), the replayer. */
   private async replay(health: TargetHealth[], down: TargetHealth[]): Promise<DrainSummary> {
-    const {options} = this
-    const once = !options.watch
-    const gates = new TargetGates({once, giveUpAfterMs: options.giveUpAfterMs, backoff: options.targetBackoff, log: this.log})
+    const once = !this.options.watch
+    const gates = new TargetGates({once, giveUpAfterMs: this.options.giveUpAfterMs, backoff: this.options.targetBackoff, log: this.log})
     for (const target of down) gates.failed(targetKey(target.name), describeHealth(target))
-    const concurrency = options.concurrency ?? 4
-    const progress = new DrainProgressReport(options.progress, {total: once ? await backlogOf(options.queue) : undefined, log: this.log, onProgress: options.onProgress})
+    const progress = new DrainProgressReport(this.options.progress, {
+      total: once ? await backlogOf(this.options.queue) : undefined,
+      log: this.log,
+      onProgress: this.options.onProgress,
+    })
     const log = progress.logger(this.log)
     const overflow = new DeliveredPayloads(this.payloads, log)
-    const replayer = new Replayer({
-      config: options.config,
-      jenkins: this.jenkins,
-      deliveryTimeoutMs: options.deliveryTimeoutMs ?? 30_000,
-      retryDelaySeconds: options.retryDelaySeconds,
-      limiter: options.rate === undefined ? undefined : new Limiter({perSecond: options.rate, burst: concurrency}),
-      payloads: {read: (pointer: LargePayloadPointer) => this.payloads.read(pointer), delivered: (pointer) => overflow.add(pointer)},
-      commenter: options.commenter,
-      log,
-    })
-    const single = options.config.targets.length === 1 ? options.config.targets[0] : undefined
+    const replayer = this.replayer(log, overflow)
     let result: ConsumeResult
     try {
-      result = await consume(options.queue, replayer.handle, {
-        once,
-        deadlineMs: options.deadlineMs,
-        concurrency,
-        visibilityTimeout: options.visibilityTimeout,
-        signal: options.signal,
-        paused: this.pausedWhileOff(),
-        log,
-        gates,
-        judge: new TargetJudge(gates),
-        // One Jenkins: nothing is received while it is down (SQS counts every receive).
-        ...(single ? {target: targetKey(single.name)} : {}),
-        maxAttempts: await options.queue.maxAttempts?.(),
-        // After a kill -9, the dead drain's messages come back when their leases lapse.
-        awaitLapsingLeases: true,
-        // Nobody watching: no progress object per counter change.
-        ...(options.progress || options.onProgress
-          ? {
-              onProgress: (counters: ConsumeCounters) => {
-                progress.update(counters)
-              },
-            }
-          : {}),
-      })
+      result = await consume(this.options.queue, replayer.handle, await this.consumeOptions({once, gates, log, progress}))
     } finally {
       progress.end()
       await replayer.finish()
       await overflow.close()
     }
-    const everyTargetDown = options.config.targets.every((target) => result.targetsDown.some((report) => report.target === targetKey(target.name) && report.givenUp))
-    const autoOff = once && everyTargetDown ? await this.autoOff() : undefined
+    return this.finished(result, health, once)
+  }
+
+  private replayer(log: Logger, overflow: DeliveredPayloads): Replayer {
+    const {options} = this
+    return new Replayer({
+      config: options.config,
+      jenkins: this.jenkins,
+      deliveryTimeoutMs: options.deliveryTimeoutMs ?? 30_000,
+      retryDelaySeconds: options.retryDelaySeconds,
+      limiter: options.rate === undefined ? undefined : new Limiter({perSecond: options.rate, burst: options.concurrency ?? 4}),
+      payloads: {read: (pointer: LargePayloadPointer) => this.payloads.read(pointer), delivered: (pointer) => overflow.add(pointer)},
+      commenter: options.commenter,
+      log,
+    })
+  }
+
+  private async consumeOptions({once, gates, log, progress}: {once: boolean; gates: TargetGates; log: Logger; progress: DrainProgressReport}): Promise<ConsumeOptions> {
+    const {options} = this
+    const single = options.config.targets.length === 1 ? options.config.targets[0] : undefined
+    return {
+      once,
+      deadlineMs: options.deadlineMs,
+      concurrency: options.concurrency ?? 4,
+      visibilityTimeout: options.visibilityTimeout,
+      signal: options.signal,
+      paused: this.pausedWhileOff(),
+      log,
+      gates,
+      judge: new TargetJudge(gates),
+      // One Jenkins: nothing is received while it is down (SQS counts every receive).
+      ...(single ? {target: targetKey(single.name)} : {}),
+      maxAttempts: await options.queue.maxAttempts?.(),
+      // After a kill -9, the dead drain's messages come back when their leases lapse.
+      awaitLapsingLeases: true,
+      // Nobody watching: no progress object per counter change.
+      ...(options.progress || options.onProgress
+        ? {
+            onProgress: (counters: ConsumeCounters) => {
+              progress.update(counters)
+            },
+          }
+        : {}),
+    }
+  }
+
+  /** The consumer's result as the drain's summary; auto-off when every target was given up. */
+  private async finished(result: ConsumeResult, health: TargetHealth[], once: boolean): Promise<DrainSummary> {
+    const givenUp = (name: string) => result.targetsDown.some((report) => report.target === targetKey(name) && report.givenUp)
+    const autoOff = once && this.options.config.targets.every((target) => givenUp(target.name)) ? await this.autoOff() : undefined
     const summary = await this.summary({
       ...countsOf(result),
       stoppedBy: result.stoppedBy === 'target-down' ? 'unhealthy' : result.stoppedBy,
@@ -282,7 +300,7 @@ class DrainRun {
       problems: result.problems,
     })
     // Off a terminal (cron, systemd, CI) the log has the run's summary; on one it is the command's output.
-    if (options.progress === 'log') {
+    if (this.options.progress === 'log') {
       this.log.info(renderSummary(summary), {delivered: summary.delivered, retried: summary.retried, dead: summary.dead, released: summary.released, remaining: summary.remaining})
     }
     return summary

@@ -165,6 +165,14 @@ export interface ConsumeOptions {
    * A probe that throws is a target down. Without a probe, one received message tests the target.
    */
   probe?: (signal: AbortSignal) => Promise<Delivered | TargetDown | Stop>
+  /**
+   * One-shot: when nothing of this run's is left but the queue says a hidden message (another
+   * consumer's lease, a delay) becomes visible before the deadline, wait for it. A consumer that was
+   * killed leaves its messages to this run; one that is alive keeps extending its leases, so a wait
+   * after which nothing was received ends the run, which then reports them held by another
+   * consumer. Default false.
+   */
+  awaitLapsingLeases?: boolean
   /** Target gates to use (shared across runs); default: new ones for this run. */
   gates?: TargetGates
   /** One-shot: give a target up after this long down with no success (default 30 s; for the gates this run creates). */

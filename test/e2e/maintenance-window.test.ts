@@ -136,7 +136,7 @@ describe('a Jenkins maintenance window, end to end (built CLI)', () => {
     )
     cleanup.push(() => {
       if (maintenance.exitCode === null) maintenance.kill('SIGKILL')
-      return maintenance.catch(() => {})
+      return maintenance.catch(() => undefined)
     })
     // Let about ten replays through, then make Jenkins stop answering so deliveries are surely
     // in flight when the maintenance process is killed.
@@ -168,7 +168,7 @@ describe('a Jenkins maintenance window, end to end (built CLI)', () => {
     serve.kill('SIGTERM')
     const served = await serve
     expect(served.exitCode).toBe(0)
-    const answered = JSON.parse(String(served.stdout)).answered as {forwarded: number; queued: number; rejected: number}
+    const answered = JSON.parse(served.stdout).answered as {forwarded: number; queued: number; rejected: number}
 
     // Nothing lost: every delivery reached Jenkins, byte for byte, its signature verifying.
     const received = jenkins.webhooks

@@ -72,8 +72,10 @@ describe('cistern spigot drain (built CLI)', () => {
       const result = await run(['spigot', 'drain', '--jenkins-url', jenkins.url, '--auto-off', '--json'])
       expect(result.exitCode).toBe(3)
       const summary = JSON.parse(result.stdout)
-      expect(summary).toMatchObject({stoppedBy: 'unhealthy', delivered: 0, remaining: 1, autoOff: {before: 'ON', after: 'OFF'}, error: {exitCode: 3}})
-      expect(result.stderr).toMatch(/Error: Jenkins default http:\/\/127\.0\.0\.1:\d+\/ down .* — queued webhooks are kept/)
+      // The result carries its outcome (issue 13): exit code and problem lines in --json, each line on stderr.
+      expect(summary).toMatchObject({stoppedBy: 'unhealthy', delivered: 0, remaining: 1, autoOff: {before: 'ON', after: 'OFF'}, exitCode: 3})
+      expect(summary.problems).toEqual([expect.stringMatching(/^Jenkins default http:\/\/127\.0\.0\.1:\d+\/ down .* — queued webhooks are kept/)])
+      expect(result.stderr).toMatch(/^Jenkins default http:\/\/127\.0\.0\.1:\d+\/ down .* — queued webhooks are kept/m)
       expect(await state.get()).toBe('OFF')
       expect(jenkins.webhooks).toHaveLength(0)
       expect((await queue.peek(10))[0]!.receiveCount).toBe(0)
@@ -106,7 +108,7 @@ describe('cistern spigot drain (built CLI)', () => {
       for (let attempt = 0; attempt < 10; attempt++) {
         const again = await execa('node', [CLI, 'spigot', 'drain', '--jenkins-url', jenkins.url + '/', '--json'], {env: {...env, NO_COLOR: '1'}, reject: false})
         expect(again.exitCode).toBe(0)
-        if (JSON.parse(String(again.stdout)).remaining === 0) break
+        if (JSON.parse(again.stdout).remaining === 0) break
         await new Promise((resolve) => setTimeout(resolve, 700))
       }
       const seen = new Set(jenkins.requests.filter((r) => r.method === 'POST').map(delivery))
@@ -115,6 +117,22 @@ describe('cistern spigot drain (built CLI)', () => {
       expect(stats.visible + stats.inFlight + stats.delayed + stats.dead).toBe(0)
     } finally {
       await jenkins.close()
+    }
+  })
+})
+
+describe('cistern spigot drain: bad flags (built CLI)', () => {
+  it('--rate abc, 0, -5 and a bad --deadline are usage errors naming the flag (exit 2), before anything is touched', async () => {
+    const {run} = await fresh()
+    for (const [flag, value, expected] of [
+      ['--rate', 'abc', /^Error: --rate: expected a positive number, got "abc"/],
+      ['--rate', '0', /^Error: --rate: expected a positive number, got "0"/],
+      ['--rate=-5', '', /^Error: --rate: expected a positive number, got "-5"/],
+      ['--deadline', 'soon', /^Error: --deadline: expected a duration such as 500ms, 30s, 5m or 1h/],
+    ] as const) {
+      const result = await run(['spigot', 'drain', '--jenkins-url', 'http://127.0.0.1:9/', flag, ...(value ? [value] : [])])
+      expect(result.exitCode, `${flag} ${value}`).toBe(2)
+      expect(result.stderr.trim().split('\n'), `${flag} ${value}`).toEqual([expect.stringMatching(expected)])
     }
   })
 })
@@ -131,7 +149,7 @@ describe('cistern spigot drain --watch (built CLI)', () => {
       child.kill('SIGTERM')
       const done = await child
       expect(done.exitCode).toBe(0)
-      expect(JSON.parse(String(done.stdout))).toMatchObject({stoppedBy: 'signal', delivered: 1, remaining: 0})
+      expect(JSON.parse(done.stdout)).toMatchObject({stoppedBy: 'signal', delivered: 1, remaining: 0})
     } finally {
       await jenkins.close()
     }

@@ -136,17 +136,21 @@ export async function jenkinsStandIn(
     }
     switch (current.kind) {
       case 'accept':
-        return finish(200)
+        finish(200)
+        return
       case 'hang':
         hanging.add(res)
         res.on('close', () => hanging.delete(res))
         return
       case 'flap':
-        return finish(webhookCount % current.every === 0 ? (current.status ?? 503) : 200)
+        finish(webhookCount % current.every === 0 ? (current.status ?? 503) : 200)
+        return
       case 'server-error':
-        return finish(current.status ?? 503)
+        finish(current.status ?? 503)
+        return
       case 'status':
-        return finish(current.status)
+        finish(current.status)
+        return
       case 'refuse':
         // Only reachable for a request that raced the close: drop the connection.
         res.destroy()
@@ -313,4 +317,72 @@ export function githubDelivery(
 export function signatureVerifies(secret: string, request: RecordedRequest): boolean {
   const given = request.headers['x-hub-signature-256']
   return given === 'sha256=' + createHmac('sha256', secret).update(request.body).digest('hex')
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scripted Jenkins for fault tests: each webhook POST is answered as `answer` says, and what it
+// accepted is kept in order, so a test can count losses, duplicates and per-repository order.
+
+export interface Accepted {
+  delivery: string
+  repository: string
+  at: number
+}
+
+export interface ScriptedJenkins {
+  /** Base URL with a trailing slash. */
+  url: string
+  /** Webhook POSTs answered 2xx, in the order they were answered. */
+  accepted: Accepted[]
+  /** Every webhook POST (any answer), by X-GitHub-Delivery. */
+  posts: Map<string, number>
+  /** Health checks answer this (default 200). */
+  health: number
+  /** Replace how webhook POSTs are answered. */
+  answer(next: (request: RecordedRequest, n: number) => number | 'hang' | Promise<number | 'hang'>): void
+  close(): Promise<void>
+}
+
+/** `answer` returns a status, or 'hang' never to answer (until close). Health checks answer `health`. */
+export async function scriptedJenkins(answer: (request: RecordedRequest, n: number) => number | 'hang' | Promise<number | 'hang'>): Promise<ScriptedJenkins> {
+  const {standIn} = await import('./http.js')
+  let current = answer
+  let n = 0
+  const hanging = new Set<ServerResponse>()
+  const api: ScriptedJenkins = {
+    url: '',
+    accepted: [],
+    posts: new Map(),
+    health: 200,
+    answer(next) {
+      current = next
+    },
+    async close() {
+      for (const res of hanging) res.destroy()
+      await stand.close()
+    },
+  }
+  const stand = await standIn(async (req, res) => {
+    if (req.method === 'GET') return void res.writeHead(api.health, {'content-type': 'application/json'}).end('{"quietingDown":false}')
+    const delivery = String(req.headers['x-github-delivery'])
+    api.posts.set(delivery, (api.posts.get(delivery) ?? 0) + 1)
+    const status = await current(req, ++n)
+    if (status === 'hang') {
+      hanging.add(res)
+      res.on('close', () => hanging.delete(res))
+      return
+    }
+    if (status >= 200 && status < 300) api.accepted.push({delivery, repository: repositoryOf(req.body), at: Date.now()})
+    res.writeHead(status, {'content-type': 'text/plain'}).end(status < 300 ? '' : `jenkins says ${status}`)
+  })
+  api.url = `${stand.url}/`
+  return api
+}
+
+function repositoryOf(body: Buffer): string {
+  try {
+    return (JSON.parse(body.toString()) as {repository?: {full_name?: string}}).repository?.full_name ?? ''
+  } catch {
+    return ''
+  }
 }

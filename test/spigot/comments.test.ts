@@ -16,7 +16,7 @@ function prMessage(action: string, extra: Partial<SpigotMessage> = {}): SpigotMe
 }
 
 function capture() {
-  const lines: Record<string, unknown>[] = []
+  const lines: Array<Record<string, unknown>> = []
   const stream = {write: (text: string) => (lines.push(JSON.parse(text)), true)} as unknown as NodeJS.WritableStream
   return {lines, log: createLogger({format: 'json', level: 'debug', stream})}
 }
@@ -72,7 +72,7 @@ describe('createCommenter against a GitHub Enterprise stand-in', () => {
   })
 
   it('a GitHub that hangs is cut off by the timeout', async () => {
-    github.respond(() => {})
+    github.respond(() => undefined)
     const {lines, log} = capture()
     const commenter = createCommenter({token: 'ghp_third_secret_9999', baseUrl: `${github.url}/api/v3`, log, timeoutMs: 200})
     await commenter.queued(prMessage('opened'))

@@ -81,7 +81,7 @@ describe('resolveSpigotConfig', () => {
     expect(config.webhookSecret).toBe('from-a-file')
     const fromEnv = await resolveSpigotConfig({'jenkins-url': 'https://j/'}, env({GITHUB_WEBHOOK_SECRET: 'from-env'}))
     expect(fromEnv.webhookSecret).toBe('from-env')
-    const {redact} = await import('../../src/core/log.js')
+    const {redact} = await import('../../src/core/secrets.js')
     expect(redact('token jenkins-api-token and secret from-a-file')).toBe('token [redacted] and secret [redacted]')
     const unreadable = (await resolveSpigotConfig({'jenkins-url': 'https://j/', 'webhook-secret-file': join(dir, 'nope')}, env()).catch((e: unknown) => e)) as UsageError
     expect(unreadable).toBeInstanceOf(UsageError)

@@ -8,7 +8,7 @@ import {type SpigotMessage, encodeMessage, groupOf} from '../../src/core/webhook
 export const SECRET = 'It\'s a Secret to Everybody'
 
 export function payload(event: 'push' | 'pull_request' | 'issue_comment', index = 0): Record<string, unknown> {
-  const entry = (examples as unknown as {name: string; examples: Record<string, unknown>[]}[]).find((e) => e.name === event)!
+  const entry = (examples as unknown as Array<{name: string; examples: Array<Record<string, unknown>>}>).find((e) => e.name === event)!
   return structuredClone(entry.examples[index % entry.examples.length]!)
 }
 

@@ -1,7 +1,8 @@
-import {afterAll, afterEach, describe, expect, it} from 'vitest'
+import {afterEach, describe, expect, it} from 'vitest'
 
 import type {JenkinsTarget} from '../../src/spigot/config.js'
-import {checkHealth, closeJenkinsAgents, deliver} from '../../src/spigot/jenkins.js'
+import {JenkinsClient} from '../../src/spigot/jenkins.js'
+import {standIn} from '../helpers/http.js'
 import {type JenkinsStandIn, closedPort, githubDelivery, githubExample, jenkinsStandIn, signatureVerifies} from '../helpers/jenkins.js'
 
 const stands: JenkinsStandIn[] = []
@@ -10,11 +11,15 @@ async function jenkins(...args: Parameters<typeof jenkinsStandIn>): Promise<Jenk
   stands.push(stand)
   return stand
 }
+// One client per test, as one per drain or serve: its connections close with it.
+let client = new JenkinsClient()
 afterEach(async () => {
-  closeJenkinsAgents()
+  await client.close()
+  client = new JenkinsClient()
   await Promise.all(stands.splice(0).map((s) => s.close()))
 })
-afterAll(() => closeJenkinsAgents())
+const deliver = (...args: Parameters<JenkinsClient['deliver']>) => client.deliver(...args)
+const checkHealth = (...args: Parameters<JenkinsClient['health']>) => client.health(...args)
 
 const target = (url: string, extra: Partial<JenkinsTarget> = {}): JenkinsTarget => ({name: 'default', url, ...extra})
 
@@ -59,11 +64,16 @@ describe('deliver', () => {
     expect(timeout.kind).toBe('timeout')
     expect(timeout.ms).toBeGreaterThanOrEqual(100)
     expect(hanging.webhooks).toHaveLength(1)
+    // A timeout is reported as one (issue 14), for the operator and for the judge.
+    expect(timeout.error).toMatch(/no answer in time .*ETIMEDOUT/)
+    expect(timeout.answer).toMatchObject({error: 'timeout'})
+    expect(refused.answer).toMatchObject({error: 'refused'})
 
     const failing = await jenkins({kind: 'server-error', status: 503})
     const five = await deliver(target(failing.url), 'x/', Buffer.from('{}'), {}, {timeoutMs: 2000})
     expect(five).toMatchObject({kind: 'server-error', status: 503})
     expect(five.error).toContain('503')
+    expect(five.answer).toEqual({status: 503, detail: 'jenkins says 503'})
 
     for (const [status, kind] of [
       [408, 'server-error'],
@@ -96,6 +106,17 @@ describe('deliver', () => {
     expect(stand.accepted).toBe(4)
   })
 
+  it('reads Retry-After (seconds or a date) into the answer', async () => {
+    const stand = await standIn((req, res) => {
+      res.writeHead(429, {'retry-after': req.url.includes('date') ? new Date(Date.now() + 30_000).toUTCString() : '7'}).end('slow down')
+    })
+    stands.push({close: () => stand.close()} as JenkinsStandIn)
+    expect((await deliver(target(stand.url + '/'), 'seconds/', Buffer.from('{}'), {}, {timeoutMs: 2000})).answer).toEqual({status: 429, detail: 'slow down', retryAfterSeconds: 7})
+    const dated = await deliver(target(stand.url + '/'), 'date/', Buffer.from('{}'), {}, {timeoutMs: 2000})
+    expect(dated.answer).toMatchObject({status: 429})
+    expect((dated.answer as {retryAfterSeconds: number}).retryAfterSeconds).toBeGreaterThanOrEqual(28)
+  })
+
   it('aborts with the signal and never throws', async () => {
     const stand = await jenkins('hang')
     const controller = new AbortController()
@@ -104,6 +125,7 @@ describe('deliver', () => {
     const result = await pending
     expect(result.kind).toBe('refused')
     expect(result.error).toContain('shutdown')
+    expect(result.aborted).toBe(true)
   })
 })
 

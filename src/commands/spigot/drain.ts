@@ -1,31 +1,35 @@
 import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
-import {ExitCode} from '../../core/errors.js'
-import {commenterFrom, drainFlags, drainTuningFrom, jenkinsFlags, openSpigotQueue, openStateFrom, stateFlags} from '../../spigot/command-options.js'
-import {resolveSpigotConfig} from '../../spigot/config.js'
-import {type DrainProgress, type DrainSummary, drain, renderSummary, unhealthyError} from '../../spigot/drain.js'
-import {closeJenkinsAgents} from '../../spigot/jenkins.js'
+import {drainFlags, jenkinsFlags, stateFlags} from '../../flags/spigot.js'
+import {type DrainSummary, renderSummary} from '../../spigot/drain.js'
+import {drainFromFlags} from '../../spigot/from-flags.js'
 
 export default class SpigotDrain extends CisternCommand<DrainSummary> {
   static override summary = 'Replay queued webhooks to Jenkins once it is healthy'
 
-  static override description = `First checks every Jenkins target (health path, then /api/json?tree=quietingDown). If one is down
-or quieting down, nothing is touched and the command exits 3 (with --auto-off the spigot is set OFF).
-Otherwise it replays the queue: the raw bytes GitHub sent (so X-Hub-Signature-256 still verifies) with the
-kept GitHub headers, routed by X-GitHub-Event; messages queued by the original Lambda are re-serialised.
-2xx deletes the message; refused, timeout and 5xx retry it later and re-check Jenkins (stop, exit 3, when it
-went down); 408/429 retry; any other 4xx dead-letters it with the reason. A message is deleted only after
-Jenkins accepted it, so a killed drain loses nothing (it is replayed by the next one).
+  static override description = `First checks every Jenkins target (health path, then /api/json?tree=quietingDown). When none is
+up, nothing is received and the command exits 3 (with --auto-off the spigot is set OFF); a target that
+is down is left alone while the others are replayed to. Then it replays the queue: the raw bytes GitHub
+sent (so X-Hub-Signature-256 still verifies) with the kept GitHub headers, routed by X-GitHub-Event;
+messages queued by the original Lambda are re-serialised.
 
-One pass until the queue is empty (cron, systemd timer) unless --watch, which keeps going until SIGTERM and
-pauses while the spigot is OFF. --only-when-on makes a one-pass drain do nothing while the spigot is OFF.
+2xx deletes the message. Refused, timeout, 5xx, 408, 429, 401/403 and a 4xx that several messages get
+mean Jenkins is unwell, not the message: it is handed back untouched and the target is tried again
+after a back-off; nothing goes dead for it. A 4xx for one message while others pass is retried once,
+then dead-lettered with a warn line. A message is deleted only after every Jenkins it is routed to
+accepted it, so a killed drain loses nothing (the next one replays it).
 
-Exit codes: 0 drained (or stopped by a signal), 1 some messages were dead-lettered, 2 bad flag or config,
-3 a Jenkins target is unhealthy.`
+A run retries in-process until the queue is empty or --deadline passes; a target down for
+--give-up-after with no success is given up. Each repository's webhooks stay in order. --watch keeps
+going until SIGTERM and pauses while the spigot is OFF; --only-when-on does nothing while it is OFF.
+
+Exit codes: 0 the queue is empty and nothing went dead (or stopped by a signal), 1 something went dead or
+work remains that is not Jenkins' fault (held by another consumer, due after the deadline), 2 bad flag
+or config, 3 a Jenkins target was unhealthy and work remains because of it.`
 
   static override examples = [
-    {description: 'One pass, e.g. from a systemd timer', command: '<%= config.bin %> <%= command.id %> --jenkins-url http://jenkins.internal:8080/ --only-when-on'},
+    {description: 'One run, e.g. from a systemd timer', command: '<%= config.bin %> <%= command.id %> --jenkins-url http://jenkins.internal:8080/ --only-when-on'},
     {description: 'Keep draining, gently', command: '<%= config.bin %> <%= command.id %> --watch --concurrency 2 --rate 5'},
     {description: 'What would be sent', command: '<%= config.bin %> <%= command.id %> --dry-run'},
   ]
@@ -41,65 +45,8 @@ Exit codes: 0 drained (or stopped by a signal), 1 some messages were dead-letter
 
   async run(): Promise<DrainSummary> {
     const {flags} = await this.parse(SpigotDrain)
-    const config = await resolveSpigotConfig(flags)
-    const commenter = commenterFrom(flags, this.logger)
-    const needState = flags['auto-off'] || flags['only-when-on'] || flags.watch
-    const state = needState ? await openStateFrom(flags, this.logger) : undefined
-    const queue = await openSpigotQueue(config, {region: flags.region, profile: flags.profile, log: this.logger})
-    const progress = this.progressLine()
-    let summary: DrainSummary
-    try {
-      summary = await drain({
-        queue,
-        config,
-        state,
-        ...drainTuningFrom(flags),
-        watch: flags.watch,
-        onlyWhenOn: flags['only-when-on'],
-        dryRun: flags['dry-run'],
-        commenter,
-        signal: this.stopSignal(),
-        log: this.logger,
-        onProgress: progress?.update,
-      })
-    } finally {
-      progress?.clear()
-      await queue.close()
-      await state?.close()
-      closeJenkinsAgents()
-    }
-
-    if (summary.stoppedBy === 'unhealthy') {
-      const error = unhealthyError(summary.unhealthy!)
-      if (this.jsonEnabled()) {
-        this.logJson({...summary, error: {name: error.name, message: error.message, fix: error.fix, exitCode: error.exitCode}})
-        process.stderr.write(`Error: ${error.oneLine}\n`)
-        this.exit(ExitCode.unhealthy)
-      }
-      this.print(renderSummary(summary))
-      throw error
-    }
+    const summary = await drainFromFlags(flags, {log: this.logger, signal: this.stopSignal(), interactive: !this.jsonEnabled()})
     this.print(renderSummary(summary))
-    if (summary.dead > 0) process.exitCode = ExitCode.failure
     return summary
-  }
-
-  /** A single redrawn line on a TTY (stderr), nothing otherwise. */
-  private progressLine(): {update: (progress: DrainProgress) => void; clear: () => void} | undefined {
-    if (!process.stderr.isTTY || this.jsonEnabled()) return undefined
-    let last = 0
-    let shown = false
-    return {
-      update(progress) {
-        const now = performance.now()
-        if (now - last < 100) return
-        last = now
-        shown = true
-        process.stderr.write(`\r\u001B[2Kdraining: ${progress.delivered} delivered, ${progress.retried} retried, ${progress.dead} dead, ${progress.inFlight} in flight`)
-      },
-      clear() {
-        if (shown) process.stderr.write('\r\u001B[2K')
-      },
-    }
   }
 }

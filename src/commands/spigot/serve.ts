@@ -1,7 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
-import {commentFlags, commenterFrom, jenkinsFlags, openSpigotQueue, openStateFrom, stateFlags} from '../../spigot/command-options.js'
+import {commentFlags, jenkinsFlags, stateFlags} from '../../flags/spigot.js'
+import {commenterFrom, openSpigotQueue, openStateFrom} from '../../spigot/command-options.js'
 import {resolveSpigotConfig} from '../../spigot/config.js'
 
 export interface ServeResult {

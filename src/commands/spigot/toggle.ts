@@ -1,7 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {CisternCommand, sharedFlags} from '../../core/command.js'
-import {openStateFrom, stateFlags} from '../../spigot/command-options.js'
+import {drainRuleFlags, stateFlags} from '../../flags/spigot.js'
+import {openStateFrom} from '../../spigot/command-options.js'
 import {type SpigotState, parseState} from '../../spigot/state.js'
 
 export interface ToggleResult {
@@ -39,6 +40,7 @@ Exit codes: 0 done, 1 AWS refused or failed, 2 bad flag.`
   static override flags = {
     state: Flags.string({char: 's', required: true, summary: 'ON or OFF (any case).'}),
     ...stateFlags,
+    ...drainRuleFlags,
     region: sharedFlags.region,
     profile: sharedFlags.profile,
   }

@@ -95,6 +95,8 @@ export class Consumer {
   private probePassed = false
   /** The receive in flight. */
   private polling?: AbortController
+  /** awaitLapsingLeases: what had been received when the run last waited for someone else's lease. */
+  private receivedAtLapseWait?: number
 
   constructor(
     private readonly queue: Queue,
@@ -350,6 +352,7 @@ export class Consumer {
     if (await this.deletes.settle()) return
     const next = this.settings.onePass ? undefined : this.handedBack.nextLook(this.deadline, this.gates)
     if (next === undefined) {
+      if (await this.awaitLapsingLease()) return
       this.stop(this.whyNothingIsLeft())
       return
     }
@@ -358,6 +361,24 @@ export class Consumer {
     const wakeAt = Math.min(next, visibleAt !== undefined && visibleAt > Date.now() ? visibleAt : next, this.deadline)
     this.log.debug(`waiting ${seconds(wakeAt - Date.now())} for ${this.handedBack.size} handed-back message(s)`)
     await sleep(wakeAt - Date.now(), this.receiving.signal)
+  }
+
+  /**
+   * ConsumeOptions.awaitLapsingLeases: sleep until the queue's next hidden message becomes visible,
+   * when that is before the deadline and none of this run's own messages is still out (those wait
+   * for targets it gave up). Not again once a wait brought nothing: its holder is alive.
+   */
+  private async awaitLapsingLease(): Promise<boolean> {
+    if (!this.options.awaitLapsingLeases || this.settings.onePass || this.handedBack.size > 0) return false
+    if (this.receivedAtLapseWait === this.counters.received) return false
+    const stats = await this.statsOrUndefined()
+    const at = stats?.nextVisibleAt?.getTime()
+    if (at === undefined || stats === undefined || stats.inFlight + stats.delayed === 0 || at > this.deadline) return false
+    this.receivedAtLapseWait = this.counters.received
+    const wait = Math.max(0, at - Date.now()) + 100
+    this.log.debug(`waiting ${seconds(wait)} for a message another consumer holds (its lease ends, or it extends it)`)
+    await sleep(Math.min(wait, this.deadline - Date.now()), this.receiving.signal)
+    return true
   }
 
   /** A one-shot run that has nothing left to wait for: why. */

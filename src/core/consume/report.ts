@@ -70,9 +70,10 @@ function oneShotProblems(run: RunEnd, remaining: number): Problem[] {
       line: `${count(run.dead, 'dead letter')} — see them with \`cistern queue peek --dead ${url}\`, put them back with \`cistern queue redrive ${url}\``,
     })
   }
-  if (run.target && run.stoppedBy === 'target-down' && gates.isDown(run.target)) {
+  if (run.target && run.stoppedBy === 'target-down' && gates.givenUp(run.target)) {
     // It stopped receiving for its one target: whatever remains waits for that target (nothing
-    // remaining: its health did not matter).
+    // remaining: its health did not matter; when another key its handler used was given up instead —
+    // S3 behind a webhook, status-queue's github:<org> — the lines below say which).
     if (remaining === 0) return problems
     const left = remaining < 0 ? 'work' : String(remaining)
     problems.push({exitCode: 3, line: `${left} remaining (${run.target} is down: ${gates.reasonOf(run.target) ?? 'unknown'})`})

@@ -126,11 +126,13 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
 interface Connection {
   /** Requests being answered on it. */
   active: number
-  /** When it last became idle (performance.now()). */
-  idleSince: number
-  /** socket.bytesRead then: more since means a request is on its way. */
-  bytesAtIdle: number
+  /** socket.bytesRead when it was last seen idle: more since means a request is on its way. */
+  bytesSeen: number
+  /** How long closing has seen it idle, in ms (see Connections.drain). */
+  idleSeen: number
 }
+
+const LOOK_EVERY_MS = 25
 
 /**
  * The server's connections and the requests in flight on each, for a graceful close. The raw
@@ -143,7 +145,7 @@ class Connections {
 
   constructor(server: Server) {
     server.on('connection', (socket: Socket) => {
-      this.sockets.set(socket, {active: 0, idleSince: performance.now(), bytesAtIdle: 0})
+      this.sockets.set(socket, {active: 0, bytesSeen: 0, idleSeen: 0})
       socket.once('close', () => this.sockets.delete(socket))
     })
     // Before fastify's own listener, so the header is set before any answer starts.
@@ -154,40 +156,42 @@ class Connections {
       if (this.closing) response.setHeader('connection', 'close')
       response.once('close', () => {
         this.answering.delete(response)
-        if (connection) {
-          connection.active--
-          connection.idleSince = performance.now()
-          connection.bytesAtIdle = request.socket.bytesRead
-        }
+        if (connection) connection.active--
       })
     })
   }
 
-  /** Until every connection has closed: idle ones after `idleGraceMs`, all of them after `deadlineMs`. */
+  /**
+   * Until every connection has closed: idle ones once closing has seen them idle for `idleGraceMs`,
+   * all of them after `deadlineMs`. Idleness is counted only between looks that came close together:
+   * while the event loop is blocked (a commit), a client's next request may be waiting unread in
+   * its socket, and the look after the block comes only after the loop has read it.
+   */
   async drain(idleGraceMs: number, deadlineMs: number): Promise<void> {
     this.closing = true
     // Answers already on their way may still be told: node then closes the connection after them.
     for (const response of this.answering) if (!response.headersSent) response.setHeader('connection', 'close')
-    const deadline = performance.now() + deadlineMs
+    const started = performance.now()
+    let lastLook = started
     while (this.sockets.size > 0) {
       const now = performance.now()
-      for (const [socket, connection] of this.sockets) if (now >= deadline || this.idleFor(socket, connection, now) >= idleGraceMs) socket.destroy()
-      if (this.sockets.size === 0 || now >= deadline) break
-      await sleep(Math.min(25, Math.max(1, deadline - now)))
+      const watched = now - lastLook <= LOOK_EVERY_MS * 4 ? now - lastLook : 0
+      lastLook = now
+      const cut = now - started >= deadlineMs
+      for (const [socket, connection] of this.sockets) if (cut || this.idleSeen(socket, connection, watched) >= idleGraceMs) socket.destroy()
+      if (this.sockets.size === 0 || cut) break
+      await sleep(LOOK_EVERY_MS)
       // Look after this turn's I/O was read: a request waiting in the socket then counts as activity.
       await new Promise((resolve) => setImmediate(resolve))
     }
   }
 
-  /** How long the connection has been idle: no request being answered, nothing read since the last answer. */
-  private idleFor(socket: Socket, connection: Connection, now: number): number {
-    if (connection.active > 0) return 0
-    if (socket.bytesRead !== connection.bytesAtIdle) {
-      // Part of a request came in (its headers are not complete yet): activity.
-      connection.bytesAtIdle = socket.bytesRead
-      connection.idleSince = now
-      return 0
-    }
-    return now - connection.idleSince
+  /** Adds `watched` ms to how long the connection has been seen idle; activity starts it again. */
+  private idleSeen(socket: Socket, connection: Connection, watched: number): number {
+    if (connection.active > 0 || socket.bytesRead !== connection.bytesSeen) {
+      connection.bytesSeen = socket.bytesRead
+      connection.idleSeen = 0
+    } else connection.idleSeen += watched
+    return connection.idleSeen
   }
 }

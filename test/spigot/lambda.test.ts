@@ -98,14 +98,17 @@ describe('lambda handler: the original mapping-template event', () => {
     expect(await handler(originalEvent('ON', 'push', githubExample('push', {index: 1}), {from_queue: 'True'}))).toMatchObject({status: 200})
   })
 
-  it('ping → 200; unknown event → 202; missing event header → "400: …"; bad state → "500: …"', async () => {
+  it('ping → 200; an event without a rule → Jenkins\' github-webhook/ (issue 14), or 202 with unrouted accept; missing event header → "400: …"; bad state → "500: …"', async () => {
     expect(await handler(originalEvent('ON', 'ping', githubExample('ping')))).toMatchObject({status: 200, event: 'ping'})
+    expect(await handler(originalEvent('ON', 'star', githubExample('star')))).toMatchObject({status: 200, forwarded: ['default']})
+    expect(jenkins.webhooks.map((r) => [r.url, r.headers['x-github-event']])).toEqual([['/github-webhook/', 'star']])
+    vi.stubEnv('CISTERN_SPIGOT_UNROUTED', 'accept')
     expect(await handler(originalEvent('ON', 'star', githubExample('star')))).toMatchObject({status: 202})
     const noEvent = originalEvent('ON', 'push', githubExample('push'))
     delete noEvent.headers!['X-GitHub-Event']
     await expect(handler(noEvent)).rejects.toThrow(/^400: missing X-GitHub-Event/)
     await expect(handler(originalEvent('MAYBE', 'push', githubExample('push')))).rejects.toThrow(/^500: API Gateway stage variable spigot_state/)
-    expect(jenkins.webhooks).toHaveLength(0)
+    expect(jenkins.webhooks).toHaveLength(1)
   })
 
   it('missing TARGET_URL is reported like the original', async () => {

@@ -1,4 +1,4 @@
-// npm run bench -- spigot-intake [seconds=5] [connections=64] [runs=1] [dir=<tmp>] [log=0]
+// npm run bench -- spigot-intake [seconds=5] [connections=64] [runs=1] [dir=<tmp>] [log=0] [thread=0]
 // `spigot serve`'s intake with durable enqueue (issue 15): the spigot is OFF, so every webhook is
 // verified (X-Hub-Signature-256), parsed, routed and queued in the embedded SQLite queue (WAL,
 // synchronous=FULL: the 202 waits for the commit). Against two baselines in the same run, under the
@@ -7,7 +7,8 @@
 // server runs in its own process; the load (autocannon here, keep-alive connections, a real signed
 // GitHub push payload, a fresh X-GitHub-Delivery per request so nothing is deduplicated away) runs
 // in this one. `runs=N` interleaves the three N times and reports the medians (a shared machine is
-// noisy). `log=1` gives serve its real JSON logger at info, writing to /dev/null.
+// noisy). `log=1` gives serve its real JSON logger at info, writing to /dev/null; `thread=1` commits
+// in the queue layer's writer thread.
 // BENCH_SPIGOT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the spigot process.
 import autocannon from 'autocannon'
 import {spawn} from 'node:child_process'
@@ -38,7 +39,7 @@ const state = await openStateStore({backend: 'local', dbPath: db})
 await state.set('OFF')
 const config = {queue: queue.url, targets: [{name: 'default', url: 'http://127.0.0.1:9/'}], routes: {...DEFAULT_ROUTES}, unrouted: 'accept', forwardTimeoutMs: 3000, webhookSecret: process.env.BENCH_SECRET}
 const log = process.env.BENCH_LOG === '1' ? createLogger({level: 'info', format: 'json', stream: createWriteStream('/dev/null')}) : silentLogger
-const server = await createSpigotServer({config, queue, state, log})
+const server = await createSpigotServer({config, queue, state, log, writerThread: process.env.BENCH_THREAD === '1'})
 const url = await server.listen(0, '127.0.0.1')
 process.send({url})
 let mark = process.cpuUsage()
@@ -121,11 +122,12 @@ function options(args) {
     runs: Number(named.runs ?? 1),
     dir: named.dir ?? tmpdir(),
     log: named.log === '1',
+    thread: named.thread === '1',
   }
 }
 
 export default async function run(args = []) {
-  const {seconds, connections, runs, dir: parent, log} = options(args)
+  const {seconds, connections, runs, dir: parent, log, thread} = options(args)
   const dir = mkdtempSync(join(parent, 'cistern-bench-spigot-intake-'))
   const body = pushPayload()
   const headers = {
@@ -143,7 +145,7 @@ export default async function run(args = []) {
     for (let i = 0; i < runs; i++) {
       results.bare.push(await measure(startChild('bare-server'), load))
       results.minimal.push(await measure(startChild('minimal-durable-intake', {BENCH_DB: join(dir, `minimal-${i}.db`)}), load))
-      const spigot = await measure(startSpigot({BENCH_DB: join(dir, `spigot-${i}.db`), BENCH_SECRET: SECRET, BENCH_LOG: log ? '1' : '0'}), load)
+      const spigot = await measure(startSpigot({BENCH_DB: join(dir, `spigot-${i}.db`), BENCH_SECRET: SECRET, BENCH_LOG: log ? '1' : '0', BENCH_THREAD: thread ? '1' : '0'}), load)
       // Every 202 is a message in the queue (the warm-up's included): nothing acknowledged was lost.
       if (spigot.stored !== spigot.answered) throw new Error(`spigot: answered ${spigot.answered} webhooks 202 but the queue holds ${spigot.stored}`)
       results.spigot.push(spigot)
@@ -162,7 +164,7 @@ export default async function run(args = []) {
   const bare = summary('bare')
   const minimal = summary('minimal')
   const spigot = summary('spigot')
-  const labels = {bare: 'bare node:http 200', minimal: 'minimal durable intake (node:http + one insert transaction per turn)', spigot: `spigot serve, OFF (verify, parse, route, durable enqueue)${log ? ', info log' : ''}`}
+  const labels = {bare: 'bare node:http 200', minimal: 'minimal durable intake (node:http + one insert transaction per turn)', spigot: `spigot serve, OFF (verify, parse, route, durable enqueue)${log ? ', info log' : ''}${thread ? ', writer thread' : ''}`}
   table(
     Object.entries({bare, minimal, spigot}).map(([key, s]) => ({
       server: labels[key],

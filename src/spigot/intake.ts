@@ -161,7 +161,7 @@ class SpigotIntake implements Intake {
       this.log.warn('webhook rejected: bad payload', {...defined({event, delivery}), reason: parsed.reason, bytes: raw.length})
       return rejection(400, 'malformed', parsed.reason, {event, delivery})
     }
-    return {event, delivery, raw, text: parsed.text, body: parsed.body, facts: payloadFacts(parsed.body), headers: keptHeaders(headers)}
+    return {event, delivery, raw, text: parsed.text, form: parsed.form, body: parsed.body, facts: payloadFacts(parsed.body), headers: keptHeaders(headers)}
   }
 
   /** The webhook's routes, or the answer for an event without one (unrouted: accept or reject). */

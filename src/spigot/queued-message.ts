@@ -1,3 +1,4 @@
+import {isUtf8} from 'node:buffer'
 import {createHash} from 'node:crypto'
 
 import {DEFAULT_TARGET} from './config.js'
@@ -11,8 +12,11 @@ import type {Webhook} from './webhook.js'
  *
  * - `body` is the payload's JSON text as received, spliced in: it parsed, so it is valid JSON with
  *   the same value. The original send_from_queue reads the same object; nothing is serialised again.
- * - `raw_body` (base64) is always there, so a replay sends the bytes GitHub signed without any
- *   round-trip check (issue 15: that check cost a JSON.stringify and a comparison per webhook).
+ * - `raw_body` (base64) holds the bytes GitHub signed unless the body alone gives them back: a
+ *   replay of a message without it sends JSON.stringify(body), which for GitHub's compact JSON is
+ *   the same bytes. Keeping raw_body always costs more than checking (BENCHMARKS.md, spigot intake:
+ *   the message twice the size costs the embedded queue ~20 µs a webhook more than the check), so
+ *   the check stays, and is skipped where the text shows it cannot hold (a line break: pretty-printed).
  */
 export interface MessageFields {
   state: string
@@ -24,8 +28,27 @@ export interface MessageFields {
 
 /** The message with the parsed body, or with `body: null` (too big for the queue twice over). */
 export function encodeQueuedWebhook(webhook: Webhook, fields: MessageFields, options: {body?: boolean} = {}): string {
-  const body = options.body === false ? 'null' : webhook.text
-  return `${head(fields, body, webhook)},"raw_body":"${webhook.raw.toString('base64')}",${tail(fields)}`
+  if (options.body === false) return `${head(fields, 'null', webhook)},"raw_body":"${webhook.raw.toString('base64')}",${tail(fields)}`
+  if (bodyGivesBackTheBytes(webhook)) return `${head(fields, webhook.text, webhook)},${tail(fields)}`
+  return `${head(fields, webhook.text, webhook)},"raw_body":"${webhook.raw.toString('base64')}",${tail(fields)}`
+}
+
+const givesBack = new WeakMap<Webhook, boolean>()
+
+/**
+ * JSON.stringify(body) is the exact request bytes: the payload is not form-encoded, has no line
+ * break (JSON.stringify writes none, so a pretty-printed payload is known without serialising),
+ * serialises to its own text, and is valid UTF-8 (invalid bytes decode to U+FFFD, which would
+ * compare equal but replay as other bytes). Worked out once per webhook, whatever its targets.
+ */
+export function bodyGivesBackTheBytes(webhook: Webhook): boolean {
+  let gives = givesBack.get(webhook)
+  if (gives === undefined) {
+    const {text} = webhook
+    gives = !webhook.form && !text.includes('\n') && JSON.stringify(webhook.body) === text && isUtf8(webhook.raw)
+    givesBack.set(webhook, gives)
+  }
+  return gives
 }
 
 /** The message for a payload stored in S3: the pointer instead of the bytes. */

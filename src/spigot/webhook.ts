@@ -112,6 +112,8 @@ export interface Webhook {
   raw: Buffer
   /** The payload's JSON text as received: the body, or a form's `payload` field. */
   text: string
+  /** Form-encoded (`payload=…`): the text is not the request bytes. */
+  form: boolean
   body: JsonObject
   facts: PayloadFacts
   /** GitHub's headers that travel with it (KEPT_HEADERS, canonical names). */

@@ -78,7 +78,7 @@ describe('lambda handler: the original mapping-template event', () => {
     const result = await handler(originalEvent('OFF', 'pull_request', payload))
     expect(result).toMatchObject({status: 202, queued: ['default'], state: 'OFF'})
     expect(jenkins.requests).toHaveLength(0)
-    const [{message, raw}] = await queued()
+    const {message, raw} = (await queued())[0]!
     expect(message).toMatchObject({spigot_state: 'OFF', from_queue: '', body: payload, target: 'default'})
     expect(message.headers['X-GitHub-Event']).toBe('pull_request')
     expect(message.headers).not.toHaveProperty('X-Forwarded-For')
@@ -149,7 +149,7 @@ describe('lambda handler: proxy integration / function URL event', () => {
       stageVariables: {spigot_state: 'OFF'},
     })
     expect(result).toMatchObject({statusCode: 202})
-    const [{message}] = await queued()
+    const {message} = (await queued())[0]!
     expect(replayBytes(message).equals(hook.body)).toBe(true)
     expect(await handler({requestContext: {}, body: '{', headers: {'x-github-event': 'push'}, stageVariables: {spigot_state: 'ON'}})).toMatchObject({statusCode: 400})
   })

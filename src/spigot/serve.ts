@@ -144,12 +144,11 @@ export async function createSpigotServer(options: SpigotServerOptions): Promise<
     // GitHub gives up after 10 s; a client still uploading after 30 s is not GitHub.
     requestTimeoutMs: 30_000,
     async health() {
-      const [state, stats] = await Promise.all([readState().catch((error: unknown) => new Error(errorMessage(error))), queue.stats()])
-      const stateOk = typeof state === 'string'
+      const [state, stats] = await Promise.all([readState().then((value) => ({value}), (error: unknown) => ({error: errorMessage(error)})), queue.stats()])
       return {
-        ok: stateOk,
-        state: stateOk ? state : 'unknown',
-        ...(stateOk ? {} : {stateError: state.message}),
+        ok: 'value' in state,
+        state: 'value' in state ? state.value : 'unknown',
+        ...('error' in state ? {stateError: state.error} : {}),
         stateBackend: options.state.backend,
         queue: queue.url,
         backlog: stats.visible + stats.inFlight + stats.delayed,

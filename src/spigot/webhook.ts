@@ -1,5 +1,7 @@
 import {createHmac, timingSafeEqual} from 'node:crypto'
 
+import {errorMessage} from '../core/errors.js'
+
 /**
  * GitHub webhook parsing and verification, over the raw request bytes (never a re-serialised
  * body: a single changed byte breaks the signature Jenkins may check again).
@@ -58,7 +60,7 @@ export function parsePayload(raw: Buffer, contentType: string | undefined): Pars
   try {
     body = JSON.parse(text)
   } catch (error) {
-    return {ok: false, reason: `malformed JSON: ${(error as Error).message}`}
+    return {ok: false, reason: `malformed JSON: ${errorMessage(error)}`}
   }
   if (!isJsonObject(body)) return {ok: false, reason: 'the payload is not a JSON object'}
   return {ok: true, body, form, text}

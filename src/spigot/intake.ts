@@ -167,15 +167,15 @@ class SpigotIntake implements Intake {
   /** The webhook's routes, or the answer for an event without one (unrouted: accept or reject). */
   private route(webhook: Webhook): Route[] | IntakeResult {
     const {event, delivery} = webhook
-    const about = aboutWebhook(event, webhook.facts, delivery)
     let routes: Route[] | undefined
     try {
       routes = routeFor(event, this.options.config)
     } catch (error) {
-      this.options.log.error('bad route table', {...about, error: errorMessage(error)})
+      this.options.log.error('bad route table', {...aboutWebhook(event, webhook.facts, delivery), error: errorMessage(error)})
       return rejection(500, 'route-table', errorMessage(error), {event, delivery})
     }
     if (routes && routes.length > 0) return routes
+    const about = aboutWebhook(event, webhook.facts, delivery)
     if (this.options.config.unrouted === 'reject') {
       this.log.warn('webhook rejected: no route for this event', about)
       return rejection(400, 'unrouted', `no route for the "${event}" event`, {event, delivery})

@@ -34,14 +34,15 @@ describe('topic help', () => {
 })
 
 describe('a mistyped command', () => {
-  it('off a terminal: names it, points at the topic help, exits 127', async () => {
+  it('off a terminal (CI, cron): one usage line with the closest command, exit 2', async () => {
     const result = await cistern(['spigt', 'status'])
-    expect(result.exitCode).toBe(127)
-    expect(result.stderr).toContain('spigt status is not a cistern command')
-    expect(result.stderr).toContain('Run cistern help for a list of available commands')
+    expect(result.exitCode).toBe(2)
+    expect(String(result.stderr).trim()).toBe('Error: "spigt status" is not a cistern command — did you mean `cistern spigot status`? (`cistern --help` lists every command)')
     const verb = await cistern(['spigot', 'stauts'])
-    expect(verb.exitCode).toBe(127)
-    expect(verb.stderr).toContain('Run cistern help spigot for a list of available commands')
+    expect(verb.exitCode).toBe(2)
+    expect(verb.stderr).toContain('did you mean `cistern spigot status`?')
+    const deep = await cistern(['hooks', 'tsk', 'list'])
+    expect(deep.stderr).toContain('did you mean `cistern hooks task list`?')
   })
 
   it('on a terminal: offers the closest command (did you mean …?)', async (context) => {

@@ -2,6 +2,7 @@
  * The logic behind `cistern queue …` (the commands only parse flags and print): resolving the
  * queue URL, reading a body, rendering messages, and the purge confirmation.
  */
+import {isUtf8} from 'node:buffer'
 import {readFile} from 'node:fs/promises'
 import {createInterface} from 'node:readline/promises'
 
@@ -89,16 +90,24 @@ export async function readBody(source: BodySource): Promise<string> {
   if (source.body !== undefined) return source.body
   const stdin = source.stdin ?? process.stdin
   if (source.file !== undefined && source.file !== '-') {
+    let bytes: Buffer
     try {
-      return await readFile(source.file, 'utf8')
+      bytes = await readFile(source.file)
     } catch (error) {
       throw new UsageError(`cannot read --file ${source.file}: ${errorMessage(error)}`)
     }
+    return utf8Text(bytes, `--file ${source.file}`)
   }
   if (stdin.isTTY) throw new UsageError('no message body', 'give --body TEXT, --file PATH, or pipe the body on stdin')
   const parts: Buffer[] = []
   for await (const chunk of stdin) parts.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer))
-  return Buffer.concat(parts).toString('utf8')
+  return utf8Text(Buffer.concat(parts), 'the body on stdin')
+}
+
+/** Queue bodies are text (SQS carries UTF-8): invalid bytes would silently become U+FFFD, so refuse them. */
+function utf8Text(bytes: Buffer, where: string): string {
+  if (isUtf8(bytes)) return bytes.toString('utf8')
+  throw new UsageError(`${where} is not valid UTF-8: a queue message is text`, 'send binary data base64-encoded, e.g. `base64 -w0 FILE | cistern queue send URL`')
 }
 
 /** `key=value` flags → attributes. */

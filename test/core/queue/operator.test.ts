@@ -27,6 +27,19 @@ describe('queue operator helpers', () => {
     await expect(readBody({stdin: stdin('', true)})).rejects.toThrow(/no message body/)
   })
 
+  it('refuses a body that is not UTF-8 instead of turning its bytes into U+FFFD', async () => {
+    const file = join(dir, 'latin1.txt')
+    writeFileSync(file, Buffer.from([0x63, 0x61, 0x66, 0xe9])) // "café" in Latin-1
+    await expect(readBody({file})).rejects.toThrow(`--file ${file} is not valid UTF-8: a queue message is text`)
+    const piped = Object.assign(Readable.from([Buffer.from([0xff, 0xfe, 0x41])]), {isTTY: false})
+    const error = await readBody({stdin: piped}).catch((caught: unknown) => caught)
+    expect(error).toBeInstanceOf(UsageError)
+    expect((error as UsageError).oneLine).toMatch(/^the body on stdin is not valid UTF-8.*base64/)
+    // A real U+FFFD in valid UTF-8 is text like any other.
+    writeFileSync(file, '\uFFFD ok')
+    expect(await readBody({file})).toBe('\uFFFD ok')
+  })
+
   it('parses key=value attributes (the value may contain =)', () => {
     expect(parseAttributes(['a=1', 'b=x=y', 'c='])).toEqual({a: '1', b: 'x=y', c: ''})
     expect(parseAttributes([])).toBeUndefined()

@@ -253,6 +253,17 @@ describe('order end to end (issue 11.8)', () => {
   })
 })
 
+describe('Jenkins refusing the credentials while ON', () => {
+  it('401: queued, and Jenkins is down (credentials) for the back-off cap: the next webhooks queue without a try', async () => {
+    const {queue, jenkins, intake} = await setup(async () => 'ON', {kind: 'status', status: 401})
+    expect(await post(intake, pushFor('octo/a', 'a-1'))).toMatchObject({status: 202, reason: 'jenkins-client-error'})
+    expect(await post(intake, pushFor('octo/b', 'b-1'))).toMatchObject({status: 202, reason: 'jenkins-down'})
+    expect(intake.forwarder.gates.retryInMs('jenkins:default')).toBeGreaterThan(30_000)
+    expect(jenkins.webhooks).toHaveLength(1)
+    expect(await queue.peek(10)).toHaveLength(2)
+  })
+})
+
 describe('ArrivalOrder', () => {
   it('runs each key\'s steps after the earlier ones decided; other keys do not wait', async () => {
     const order = new ArrivalOrder()

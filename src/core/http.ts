@@ -1,8 +1,12 @@
+import type {IncomingMessage, Server, ServerResponse} from 'node:http'
+import {Server as NetServer, type Socket} from 'node:net'
+
 import type {FastifyInstance, FastifyReply, FastifyRequest} from 'fastify'
 import type {Registry} from 'prom-client'
 
 import {CisternError} from './errors.js'
 import type {Logger} from './log.js'
+import {sleep} from './loop.js'
 
 export interface HttpServerOptions {
   log: Logger
@@ -20,7 +24,21 @@ export interface HttpServer {
   metrics: Registry
   /** Listen on host:port (port 0 = any free port); resolves to the base URL. */
   listen(port: number, host?: string): Promise<string>
-  close(): Promise<void>
+  /**
+   * Stops gracefully (docs/delivery.md, "Shutdown"): no new connections; every answer from now on,
+   * in flight or not, says `Connection: close`; in-flight requests finish; a keep-alive connection
+   * is closed once it has been idle for `idleGraceMs` (a client busy on it sends its next request
+   * within that time and gets its answer, instead of a reset); after `deadlineMs` what remains is
+   * cut. Then fastify closes (its onClose hooks run).
+   */
+  close(options?: CloseOptions): Promise<void>
+}
+
+export interface CloseOptions {
+  /** Cut what is still open after this long (default 10 s). */
+  deadlineMs?: number
+  /** Close a keep-alive connection once it has been idle this long (default 250 ms). */
+  idleGraceMs?: number
 }
 
 /**
@@ -72,6 +90,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     return reply.header('content-type', metrics.contentType).send(await metrics.metrics())
   })
 
+  const connections = new Connections(app.server)
+  let closing: Promise<void> | undefined
+
   return {
     app,
     metrics,
@@ -89,6 +110,88 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       const shown = host.includes(':') ? `[${host}]` : host
       return `http://${shown}:${bound}`
     },
-    close: () => app.close(),
+    close(options = {}) {
+      closing ??= (async () => {
+        // Not http.Server#close(): it also drops idle keep-alive connections at once, and a client
+        // writing its next request on one at that moment gets a reset (issue 11.10: 12–17 of them).
+        if (app.server.listening) NetServer.prototype.close.call(app.server)
+        await connections.drain(options.idleGraceMs ?? 250, options.deadlineMs ?? 10_000)
+        await app.close()
+      })()
+      return closing
+    },
+  }
+}
+
+interface Connection {
+  /** Requests being answered on it. */
+  active: number
+  /** socket.bytesRead when it was last seen idle: more since means a request is on its way. */
+  bytesSeen: number
+  /** How long closing has seen it idle, in ms (see Connections.drain). */
+  idleSeen: number
+}
+
+const LOOK_EVERY_MS = 25
+
+/**
+ * The server's connections and the requests in flight on each, for a graceful close. The raw
+ * server's events, not fastify hooks: they also see the requests fastify answers by itself (413, 404).
+ */
+class Connections {
+  private readonly sockets = new Map<Socket, Connection>()
+  private readonly answering = new Set<ServerResponse>()
+  private closing = false
+
+  constructor(server: Server) {
+    server.on('connection', (socket: Socket) => {
+      this.sockets.set(socket, {active: 0, bytesSeen: 0, idleSeen: 0})
+      socket.once('close', () => this.sockets.delete(socket))
+    })
+    // Before fastify's own listener, so the header is set before any answer starts.
+    server.prependListener('request', (request: IncomingMessage, response: ServerResponse) => {
+      const connection = this.sockets.get(request.socket)
+      if (connection) connection.active++
+      this.answering.add(response)
+      if (this.closing) response.setHeader('connection', 'close')
+      response.once('close', () => {
+        this.answering.delete(response)
+        if (connection) connection.active--
+      })
+    })
+  }
+
+  /**
+   * Until every connection has closed: idle ones once closing has seen them idle for `idleGraceMs`,
+   * all of them after `deadlineMs`. Idleness is counted only between looks that came close together:
+   * while the event loop is blocked (a commit), a client's next request may be waiting unread in
+   * its socket, and the look after the block comes only after the loop has read it.
+   */
+  async drain(idleGraceMs: number, deadlineMs: number): Promise<void> {
+    this.closing = true
+    // Answers already on their way may still be told: node then closes the connection after them.
+    for (const response of this.answering) if (!response.headersSent) response.setHeader('connection', 'close')
+    const started = performance.now()
+    let lastLook = started
+    while (this.sockets.size > 0) {
+      const now = performance.now()
+      const watched = now - lastLook <= LOOK_EVERY_MS * 4 ? now - lastLook : 0
+      lastLook = now
+      const cut = now - started >= deadlineMs
+      for (const [socket, connection] of this.sockets) if (cut || this.idleSeen(socket, connection, watched) >= idleGraceMs) socket.destroy()
+      if (this.sockets.size === 0 || cut) break
+      await sleep(LOOK_EVERY_MS)
+      // Look after this turn's I/O was read: a request waiting in the socket then counts as activity.
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+
+  /** Adds `watched` ms to how long the connection has been seen idle; activity starts it again. */
+  private idleSeen(socket: Socket, connection: Connection, watched: number): number {
+    if (connection.active > 0 || socket.bytesRead !== connection.bytesSeen) {
+      connection.bytesSeen = socket.bytesRead
+      connection.idleSeen = 0
+    } else connection.idleSeen += watched
+    return connection.idleSeen
   }
 }

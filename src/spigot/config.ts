@@ -26,8 +26,11 @@ export interface SpigotConfig {
   targets: JenkinsTarget[]
   /** GitHub event name → rule. */
   routes: Record<string, RouteRule>
-  /** An event with no route: 202 + log ('accept') or 400 ('reject'). */
-  unrouted: 'accept' | 'reject'
+  /**
+   * An event with no rule of its own: forwarded by the `'*'` rule ('forward', the default: Jenkins
+   * got every event while the hook pointed at it), 202 and a warning ('accept') or 400 ('reject').
+   */
+  unrouted: Unrouted
   /** The drain's health-check path (default: /health/, then /login, then /api/json). */
   healthPath?: string
   /** Intake's forward timeout: GitHub gives up after 10 s (GHES 30 s), so keep it short. */
@@ -35,6 +38,9 @@ export interface SpigotConfig {
   webhookSecret?: string
   largePayloadBucket?: string
 }
+
+export const UNROUTED = ['forward', 'accept', 'reject'] as const
+export type Unrouted = (typeof UNROUTED)[number]
 
 export const DEFAULT_FORWARD_TIMEOUT_MS = 3000
 export const DEFAULT_TARGET = 'default'
@@ -68,7 +74,8 @@ const relativePath = z
  *       pull_request: {path: ghprbhook/, targets: [default, legacy]}
  *       release: {path: generic-webhook-trigger/invoke}
  *       issue_comment: null                    # drop a default route
- *     unrouted: accept                         # or reject (400)
+ *       '*': github-webhook/                   # events without a rule (unrouted: forward)
+ *     unrouted: forward                        # or accept (202, not forwarded) or reject (400)
  *     healthPath: /health/
  *     forwardTimeoutMs: 3000
  *     largePayloadBucket: my-webhook-overflow
@@ -96,7 +103,7 @@ export const spigotSchema = z
         z.union([relativePath, z.object({path: relativePath, targets: z.array(z.string().min(1)).min(1).optional()}).strict(), z.null()]),
       )
       .optional(),
-    unrouted: z.enum(['accept', 'reject']).optional(),
+    unrouted: z.enum(UNROUTED).optional(),
     healthPath: z.string().min(1).optional(),
     forwardTimeoutMs: z.number().int().min(100).max(60_000).optional(),
     largePayloadBucket: z.string().min(3).optional(),
@@ -116,7 +123,7 @@ export interface SpigotFlags {
   /** Milliseconds. */
   'forward-timeout'?: number
   'health-path'?: string
-  unrouted?: 'accept' | 'reject'
+  unrouted?: Unrouted
 }
 
 export const SECTION = 'spigot'
@@ -162,6 +169,10 @@ export async function resolveSpigotConfig(
   const routes = new Map<string, RouteRule>(Object.entries(DEFAULT_ROUTES).map(([event, rule]) => [event, {path: rule.path, targets: [...rule.targets]}]))
   for (const [event, rule] of Object.entries(file.routes ?? {})) {
     if (rule === null) {
+      if (event === '*') {
+        const why = 'null would leave events without a rule nowhere to go; set spigot.unrouted: accept (202, not forwarded) or reject (400) instead'
+        throw new ConfigError(`${source}: spigot.routes.*: ${why}`, configPath, undefined, 'spigot.routes.*')
+      }
       routes.delete(event)
       continue
     }
@@ -180,7 +191,7 @@ export async function resolveSpigotConfig(
     routes.set(event, {path: path.replace(/^\/+/, ''), targets: names})
   }
 
-  const unrouted = flags.unrouted ?? parseUnrouted(env.CISTERN_SPIGOT_UNROUTED) ?? file.unrouted ?? 'accept'
+  const unrouted = flags.unrouted ?? parseUnrouted(env.CISTERN_SPIGOT_UNROUTED) ?? file.unrouted ?? 'forward'
   const forwardTimeoutMs = flags['forward-timeout'] ?? file.forwardTimeoutMs ?? DEFAULT_FORWARD_TIMEOUT_MS
   if (!Number.isInteger(forwardTimeoutMs) || forwardTimeoutMs < 1) {
     throw new UsageError(`--forward-timeout must be a positive number of milliseconds, got ${forwardTimeoutMs}`)
@@ -229,10 +240,11 @@ export function normaliseJenkinsUrl(value: string, where = '--jenkins-url'): str
   return url.toString()
 }
 
-function parseUnrouted(value: string | undefined): 'accept' | 'reject' | undefined {
+function parseUnrouted(value: string | undefined): Unrouted | undefined {
   if (!value) return undefined
-  if (value === 'accept' || value === 'reject') return value
-  throw new UsageError(`CISTERN_SPIGOT_UNROUTED must be accept or reject, got "${value}"`)
+  const known = UNROUTED.find((option) => option === value)
+  if (!known) throw new UsageError(`CISTERN_SPIGOT_UNROUTED must be ${UNROUTED.join(', ')}, got "${value}"`)
+  return known
 }
 
 async function loadSection(path: string): Promise<SpigotFileConfig> {

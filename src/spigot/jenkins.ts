@@ -225,21 +225,3 @@ function retryAfter(value: string | undefined): number | undefined {
 function roundMs(started: number): number {
   return Math.round((performance.now() - started) * 10) / 10
 }
-
-// --- TRANSITIONAL: the intake (src/spigot/intake.ts) still calls these; it moves to a JenkinsClient
-// of its own (one per serve, closed at its end), then they go. Nothing else may use them.
-
-let shared: JenkinsClient | undefined
-
-/** @deprecated hold a JenkinsClient and call its deliver(). */
-export function deliver(target: JenkinsTarget, path: string, body: Buffer, headers: Record<string, string>, options: DeliverOptions): Promise<Delivery> {
-  shared ??= new JenkinsClient()
-  return shared.deliver(target, path, body, headers, options)
-}
-
-/** @deprecated close your JenkinsClient instead. Closes the connections deliver() kept. */
-export function closeJenkinsAgents(): void {
-  const client = shared
-  shared = undefined
-  void client?.close()
-}

@@ -1,4 +1,7 @@
-import {createLogger, type LogLevel, type Logger} from '../core/log.js'
+import {z} from 'zod'
+
+import {CisternError, ExitCode} from '../core/errors.js'
+import {type LogLevel, type Logger, createLogger} from '../core/log.js'
 import {openQueue} from '../core/queue/index.js'
 import type {Queue} from '../core/queue/types.js'
 import {type SpigotConfig, resolveSpigotConfig} from './config.js'
@@ -14,29 +17,35 @@ import {s3LargePayloadStore} from './large-payload.js'
  * plus GITHUB_WEBHOOK_SECRET, JENKINS_USER/JENKINS_TOKEN, LARGE_PAYLOAD_BUCKET,
  * FORWARD_TIMEOUT_MS, LOG_LEVEL, CISTERN_CONFIG.
  *
- * A 2xx outcome returns normally (the integration's default 200); an error status throws an Error
- * whose message starts with the status ("401: …") for the integration response regexes
- * (examples/spigot/integration-response.md). A proxy-integration or function-URL event
+ * A 2xx outcome returns normally (the integration's default 200); an error status throws a
+ * LambdaAnswerError whose message starts with the status ("401: …") for the integration response
+ * regexes (docs/operations.md#integration-responses). A proxy-integration or function-URL event
  * (`requestContext`, string `body`) gets {statusCode, headers, body} instead.
  */
 
-export interface MappingTemplateEvent {
-  spigot_state?: string
-  from_queue?: string
-  body?: unknown
-  headers?: Record<string, string>
-  /** cistern's mapping template adds the raw bytes: "$util.base64Encode($input.body)". */
-  raw_body?: string
-}
+const headersSchema = z.record(z.string(), z.string())
 
-export interface ProxyEvent {
-  requestContext: unknown
-  body?: string | null
-  isBase64Encoded?: boolean
-  headers?: Record<string, string | undefined>
-  queryStringParameters?: Record<string, string | undefined> | null
-  stageVariables?: Record<string, string | undefined> | null
-}
+/** The mapping-template event; cistern's template adds the raw bytes: "$util.base64Encode($input.body)". */
+const mappingTemplateEventSchema = z.object({
+  spigot_state: z.string().optional(),
+  from_queue: z.string().optional(),
+  body: z.unknown(),
+  headers: headersSchema.optional(),
+  raw_body: z.string().optional(),
+})
+
+/** A proxy-integration or Lambda function URL event (the parts the intake reads). */
+const proxyEventSchema = z.object({
+  requestContext: z.unknown(),
+  body: z.string().nullish(),
+  isBase64Encoded: z.boolean().optional(),
+  headers: z.record(z.string(), z.string().optional()).nullish(),
+  queryStringParameters: z.record(z.string(), z.string().optional()).nullish(),
+  stageVariables: z.record(z.string(), z.string().optional()).nullish(),
+})
+
+export type MappingTemplateEvent = z.infer<typeof mappingTemplateEventSchema>
+export type ProxyEvent = z.infer<typeof proxyEventSchema>
 
 export interface ProxyResult {
   statusCode: number
@@ -44,66 +53,87 @@ export interface ProxyResult {
   body: string
 }
 
+/**
+ * An answer other than 2xx, as the Lambda hands it to API Gateway: an error whose message starts
+ * with the HTTP status ("503: could not queue …"). A non-proxy integration can only choose a
+ * method response by matching the error message, so the status has to lead it; the original spigot
+ * raised its errors the same way ("500: Environment variable TARGET_URL was not set").
+ */
+export class LambdaAnswerError extends CisternError {
+  constructor(
+    readonly status: number,
+    text: string,
+  ) {
+    super(`${status}: ${text}`, {exitCode: status < 500 ? ExitCode.usage : ExitCode.failure})
+    this.name = 'LambdaAnswerError'
+  }
+}
+
 interface Runtime {
-  key: string
   config: SpigotConfig
   queue: Queue
   log: Logger
-  intakeFor(state: () => Promise<SpigotStateValue>): Intake
+  intake: Intake
 }
 
 let runtime: Promise<Runtime> | undefined
 let runtimeKey = ''
 
-const ENV_KEYS = ['TARGET_URL', 'TARGET_QUEUE', 'GITHUB_WEBHOOK_SECRET', 'JENKINS_USER', 'JENKINS_TOKEN', 'LARGE_PAYLOAD_BUCKET', 'FORWARD_TIMEOUT_MS', 'LOG_LEVEL', 'CISTERN_CONFIG', 'AWS_REGION']
+const ENV_KEYS = ['TARGET_URL', 'TARGET_QUEUE', 'GITHUB_WEBHOOK_SECRET', 'JENKINS_USER', 'JENKINS_TOKEN', 'LARGE_PAYLOAD_BUCKET', 'FORWARD_TIMEOUT_MS', 'LOG_LEVEL', 'CISTERN_CONFIG', 'CISTERN_SPIGOT_UNROUTED', 'AWS_REGION']
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error']
 
 /** A queue name (the original's TARGET_QUEUE) becomes sqs://<name>; a URL is used as is. */
 export function queueUrlFrom(value: string): string {
   return /^[a-z][\w+.-]*:/i.test(value) ? value : `sqs://${value}`
 }
 
+/** The set-up for this environment: built on the first invocation, kept while the environment stays the same. */
 async function setUp(env: NodeJS.ProcessEnv): Promise<Runtime> {
   const key = ENV_KEYS.map((name) => env[name] ?? '').join('\u0000')
   if (runtime && key === runtimeKey) return runtime
   const previous = runtime
   runtimeKey = key
-  runtime = (async () => {
-    if (previous) await previous.then((r) => r.queue.close()).catch(() => {})
-    const level = (env.LOG_LEVEL ?? 'info').toLowerCase()
-    const log = createLogger({format: 'json', level: (['debug', 'info', 'warn', 'error'].includes(level) ? level : 'info') as LogLevel}).child({component: 'spigot-lambda'})
-    if (!env.TARGET_URL) throw new Error('500: Environment variable TARGET_URL was not set')
-    if (!env.TARGET_QUEUE) throw new Error('500: Environment variable TARGET_QUEUE was not set')
-    const timeout = env.FORWARD_TIMEOUT_MS ? Number(env.FORWARD_TIMEOUT_MS) : undefined
-    const config = await resolveSpigotConfig(
-      {
-        'jenkins-url': env.TARGET_URL,
-        queue: queueUrlFrom(env.TARGET_QUEUE),
-        ...(env.LARGE_PAYLOAD_BUCKET ? {'large-payload-bucket': env.LARGE_PAYLOAD_BUCKET} : {}),
-        ...(timeout ? {'forward-timeout': timeout} : {}),
-      },
-      env,
-    )
-    const queue = await openQueue(config.queue, {fifo: true, log})
-    const largePayloads = config.largePayloadBucket ? s3LargePayloadStore({bucket: config.largePayloadBucket}) : undefined
-    return {
-      key,
-      config,
-      queue,
-      log,
-      intakeFor: (state) => createIntake({config, queue, log, state, largePayloads}),
-    }
+  const next = (async () => {
+    if (previous) await previous.then(close).catch(() => undefined)
+    return build(env)
   })()
-  runtime.catch(() => {
-    // A failed set-up (bad env) is retried on the next invocation.
-    if (runtimeKey === key) runtime = undefined
+  runtime = next
+  // A failed set-up (bad env) is tried again on the next invocation.
+  next.catch(() => {
+    if (runtime === next) runtime = undefined
   })
-  return runtime
+  return next
+}
+
+async function build(env: NodeJS.ProcessEnv): Promise<Runtime> {
+  const level = LOG_LEVELS.find((name) => name === (env.LOG_LEVEL ?? 'info').toLowerCase()) ?? 'info'
+  const log = createLogger({format: 'json', level}).child({component: 'spigot-lambda'})
+  if (!env.TARGET_URL) throw new LambdaAnswerError(500, 'Environment variable TARGET_URL was not set')
+  if (!env.TARGET_QUEUE) throw new LambdaAnswerError(500, 'Environment variable TARGET_QUEUE was not set')
+  const timeout = env.FORWARD_TIMEOUT_MS ? Number(env.FORWARD_TIMEOUT_MS) : undefined
+  const config = await resolveSpigotConfig(
+    {
+      'jenkins-url': env.TARGET_URL,
+      queue: queueUrlFrom(env.TARGET_QUEUE),
+      ...(env.LARGE_PAYLOAD_BUCKET ? {'large-payload-bucket': env.LARGE_PAYLOAD_BUCKET} : {}),
+      ...(timeout ? {'forward-timeout': timeout} : {}),
+    },
+    env,
+  )
+  const queue = await openQueue(config.queue, {fifo: true, log})
+  const largePayloads = config.largePayloadBucket ? s3LargePayloadStore({bucket: config.largePayloadBucket}) : undefined
+  return {config, queue, log, intake: createIntake({config, queue, log, largePayloads})}
+}
+
+async function close(rt: Runtime): Promise<void> {
+  await rt.intake.close()
+  await rt.queue.close()
 }
 
 function parseStateValue(value: string | undefined): SpigotStateValue {
   const normal = value?.trim().toUpperCase()
   if (normal === 'ON' || normal === 'OFF') return normal
-  throw new Error(`500: API Gateway stage variable spigot_state was not correctly set. Should be ON or OFF, was: ${value ?? '(unset)'}`)
+  throw new LambdaAnswerError(500, `API Gateway stage variable spigot_state was not correctly set. Should be ON or OFF, was: ${value ?? '(unset)'}`)
 }
 
 function withoutHeader(headers: Record<string, string>, name: string): Record<string, string> {
@@ -115,9 +145,9 @@ function withoutHeader(headers: Record<string, string>, name: string): Record<st
 async function runMappingEvent(event: MappingTemplateEvent, env: NodeJS.ProcessEnv): Promise<IntakeResult> {
   const rt = await setUp(env)
   const state = parseStateValue(event.spigot_state)
-  let headers = {...(event.headers ?? {})}
+  let headers = {...event.headers}
   let rawBody: Buffer
-  if (typeof event.raw_body === 'string' && event.raw_body.length > 0) {
+  if (event.raw_body) {
     rawBody = Buffer.from(event.raw_body, 'base64')
   } else {
     // The original template passes only the parsed body: re-serialise it as JSON (as the original did).
@@ -133,7 +163,7 @@ async function runMappingEvent(event: MappingTemplateEvent, env: NodeJS.ProcessE
     headers = {...withoutHeader(headers, 'Content-Type'), 'Content-Type': 'application/json'}
   }
   const fromQueue = (event.from_queue ?? '').toLowerCase() === 'true'
-  return rt.intakeFor(async () => state).handle({rawBody, headers, fromQueue, fromQueueValue: event.from_queue ?? ''})
+  return rt.intake.handle({rawBody, headers, state, fromQueue, fromQueueValue: event.from_queue ?? ''})
 }
 
 async function runProxyEvent(event: ProxyEvent, env: NodeJS.ProcessEnv): Promise<IntakeResult> {
@@ -143,24 +173,25 @@ async function runProxyEvent(event: ProxyEvent, env: NodeJS.ProcessEnv): Promise
   const headers: Record<string, string> = {}
   for (const [key, value] of Object.entries(event.headers ?? {})) if (value !== undefined) headers[key] = value
   const fromQueueValue = event.queryStringParameters?.from_queue
-  return rt.intakeFor(async () => state).handle({rawBody, headers, fromQueue: (fromQueueValue ?? '').toLowerCase() === 'true', fromQueueValue: fromQueueValue ?? ''})
+  return rt.intake.handle({rawBody, headers, state, fromQueue: (fromQueueValue ?? '').toLowerCase() === 'true', fromQueueValue: fromQueueValue ?? ''})
 }
 
-function isProxyEvent(event: unknown): event is ProxyEvent {
-  return Boolean(event && typeof event === 'object' && 'requestContext' in event && !('spigot_state' in event))
-}
-
-export async function handler(event: MappingTemplateEvent | ProxyEvent, _context?: unknown): Promise<Record<string, unknown> | ProxyResult> {
-  if (isProxyEvent(event)) {
-    const result = await runProxyEvent(event, process.env)
+export async function handler(event: unknown, _context?: unknown): Promise<Record<string, unknown> | ProxyResult> {
+  const proxy = isProxyShaped(event) ? proxyEventSchema.safeParse(event) : undefined
+  if (proxy?.success) {
+    const result = await runProxyEvent(proxy.data, process.env)
     return {statusCode: result.status, headers: {'content-type': 'application/json'}, body: JSON.stringify(result.body)}
   }
-  const result = await runMappingEvent(event ?? {}, process.env)
-  if (result.status >= 400) {
-    const error = typeof result.body.error === 'string' ? result.body.error : result.reason
-    throw new Error(`${result.status}: ${error}`)
-  }
+  const parsed = mappingTemplateEventSchema.safeParse(event ?? {})
+  if (!parsed.success) throw new LambdaAnswerError(400, `not an API Gateway event: ${parsed.error.issues[0]?.message ?? 'unexpected shape'} (check the mapping template)`)
+  const result = await runMappingEvent(parsed.data, process.env)
+  if (result.status >= 400) throw new LambdaAnswerError(result.status, typeof result.body.error === 'string' ? result.body.error : result.reason)
   return {status: result.status, ...result.body}
+}
+
+/** A proxy-integration event has requestContext; the mapping template's has spigot_state. */
+function isProxyShaped(event: unknown): boolean {
+  return typeof event === 'object' && event !== null && 'requestContext' in event && !('spigot_state' in event)
 }
 
 /** Tests and long-lived hosts: close the cached queue. */
@@ -168,5 +199,5 @@ export async function resetLambdaRuntime(): Promise<void> {
   const current = runtime
   runtime = undefined
   runtimeKey = ''
-  if (current) await current.then((r) => r.queue.close()).catch(() => {})
+  if (current) await current.then(close).catch(() => undefined)
 }

@@ -1,29 +1,47 @@
-import type {JenkinsTarget, SpigotConfig} from './config.js'
+import {ConfigError} from '../core/errors.js'
+import {DEFAULT_TARGET, type JenkinsTarget, type RouteRule, type SpigotConfig} from './config.js'
 
 export interface Route {
   target: JenkinsTarget
   path: string
 }
 
+/** The route-table key of the rule for events that have none of their own (`unrouted: forward`). */
+export const ANY_EVENT = '*'
+
 /**
- * Where a GitHub event goes: one entry per Jenkins target of its rule, or undefined when the
- * route table has no rule for it (the caller answers 202 or 400 by `config.unrouted`).
+ * Where an event without a rule goes unless `routes: {'*': …}` says otherwise: Jenkins' GitHub
+ * endpoint, which got every event while the hook pointed straight at Jenkins (the GitHub plugin and
+ * GitHub Branch Source listen there for push, create, delete, pull_request …).
  */
-export function routeFor(event: string, config: SpigotConfig): Route[] | undefined {
-  const rule = Object.hasOwn(config.routes, event) ? config.routes[event] : undefined
+export const UNROUTED_RULE: Readonly<RouteRule> = Object.freeze({path: 'github-webhook/', targets: [DEFAULT_TARGET]})
+
+type RouteConfig = Pick<SpigotConfig, 'routes' | 'targets' | 'unrouted'>
+
+/**
+ * Where a GitHub event goes: one entry per Jenkins target of its rule. An event with no rule of its
+ * own follows the `'*'` rule when `unrouted` is forward (the default); undefined when there is no
+ * route (the caller answers 202 or 400 by `unrouted`).
+ */
+export function routeFor(event: string, config: RouteConfig): Route[] | undefined {
+  const rule = ruleFor(event, config)
   if (!rule) return undefined
-  const routes: Route[] = []
-  for (const name of rule.targets) {
+  return rule.targets.map((name) => {
     const target = config.targets.find((t) => t.name === name)
     // resolveSpigotConfig rejects unknown names; a hand-built config may still have one.
-    if (!target) throw new Error(`route for "${event}" names unknown Jenkins target "${name}"`)
-    routes.push({target, path: rule.path})
-  }
-  return routes
+    if (!target) throw new ConfigError(`the route for "${event}" names an unknown Jenkins target "${name}" (known: ${config.targets.map((t) => t.name).join(', ')})`)
+    return {target, path: rule.path}
+  })
+}
+
+function ruleFor(event: string, config: RouteConfig): RouteRule | undefined {
+  if (Object.hasOwn(config.routes, event)) return config.routes[event]
+  if (config.unrouted !== 'forward') return undefined
+  return Object.hasOwn(config.routes, ANY_EVENT) ? config.routes[ANY_EVENT] : UNROUTED_RULE
 }
 
 /** The route of one target for an event (replaying a message queued for that target). */
-export function routeForTarget(event: string, config: SpigotConfig, targetName: string | undefined): Route | undefined {
+export function routeForTarget(event: string, config: RouteConfig, targetName: string | undefined): Route | undefined {
   const routes = routeFor(event, config)
   if (!routes) return undefined
   if (!targetName) return routes[0]

@@ -3,11 +3,14 @@ import type {FastifyReply, FastifyRequest} from 'fastify'
 import {errorMessage} from '../core/errors.js'
 import {type HttpServer, createHttpServer} from '../core/http.js'
 import type {Logger} from '../core/log.js'
+import {registerQueueMetrics, registerTargetMetric} from '../core/queue-metrics.js'
 import type {Queue} from '../core/queue/types.js'
-import type {SpigotConfig} from './config.js'
-import {type IntakeResult, type SpigotStateValue, createIntake} from './intake.js'
-import type {LargePayloadStore} from './large-payload.js'
 import type {SpigotMessage} from '../core/webhook-message.js'
+import {commenterFrom, openSpigotQueue, openStateFrom, type StateFlagValues} from './command-options.js'
+import {type SpigotConfig, type SpigotFlags, resolveSpigotConfig} from './config.js'
+import {jenkinsKey} from './forward.js'
+import {type Intake, type IntakeResult, type SpigotStateValue, createIntake} from './intake.js'
+import type {LargePayloadStore} from './large-payload.js'
 
 /** GitHub caps webhook payloads at 25 MB. */
 export const DEFAULT_BODY_LIMIT = 25 * 1024 * 1024
@@ -37,14 +40,14 @@ export interface SpigotServerOptions {
    * API Gateway's GetStage is a network call with a rate limit (default 5 s there).
    */
   stateCacheMs?: number
-  /** Embedded queue: commit in a writer thread (default true; falls back to this thread when it cannot start). */
+  /** Embedded queue: commit in the queue layer's writer thread (default off: see BENCHMARKS.md, spigot intake). */
   writerThread?: boolean
 }
 
 export interface SpigotServer {
   http: HttpServer
   listen(port: number, host?: string): Promise<string>
-  /** Stop accepting, let in-flight requests finish, close the server (not the queue). */
+  /** Stop accepting, answer and finish what is in flight, close the connections and the server (not the queue). */
   close(): Promise<void>
   /** Requests answered so far, by outcome. */
   readonly counts: Record<IntakeResult['outcome'], number>
@@ -86,6 +89,48 @@ export function cachedState(source: StateSource, ttlMs: number): () => Promise<S
   }
 }
 
+/** The counters and histogram of the intake on /metrics (docs/spigot.md, "Health and metrics"). */
+class IntakeMetrics {
+  readonly counts: SpigotServer['counts'] = {accepted: 0, forwarded: 0, queued: 0, rejected: 0}
+
+  private constructor(
+    private readonly webhooks: import('prom-client').Counter<'outcome' | 'reason'>,
+    private readonly forwards: import('prom-client').Counter<'target' | 'kind'>,
+    private readonly latency: import('prom-client').Histogram<'outcome'>,
+  ) {}
+
+  static async register(http: HttpServer): Promise<IntakeMetrics> {
+    const prom = await import('prom-client')
+    const registers = [http.metrics]
+    const metrics = new IntakeMetrics(
+      new prom.Counter({
+        name: 'cistern_spigot_webhooks_total',
+        help: 'Webhooks answered by the spigot intake, by outcome (accepted, forwarded, queued, rejected) and reason',
+        labelNames: ['outcome', 'reason'] as const,
+        registers,
+      }),
+      new prom.Counter({name: 'cistern_spigot_forwards_total', help: 'Forward attempts to Jenkins during intake, by target and result kind', labelNames: ['target', 'kind'] as const, registers}),
+      new prom.Histogram({
+        name: 'cistern_spigot_intake_seconds',
+        help: 'Time from a complete request body to the answer, by outcome',
+        labelNames: ['outcome'] as const,
+        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      }),
+    )
+    // Known label values exist from the start, so dashboards and alerts see zeros.
+    for (const [outcome, reason] of [['accepted', 'ping'], ['forwarded', 'jenkins-accepted'], ['queued', 'spigot-off'], ['rejected', 'signature']] as const) metrics.webhooks.inc({outcome, reason}, 0)
+    return metrics
+  }
+
+  answered(result: Pick<IntakeResult, 'outcome' | 'reason' | 'deliveries'>, seconds: number): void {
+    this.counts[result.outcome]++
+    this.webhooks.inc({outcome: result.outcome, reason: result.reason})
+    for (const d of result.deliveries ?? []) this.forwards.inc({target: d.target, kind: d.kind})
+    this.latency.observe({outcome: result.outcome}, seconds)
+  }
+}
+
 /** `spigot serve`: the fastify intake in front of the transport-independent intake decision. */
 export async function createSpigotServer(options: SpigotServerOptions): Promise<SpigotServer> {
   const log = options.log.child({component: 'spigot-serve'})
@@ -99,12 +144,11 @@ export async function createSpigotServer(options: SpigotServerOptions): Promise<
     // GitHub gives up after 10 s; a client still uploading after 30 s is not GitHub.
     requestTimeoutMs: 30_000,
     async health() {
-      const [state, stats] = await Promise.all([readState().catch((error: unknown) => ({error: errorMessage(error)})), queue.stats()])
-      const stateOk = typeof state === 'string'
+      const [state, stats] = await Promise.all([readState().then((value) => ({value}), (error: unknown) => ({error: errorMessage(error)})), queue.stats()])
       return {
-        ok: stateOk,
-        state: stateOk ? state : 'unknown',
-        ...(stateOk ? {} : {stateError: (state as {error: string}).error}),
+        ok: 'value' in state,
+        state: 'value' in state ? state.value : 'unknown',
+        ...('error' in state ? {stateError: state.error} : {}),
         stateBackend: options.state.backend,
         queue: queue.url,
         backlog: stats.visible + stats.inFlight + stats.delayed,
@@ -114,36 +158,6 @@ export async function createSpigotServer(options: SpigotServerOptions): Promise<
     },
   })
 
-  const prom = await import('prom-client')
-  const webhooks = new prom.Counter({
-    name: 'cistern_spigot_webhooks_total',
-    help: 'Webhooks answered by the spigot intake, by outcome (accepted, forwarded, queued, rejected) and reason',
-    labelNames: ['outcome', 'reason'] as const,
-    registers: [http.metrics],
-  })
-  const forwards = new prom.Counter({
-    name: 'cistern_spigot_forwards_total',
-    help: 'Forward attempts to Jenkins during intake, by target and result kind',
-    labelNames: ['target', 'kind'] as const,
-    registers: [http.metrics],
-  })
-  const latency = new prom.Histogram({
-    name: 'cistern_spigot_intake_seconds',
-    help: 'Time from a complete request body to the answer, by outcome',
-    labelNames: ['outcome'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [http.metrics],
-  })
-  // Known label values exist from the start, so dashboards and alerts see zeros.
-  for (const outcome of ['accepted', 'forwarded', 'queued', 'rejected']) webhooks.inc({outcome, reason: outcome === 'forwarded' ? 'jenkins-accepted' : outcome === 'queued' ? 'spigot-off' : outcome === 'accepted' ? 'ping' : 'signature'}, 0)
-
-  let closing = false
-  const counts: SpigotServer['counts'] = {accepted: 0, forwarded: 0, queued: 0, rejected: 0}
-  const record = (outcome: IntakeResult['outcome'], reason: string) => {
-    counts[outcome]++
-    webhooks.inc({outcome, reason})
-  }
-
   const intake = createIntake({
     config: options.config,
     queue,
@@ -151,28 +165,24 @@ export async function createSpigotServer(options: SpigotServerOptions): Promise<
     log,
     largePayloads: options.largePayloads,
     commenter: options.commenter,
-    writerThread: options.writerThread ?? true,
+    writerThread: options.writerThread ?? false,
   })
+  const metrics = await IntakeMetrics.register(http)
+  await registerQueueMetrics(http.metrics, [queue], {log})
+  await registerTargetMetric(http.metrics, () => targetsUp(intake, options.config))
 
-  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+  const handler = async (request: FastifyRequest<{Querystring: {from_queue?: string}}>, reply: FastifyReply) => {
     const started = performance.now()
-    const rawBody = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
-    const query = request.query as Record<string, string | undefined>
-    const fromQueueValue = query?.from_queue
+    const fromQueueValue = request.query.from_queue
     const result = await intake.handle({
-      rawBody,
+      rawBody: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0),
       headers: request.headers,
       fromQueue: fromQueueValue?.toLowerCase() === 'true',
       ...(fromQueueValue === undefined ? {} : {fromQueueValue}),
     })
-    record(result.outcome, result.reason)
-    for (const d of result.deliveries ?? []) forwards.inc({target: d.target, kind: d.kind})
-    latency.observe({outcome: result.outcome}, (performance.now() - started) / 1000)
-    // Shutting down: the client must not keep this connection for another request.
-    if (closing) reply.header('connection', 'close')
+    metrics.answered(result, (performance.now() - started) / 1000)
     return reply.code(result.status).send(result.body)
   }
-
   for (const path of WEBHOOK_PATHS) {
     http.app.post(path, handler)
     if (path !== '/') http.app.post(path + '/', handler)
@@ -181,7 +191,7 @@ export async function createSpigotServer(options: SpigotServerOptions): Promise<
   // Body over the limit: fastify answers 413 before the handler; count it and say so loudly.
   http.app.addHook('onError', async (request, _reply, error) => {
     if ((error as {code?: string}).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      record('rejected', 'body-limit')
+      metrics.answered({outcome: 'rejected', reason: 'body-limit'}, 0)
       log.error('webhook refused: body over the limit', {
         limit: bodyLimit,
         length: request.headers['content-length'],
@@ -193,12 +203,73 @@ export async function createSpigotServer(options: SpigotServerOptions): Promise<
 
   return {
     http,
-    counts,
+    counts: metrics.counts,
     listen: (port, host) => http.listen(port, host),
     async close() {
-      closing = true
-      await http.close()
+      // A forward in flight waits up to its timeout; then its webhook is still queued and answered.
+      await http.close({deadlineMs: options.config.forwardTimeoutMs + 10_000})
       await intake.close()
     },
   }
+}
+
+/** Each Jenkins target's health for `cistern_target_up`. */
+async function targetsUp(intake: Intake, config: Pick<SpigotConfig, 'targets'>): Promise<Array<{target: string; up: boolean}>> {
+  return Promise.all(config.targets.map(async (target) => ({target: jenkinsKey(target), up: await intake.forwarder.isUp(target)})))
+}
+
+export interface ServeFlags extends SpigotFlags, StateFlagValues {
+  port: number
+  host: string
+  comment?: boolean
+  'github-url'?: string
+}
+
+export interface ServeSummary {
+  url: string
+  queue: string
+  stateBackend: 'local' | 'apigw'
+  answered: SpigotServer['counts']
+}
+
+/**
+ * `cistern spigot serve`: resolve the settings, open the state and the queue, serve until `signal`
+ * aborts (SIGTERM/SIGINT), then stop gracefully and say what was answered.
+ */
+export async function serveSpigot(flags: ServeFlags, run: {log: Logger; signal: AbortSignal; announce(line: string): void}): Promise<ServeSummary> {
+  const {log, signal} = run
+  const config = await resolveSpigotConfig(flags)
+  const commenter = commenterFrom(flags, log)
+  const state = await openStateFrom(flags, log)
+  try {
+    const queue = await openSpigotQueue(config, {region: flags.region, profile: flags.profile, log})
+    try {
+      const largePayloads = config.largePayloadBucket
+        ? (await import('./large-payload.js')).s3LargePayloadStore({bucket: config.largePayloadBucket, region: flags.region, profile: flags.profile})
+        : undefined
+      const server = await createSpigotServer({config, queue, state, log, commenter, largePayloads})
+      try {
+        const url = await server.listen(flags.port, flags.host)
+        if (!config.webhookSecret) log.warn('no webhook secret: anyone who can reach this port can queue webhooks (set GITHUB_WEBHOOK_SECRET)')
+        log.info('spigot intake listening', {url, queue: queue.url, state: state.backend, jenkins: config.targets.map((t) => t.url), forwardTimeoutMs: config.forwardTimeoutMs})
+        run.announce(`spigot intake listening on ${url} → ${config.targets.map((t) => t.url).join(', ')} (queue ${queue.url})`)
+        await aborted(signal)
+        return {url, queue: queue.url, stateBackend: state.backend, answered: server.counts}
+      } finally {
+        await server.close()
+        log.info('spigot intake stopped', {...server.counts})
+      }
+    } finally {
+      await queue.close()
+    }
+  } finally {
+    await state.close()
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve()
+    else signal.addEventListener('abort', () => resolve(), {once: true})
+  })
 }

@@ -1,6 +1,9 @@
 import {mkdirSync} from 'node:fs'
 import {dirname} from 'node:path'
 
+import type Database from 'better-sqlite3'
+
+import {awsError} from '../core/aws.js'
 import {CisternError, UsageError, errorMessage} from '../core/errors.js'
 import {type Logger, silentLogger} from '../core/log.js'
 import {defaultDbPath} from '../core/paths.js'
@@ -14,7 +17,7 @@ export type SpigotState = 'ON' | 'OFF'
 
 export interface StateStore {
   readonly backend: 'local' | 'apigw'
-  /** Where the state lives, for messages (a file path or `apigw:<api id>/<stage>`). */
+  /** Where the state lives, for messages beside the backend's name: a file path, or `<api id>/<stage>`. */
   readonly where: string
   get(): Promise<SpigotState>
   set(state: SpigotState): Promise<{before: SpigotState; after: SpigotState}>
@@ -39,17 +42,21 @@ export interface StateStoreOptions {
 
 export const STATE_VARIABLE = 'spigot_state'
 
+export function isSpigotState(value: unknown): value is SpigotState {
+  return value === 'ON' || value === 'OFF'
+}
+
 /** 'on', ' ON ' → 'ON'; anything else is a usage error naming where it came from. */
 export function parseState(value: string | undefined, where = '--state'): SpigotState {
   const normal = value?.trim().toUpperCase()
-  if (normal === 'ON' || normal === 'OFF') return normal
+  if (isSpigotState(normal)) return normal
   throw new UsageError(`${where}: "${value ?? ''}" is not a spigot state`, 'use ON or OFF')
 }
 
 export async function openStateStore(options: StateStoreOptions): Promise<StateStore> {
   const log = options.log ?? silentLogger
-  const store = options.backend === 'apigw' ? await openApiGatewayState(options, log) : openLocalState(options.dbPath ?? defaultDbPath())
-  return options.drainRule ? withDrainRule(store, options, log) : store
+  const store = options.backend === 'apigw' ? await ApiGatewayState.open(options, log) : new LocalState(options.dbPath ?? defaultDbPath())
+  return options.drainRule ? new WithDrainRule(store, options.drainRule, options, log) : store
 }
 
 /** `local` unless an API is named: the default a user without AWS gets. */
@@ -62,17 +69,52 @@ export function stateBackendFor(options: {backend?: string; apiId?: string; apiN
 // ---------------------------------------------------------------------------------------------
 // local: one row in the embedded database file the queue uses (WAL, so serve and drain share it)
 
-function openLocalState(dbPath: string): StateStore {
-  let db: import('better-sqlite3').Database | undefined
-  // serve reads the state on every webhook: prepare the statement once per connection.
-  let select: import('better-sqlite3').Statement | undefined
+interface LocalDatabase {
+  db: Database.Database
+  /** serve reads the state on every event-loop turn: prepared once per connection. */
+  select: Database.Statement<[], {state: unknown}>
+  upsert: Database.Statement<[SpigotState, string]>
+}
 
-  async function open() {
-    if (db) return db
-    const {default: Database} = await import('better-sqlite3')
+class LocalState implements StateStore {
+  readonly backend = 'local' as const
+  private opened: LocalDatabase | undefined
+
+  constructor(readonly where: string) {}
+
+  async get(): Promise<SpigotState> {
+    return this.read(await this.open())
+  }
+
+  async set(state: SpigotState): Promise<{before: SpigotState; after: SpigotState}> {
+    const local = await this.open()
+    // One IMMEDIATE transaction: the "before" is what this write replaced, even with two togglers.
+    const swap = local.db.transaction((next: SpigotState) => {
+      const before = this.read(local)
+      local.upsert.run(next, new Date().toISOString())
+      return {before, after: this.read(local)}
+    })
+    return swap.immediate(state)
+  }
+
+  async close(): Promise<void> {
+    this.opened?.db.close()
+    this.opened = undefined
+  }
+
+  /** Default ON: a fresh install forwards webhooks. */
+  private read(local: LocalDatabase): SpigotState {
+    const state = local.select.get()?.state
+    return isSpigotState(state) ? state : 'ON'
+  }
+
+  private async open(): Promise<LocalDatabase> {
+    if (this.opened) return this.opened
+    const {default: Sqlite} = await import('better-sqlite3')
+    let db: Database.Database | undefined
     try {
-      mkdirSync(dirname(dbPath), {recursive: true})
-      db = new Database(dbPath)
+      mkdirSync(dirname(this.where), {recursive: true})
+      db = new Sqlite(this.where)
       db.pragma('journal_mode = WAL')
       db.pragma('busy_timeout = 5000')
       db.pragma('synchronous = FULL')
@@ -81,116 +123,101 @@ function openLocalState(dbPath: string): StateStore {
         state TEXT NOT NULL CHECK (state IN ('ON', 'OFF')),
         updated_at TEXT NOT NULL
       )`)
-      select = db.prepare('SELECT state FROM spigot_state WHERE id = 1')
+      this.opened = {
+        db,
+        select: db.prepare<[], {state: unknown}>('SELECT state FROM spigot_state WHERE id = 1'),
+        upsert: db.prepare<[SpigotState, string]>(
+          `INSERT INTO spigot_state (id, state, updated_at) VALUES (1, ?, ?)
+           ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+        ),
+      }
+      return this.opened
     } catch (error) {
-      db = undefined
-      throw new CisternError(`cannot open the spigot state in ${dbPath}: ${errorMessage(error)}`, {
+      db?.close()
+      throw new CisternError(`cannot open the spigot state in ${this.where}: ${errorMessage(error)}`, {
         fix: 'check the file and its directory are writable (CISTERN_DATA_DIR moves the data dir)',
         cause: error,
       })
     }
-    return db
-  }
-
-  // Default ON: a fresh install forwards webhooks.
-  const read = (): SpigotState => ((select!.get() as {state?: SpigotState} | undefined)?.state ?? 'ON')
-
-  return {
-    backend: 'local',
-    where: dbPath,
-    async get() {
-      await open()
-      return read()
-    },
-    async set(state) {
-      const handle = await open()
-      // One IMMEDIATE transaction: the "before" is what this write replaced, even with two togglers.
-      const swap = handle.transaction((next: SpigotState) => {
-        const before = read()
-        handle
-          .prepare(
-            `INSERT INTO spigot_state (id, state, updated_at) VALUES (1, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
-          )
-          .run(next, new Date().toISOString())
-        return {before, after: read()}
-      })
-      return swap.immediate(state)
-    },
-    async close() {
-      db?.close()
-      db = undefined
-      select = undefined
-    },
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // apigw: the stage variable the original process_webhooks Lambda received as `spigot_state`
 
-async function openApiGatewayState(options: StateStoreOptions, log: Logger): Promise<StateStore> {
-  const sdk = await import('@aws-sdk/client-api-gateway')
-  const client = new sdk.APIGatewayClient({
-    ...(options.region ? {region: options.region} : {}),
-    ...(options.profile ? {profile: options.profile} : {}),
-  })
-  const stageName = options.stage ?? 'prod'
-  const restApiId = await resolveApiId(sdk, client, options)
-  const where = `apigw:${restApiId}/${stageName}`
+type ApiGatewaySdk = typeof import('@aws-sdk/client-api-gateway')
+type ApiGatewayClient = import('@aws-sdk/client-api-gateway').APIGatewayClient
 
-  const stateOf = (variables: Record<string, string> | undefined, what: string): SpigotState => {
+class ApiGatewayState implements StateStore {
+  readonly backend = 'apigw' as const
+  readonly where: string
+  /** For error lines: `apigw:<api id>/<stage>`. */
+  private readonly named: string
+
+  private constructor(
+    private readonly sdk: ApiGatewaySdk,
+    private readonly client: ApiGatewayClient,
+    private readonly restApiId: string,
+    private readonly stageName: string,
+    private readonly log: Logger,
+  ) {
+    this.where = `${restApiId}/${stageName}`
+    this.named = `apigw:${this.where}`
+  }
+
+  static async open(options: StateStoreOptions, log: Logger): Promise<ApiGatewayState> {
+    const sdk = await import('@aws-sdk/client-api-gateway')
+    const client = new sdk.APIGatewayClient({
+      ...(options.region ? {region: options.region} : {}),
+      ...(options.profile ? {profile: options.profile} : {}),
+    })
+    try {
+      return new ApiGatewayState(sdk, client, await resolveApiId(sdk, client, options), options.stage ?? 'prod', log)
+    } catch (error) {
+      client.destroy()
+      throw error
+    }
+  }
+
+  async get(): Promise<SpigotState> {
+    const stage = await this.call('GetStage', () => this.client.send(new this.sdk.GetStageCommand({restApiId: this.restApiId, stageName: this.stageName})))
+    return this.stateOf(stage.variables, 'GetStage')
+  }
+
+  async set(state: SpigotState): Promise<{before: SpigotState; after: SpigotState}> {
+    const before = await this.get()
+    const patchOperations = [{op: 'replace' as const, path: `/variables/${STATE_VARIABLE}`, value: state}]
+    const updated = await this.call('UpdateStage', () => this.client.send(new this.sdk.UpdateStageCommand({restApiId: this.restApiId, stageName: this.stageName, patchOperations})))
+    // The stage UpdateStage returns is the truth after the write.
+    const after = updated.variables?.[STATE_VARIABLE] !== undefined ? this.stateOf(updated.variables, 'UpdateStage') : state
+    this.log.info(`stage variable ${STATE_VARIABLE}: ${before} → ${after}`, {api: this.restApiId, stage: this.stageName})
+    return {before, after}
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy()
+  }
+
+  private stateOf(variables: Record<string, string> | undefined, what: string): SpigotState {
     const value = variables?.[STATE_VARIABLE]
     if (value === undefined) {
       // The original Lambda forwards only when the variable says ON: a missing one behaves as OFF.
-      log.warn(`stage variable ${STATE_VARIABLE} is not set on ${where}: treating it as OFF`, {api: restApiId, stage: stageName})
+      this.log.warn(`stage variable ${STATE_VARIABLE} is not set on ${this.named}: treating it as OFF`, {api: this.restApiId, stage: this.stageName})
       return 'OFF'
     }
-    return parseState(value, `${what} ${where} variable ${STATE_VARIABLE}`)
+    return parseState(value, `${what} ${this.named} variable ${STATE_VARIABLE}`)
   }
 
-  const call = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+  private async call<T>(action: string, run: () => Promise<T>): Promise<T> {
     try {
       return await run()
     } catch (error) {
-      throw awsError(error, `${what} on ${where}`)
+      throw awsError(error, {service: 'API Gateway', action, resource: this.named})
     }
-  }
-
-  return {
-    backend: 'apigw',
-    where,
-    async get() {
-      const stage = await call('GetStage', () => client.send(new sdk.GetStageCommand({restApiId, stageName})))
-      return stateOf(stage.variables, 'GetStage')
-    },
-    async set(state) {
-      const stage = await call('GetStage', () => client.send(new sdk.GetStageCommand({restApiId, stageName})))
-      const before = stateOf(stage.variables, 'GetStage')
-      const updated = await call('UpdateStage', () =>
-        client.send(
-          new sdk.UpdateStageCommand({
-            restApiId,
-            stageName,
-            patchOperations: [{op: 'replace', path: `/variables/${STATE_VARIABLE}`, value: state}],
-          }),
-        ),
-      )
-      // The stage UpdateStage returns is the truth after the write.
-      const after = updated.variables?.[STATE_VARIABLE] !== undefined ? stateOf(updated.variables, 'UpdateStage') : state
-      log.info(`stage variable ${STATE_VARIABLE}: ${before} → ${after}`, {api: restApiId, stage: stageName})
-      return {before, after}
-    },
-    async close() {
-      client.destroy()
-    },
   }
 }
 
-async function resolveApiId(
-  sdk: typeof import('@aws-sdk/client-api-gateway'),
-  client: import('@aws-sdk/client-api-gateway').APIGatewayClient,
-  options: StateStoreOptions,
-): Promise<string> {
+async function resolveApiId(sdk: ApiGatewaySdk, client: ApiGatewayClient, options: StateStoreOptions): Promise<string> {
   if (options.apiId) return options.apiId
   if (!options.apiName) {
     throw new UsageError('the apigw state backend needs the REST API', 'pass --api-id or --api-name (or use --backend local)')
@@ -201,57 +228,63 @@ async function resolveApiId(
       for (const api of page.items ?? []) if (api.name === options.apiName && api.id) matches.push(api.id)
     }
   } catch (error) {
-    throw awsError(error, 'GetRestApis')
+    throw awsError(error, {service: 'API Gateway', action: 'GetRestApis'})
   }
-  if (matches.length === 0) {
+  const only = matches.at(0)
+  if (only === undefined) {
     throw new UsageError(`no REST API named "${options.apiName}" in this account/region`, 'check --api-name and --region, or pass --api-id')
   }
   if (matches.length > 1) {
     throw new UsageError(`${matches.length} REST APIs are named "${options.apiName}" (${matches.join(', ')})`, 'pass --api-id to pick one')
   }
-  return matches[0]!
+  return only
 }
 
 // ---------------------------------------------------------------------------------------------
 // the drain rule: toggle_spigot.py enabled the scheduled send_from_queue rule on ON, disabled it on OFF
 
-function withDrainRule(store: StateStore, options: StateStoreOptions, log: Logger): StateStore {
-  const rule = options.drainRule!
-  let client: import('@aws-sdk/client-eventbridge').EventBridgeClient | undefined
-  return {
-    backend: store.backend,
-    where: store.where,
-    get: () => store.get(),
-    async set(state) {
-      const result = await store.set(state)
-      const sdk = await import('@aws-sdk/client-eventbridge')
-      client ??= new sdk.EventBridgeClient({
-        ...(options.region ? {region: options.region} : {}),
-        ...(options.profile ? {profile: options.profile} : {}),
-      })
-      const command = state === 'ON' ? new sdk.EnableRuleCommand({Name: rule}) : new sdk.DisableRuleCommand({Name: rule})
-      try {
-        await client.send(command)
-      } catch (error) {
-        throw awsError(error, `${state === 'ON' ? 'EnableRule' : 'DisableRule'} ${rule} (the state is already ${result.after})`)
-      }
-      log.info(`drain rule ${rule} ${state === 'ON' ? 'enabled' : 'disabled'}`, {rule})
-      return result
-    },
-    async close() {
-      client?.destroy()
-      await store.close()
-    },
-  }
-}
+class WithDrainRule implements StateStore {
+  private client: import('@aws-sdk/client-eventbridge').EventBridgeClient | undefined
 
-function awsError(error: unknown, what: string): CisternError {
-  const name = (error as {name?: string})?.name ?? 'Error'
-  const fix =
-    name === 'NotFoundException' || name === 'ResourceNotFoundException'
-      ? 'check the API id/name, --stage, --drain-rule and --region'
-      : /Credentials|AccessDenied|UnrecognizedClient|ExpiredToken|Unauthorized/i.test(name + errorMessage(error))
-        ? 'check AWS credentials (AWS_PROFILE, --profile) and their permissions'
-        : undefined
-  return new CisternError(`${what} failed: ${name}: ${errorMessage(error)}`, {fix, cause: error})
+  constructor(
+    private readonly store: StateStore,
+    private readonly rule: string,
+    private readonly options: Pick<StateStoreOptions, 'region' | 'profile'>,
+    private readonly log: Logger,
+  ) {}
+
+  get backend(): StateStore['backend'] {
+    return this.store.backend
+  }
+
+  get where(): string {
+    return this.store.where
+  }
+
+  get(): Promise<SpigotState> {
+    return this.store.get()
+  }
+
+  async set(state: SpigotState): Promise<{before: SpigotState; after: SpigotState}> {
+    const result = await this.store.set(state)
+    const sdk = await import('@aws-sdk/client-eventbridge')
+    this.client ??= new sdk.EventBridgeClient({
+      ...(this.options.region ? {region: this.options.region} : {}),
+      ...(this.options.profile ? {profile: this.options.profile} : {}),
+    })
+    const action = state === 'ON' ? 'EnableRule' : 'DisableRule'
+    try {
+      await this.client.send(state === 'ON' ? new sdk.EnableRuleCommand({Name: this.rule}) : new sdk.DisableRuleCommand({Name: this.rule}))
+    } catch (error) {
+      const failed = awsError(error, {service: 'EventBridge', action, resource: this.rule})
+      throw new CisternError(`${action} ${this.rule} (the state is already ${result.after}) failed: ${failed.summary}`, {fix: failed.fix ?? 'check --drain-rule and --region', exitCode: failed.exitCode, cause: error})
+    }
+    this.log.info(`drain rule ${this.rule} ${state === 'ON' ? 'enabled' : 'disabled'}`, {rule: this.rule})
+    return result
+  }
+
+  async close(): Promise<void> {
+    this.client?.destroy()
+    await this.store.close()
+  }
 }

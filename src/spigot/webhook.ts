@@ -1,5 +1,7 @@
 import {createHmac, timingSafeEqual} from 'node:crypto'
 
+import {errorMessage} from '../core/errors.js'
+
 /**
  * GitHub webhook parsing and verification, over the raw request bytes (never a re-serialised
  * body: a single changed byte breaks the signature Jenkins may check again).
@@ -10,25 +12,37 @@ export function signPayload(secret: string, raw: Buffer | string): string {
   return 'sha256=' + createHmac('sha256', secret).update(raw).digest('hex')
 }
 
+const SIGNATURE = /^sha256=([0-9a-f]{64})$/i
+
 /** Constant-time check of X-Hub-Signature-256 against the raw bytes. */
 export function verifySignature(secret: string, raw: Buffer, signatureHeader: string | undefined): boolean {
   if (!signatureHeader) return false
-  const match = /^sha256=([0-9a-f]{64})$/i.exec(signatureHeader.trim())
-  if (!match) return false
+  const hex = SIGNATURE.exec(signatureHeader.trim())?.[1]
+  if (hex === undefined) return false
   const expected = createHmac('sha256', secret).update(raw).digest()
-  const given = Buffer.from(match[1]!, 'hex')
+  const given = Buffer.from(hex, 'hex')
   return given.length === expected.length && timingSafeEqual(given, expected)
 }
 
-/** `text`: the JSON text that was parsed (the decoded body, or the form's `payload` field). */
-export type ParsedPayload = {ok: true; body: unknown; form: boolean; text: string} | {ok: false; reason: string}
+/** A JSON object as JSON.parse gives it. */
+export type JsonObject = Record<string, unknown>
+
+export function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/**
+ * `text`: the JSON text that was parsed (the decoded body, or a form's `payload` field). It is valid
+ * JSON whose value is `body`, so it can stand for the body in a message without serialising it again.
+ */
+export type ParsedPayload = {ok: true; body: JsonObject; form: boolean; text: string} | {ok: false; reason: string}
 
 /**
  * The payload as JSON. GitHub sends `application/json`, or `application/x-www-form-urlencoded`
  * with the JSON in the `payload` field when the hook's content type is "form".
  */
 export function parsePayload(raw: Buffer, contentType: string | undefined): ParsedPayload {
-  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  const type = mediaType(contentType ?? '')
   if (raw.length === 0) return {ok: false, reason: 'empty body'}
   let text: string
   let form = false
@@ -46,19 +60,64 @@ export function parsePayload(raw: Buffer, contentType: string | undefined): Pars
   try {
     body = JSON.parse(text)
   } catch (error) {
-    return {ok: false, reason: `malformed JSON: ${(error as Error).message}`}
+    return {ok: false, reason: `malformed JSON: ${errorMessage(error)}`}
   }
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return {ok: false, reason: 'the payload is not a JSON object'}
+  if (!isJsonObject(body)) return {ok: false, reason: 'the payload is not a JSON object'}
   return {ok: true, body, form, text}
 }
 
-/** What identifies a webhook in logs: event, action, repository, delivery. */
+/** `application/json; charset=utf-8` → `application/json`. */
+function mediaType(contentType: string): string {
+  const semicolon = contentType.indexOf(';')
+  return (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase()
+}
+
+/** What a payload says about itself, where GitHub puts it (every field optional: events differ). */
+export interface PayloadFacts {
+  /** `repository.full_name`: the queue group of the webhook (each repository keeps its order). */
+  repository?: string
+  action?: string
+  /** The pull request or issue number. */
+  number?: number
+}
+
+export function payloadFacts(body: JsonObject): PayloadFacts {
+  const facts: PayloadFacts = {}
+  const repository = body.repository
+  if (isJsonObject(repository) && typeof repository.full_name === 'string') facts.repository = repository.full_name
+  if (typeof body.action === 'string') facts.action = body.action
+  if (typeof body.number === 'number') facts.number = body.number
+  return facts
+}
+
+/** What identifies a webhook in logs: event, action, repository, number, delivery. */
 export function describeWebhook(event: string, body: unknown, delivery: string | undefined): Record<string, unknown> {
-  const payload = (body ?? {}) as {action?: unknown; repository?: {full_name?: unknown}; number?: unknown}
+  return aboutWebhook(event, isJsonObject(body) ? payloadFacts(body) : {}, delivery)
+}
+
+/** describeWebhook from facts already read. */
+export function aboutWebhook(event: string, facts: PayloadFacts, delivery: string | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {event}
-  if (typeof payload.action === 'string') out.action = payload.action
-  if (typeof payload.repository?.full_name === 'string') out.repository = payload.repository.full_name
-  if (typeof payload.number === 'number') out.number = payload.number
+  if (facts.action !== undefined) out.action = facts.action
+  if (facts.repository !== undefined) out.repository = facts.repository
+  if (facts.number !== undefined) out.number = facts.number
   if (delivery) out.delivery = delivery
   return out
+}
+
+/** A webhook the intake took in: its signature checked, its payload parsed. */
+export interface Webhook {
+  event: string
+  /** X-GitHub-Delivery (a manual redelivery keeps it). */
+  delivery?: string
+  /** The request bytes exactly as GitHub sent them (and signed). */
+  raw: Buffer
+  /** The payload's JSON text as received: the body, or a form's `payload` field. */
+  text: string
+  /** Form-encoded (`payload=…`): the text is not the request bytes. */
+  form: boolean
+  body: JsonObject
+  facts: PayloadFacts
+  /** GitHub's headers that travel with it (KEPT_HEADERS, canonical names). */
+  headers: Record<string, string>
 }

@@ -1,3 +1,4 @@
+import {Pool} from 'undici'
 import {afterEach, describe, expect, it} from 'vitest'
 
 import {createHttpServer, type HttpServer} from '../../src/core/http.js'
@@ -81,5 +82,40 @@ describe('createHttpServer', () => {
     const other = await createHttpServer({log: silentLogger, bodyLimit: 1024})
     await expect(other.listen(port)).rejects.toThrow(/port \d+ on 127.0.0.1 is already in use/)
     await other.close()
+  })
+
+  // Issue 11.10: closing dropped idle keep-alive connections at once, resetting requests clients were writing on them.
+  it('close(): refuses new connections, finishes in-flight requests (told Connection: close), closes idle keep-alive connections', async () => {
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    server = await createHttpServer({log: silentLogger, bodyLimit: 1024})
+    server.app.post('/slow', async (_request, reply) => {
+      await released
+      return reply.send({done: true})
+    })
+    const base = await server.listen(0)
+    const idle = new Pool(base, {connections: 1, keepAliveTimeout: 60_000})
+    const busy = new Pool(base, {connections: 1, keepAliveTimeout: 60_000})
+    try {
+      await (await idle.request({path: '/healthz', method: 'GET'})).body.text()
+      const idleClosed = new Promise<void>((resolve) => idle.once('disconnect', () => resolve()))
+      const slow = busy.request({path: '/slow', method: 'POST', body: 'x'})
+      for (let i = 0; i < 100 && busy.stats.pending + busy.stats.running === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+
+      const closing = server.close({idleGraceMs: 100, deadlineMs: 5000})
+      await idleClosed
+      const refused = await fetch(`${base}/healthz`).catch((error: unknown) => error)
+      expect((refused as {cause?: {code?: string}}).cause?.code).toBe('ECONNREFUSED')
+      release()
+      const answer = await slow
+      expect(answer.statusCode).toBe(200)
+      expect(answer.headers.connection).toBe('close')
+      expect(await answer.body.json()).toEqual({done: true})
+      await closing
+    } finally {
+      server = undefined
+      await Promise.all([idle.destroy(), busy.destroy()])
+    }
   })
 })

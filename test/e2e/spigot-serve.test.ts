@@ -13,7 +13,7 @@ import {startServe} from '../helpers/spigot-serve.js'
 import {tempDir} from '../helpers/tmp.js'
 
 const SECRET = 'e2e-webhook-secret'
-const cleanup: Array<() => Promise<unknown> | unknown> = []
+const cleanup: Array<() => unknown> = []
 afterEach(async () => {
   for (const close of cleanup.splice(0).reverse()) await close()
 })
@@ -119,7 +119,7 @@ describe('cistern spigot serve killed with SIGKILL under load', () => {
     for (let i = 0; i < 500 && acknowledged.length < 60; i++) await new Promise((resolve) => setTimeout(resolve, 10))
     child.kill('SIGKILL')
     await load
-    await child.catch(() => {})
+    await child.catch(() => undefined)
     expect(acknowledged.length).toBeGreaterThanOrEqual(60)
 
     const queue = await openQueue(defaultQueueUrl('spigot', {CISTERN_DATA_DIR: dataDir}), {mustExist: true})

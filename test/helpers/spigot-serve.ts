@@ -14,7 +14,7 @@ export async function startServe(env: Record<string, string>, args: string[], cl
   })
   cleanup.push(() => {
     if (child.exitCode === null) child.kill('SIGKILL')
-    return child.catch(() => {})
+    return child.catch(() => undefined)
   })
   const lines: string[] = []
   const url = await new Promise<string>((resolve, reject) => {

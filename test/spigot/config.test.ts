@@ -18,7 +18,7 @@ function configFile(name: string, text: string): string {
 }
 
 describe('resolveSpigotConfig', () => {
-  it('defaults: embedded queue, default routes, short timeout, accept unrouted', async () => {
+  it('defaults: embedded queue, default routes, short timeout, unrouted events forwarded', async () => {
     const config = await resolveSpigotConfig({}, env({JENKINS_URL: 'http://jenkins.internal:8080'}))
     expect(config.queue).toBe(defaultQueueUrl('spigot', env()))
     expect(config.targets).toEqual([{name: 'default', url: 'http://jenkins.internal:8080/', user: undefined, token: undefined}])
@@ -27,7 +27,8 @@ describe('resolveSpigotConfig', () => {
       pull_request: {path: 'ghprbhook/', targets: ['default']},
       issue_comment: {path: 'ghprbhook/', targets: ['default']},
     })
-    expect(config.unrouted).toBe('accept')
+    // Issue 14: events without a rule go where Jenkins got them directly (routes.ts UNROUTED_RULE), not dropped.
+    expect(config.unrouted).toBe('forward')
     expect(config.forwardTimeoutMs).toBe(DEFAULT_FORWARD_TIMEOUT_MS)
     expect(config.webhookSecret).toBeUndefined()
   })

@@ -1,10 +1,9 @@
 import {join} from 'node:path'
 
-import {afterAll, afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {openQueue} from '../../src/core/queue/index.js'
 import type {Queue} from '../../src/core/queue/types.js'
-import {closeJenkinsAgents} from '../../src/spigot/jenkins.js'
 import {type MappingTemplateEvent, handler, queueUrlFrom, resetLambdaRuntime} from '../../src/spigot/lambda.js'
 import {decodeMessage, replayBytes} from '../../src/core/webhook-message.js'
 import {type JenkinsStandIn, githubDelivery, githubExample, jenkinsStandIn, signatureVerifies} from '../helpers/jenkins.js'
@@ -31,9 +30,7 @@ afterEach(async () => {
   vi.unstubAllEnvs()
   await queue.close()
   await jenkins.close()
-  closeJenkinsAgents()
 })
-afterAll(() => closeJenkinsAgents())
 
 /** What the original mapping template produced: body parsed, every request header. */
 function originalEvent(state: string, event: string, payload: unknown, extra: Partial<MappingTemplateEvent> = {}): MappingTemplateEvent {
@@ -78,7 +75,7 @@ describe('lambda handler: the original mapping-template event', () => {
     const result = await handler(originalEvent('OFF', 'pull_request', payload))
     expect(result).toMatchObject({status: 202, queued: ['default'], state: 'OFF'})
     expect(jenkins.requests).toHaveLength(0)
-    const [{message, raw}] = await queued()
+    const {message, raw} = (await queued())[0]!
     expect(message).toMatchObject({spigot_state: 'OFF', from_queue: '', body: payload, target: 'default'})
     expect(message.headers['X-GitHub-Event']).toBe('pull_request')
     expect(message.headers).not.toHaveProperty('X-Forwarded-For')
@@ -98,14 +95,17 @@ describe('lambda handler: the original mapping-template event', () => {
     expect(await handler(originalEvent('ON', 'push', githubExample('push', {index: 1}), {from_queue: 'True'}))).toMatchObject({status: 200})
   })
 
-  it('ping → 200; unknown event → 202; missing event header → "400: …"; bad state → "500: …"', async () => {
+  it('ping → 200; an event without a rule → Jenkins\' github-webhook/ (issue 14), or 202 with unrouted accept; missing event header → "400: …"; bad state → "500: …"', async () => {
     expect(await handler(originalEvent('ON', 'ping', githubExample('ping')))).toMatchObject({status: 200, event: 'ping'})
+    expect(await handler(originalEvent('ON', 'star', githubExample('star')))).toMatchObject({status: 200, forwarded: ['default']})
+    expect(jenkins.webhooks.map((r) => [r.url, r.headers['x-github-event']])).toEqual([['/github-webhook/', 'star']])
+    vi.stubEnv('CISTERN_SPIGOT_UNROUTED', 'accept')
     expect(await handler(originalEvent('ON', 'star', githubExample('star')))).toMatchObject({status: 202})
     const noEvent = originalEvent('ON', 'push', githubExample('push'))
     delete noEvent.headers!['X-GitHub-Event']
     await expect(handler(noEvent)).rejects.toThrow(/^400: missing X-GitHub-Event/)
     await expect(handler(originalEvent('MAYBE', 'push', githubExample('push')))).rejects.toThrow(/^500: API Gateway stage variable spigot_state/)
-    expect(jenkins.webhooks).toHaveLength(0)
+    expect(jenkins.webhooks).toHaveLength(1)
   })
 
   it('missing TARGET_URL is reported like the original', async () => {
@@ -146,7 +146,7 @@ describe('lambda handler: proxy integration / function URL event', () => {
       stageVariables: {spigot_state: 'OFF'},
     })
     expect(result).toMatchObject({statusCode: 202})
-    const [{message}] = await queued()
+    const {message} = (await queued())[0]!
     expect(replayBytes(message).equals(hook.body)).toBe(true)
     expect(await handler({requestContext: {}, body: '{', headers: {'x-github-event': 'push'}, stageVariables: {spigot_state: 'ON'}})).toMatchObject({statusCode: 400})
   })

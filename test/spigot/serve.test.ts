@@ -4,12 +4,13 @@ import {PutObjectCommand, S3Client} from '@aws-sdk/client-s3'
 import {mockClient} from 'aws-sdk-client-mock'
 import {afterAll, afterEach, beforeEach, describe, expect, it} from 'vitest'
 
+import SpigotServe from '../../src/commands/spigot/serve.js'
+
 import {type LogFields, type Logger, silentLogger} from '../../src/core/log.js'
 import {openQueue} from '../../src/core/queue/index.js'
 import type {Queue, QueueMessage} from '../../src/core/queue/types.js'
 import {createCommenter} from '../../src/spigot/comments.js'
 import {DEFAULT_ROUTES, type SpigotConfig} from '../../src/spigot/config.js'
-import {closeJenkinsAgents} from '../../src/spigot/jenkins.js'
 import {s3LargePayloadStore} from '../../src/spigot/large-payload.js'
 import {type SpigotMessage, decodeMessage, replayBytes} from '../../src/core/webhook-message.js'
 import {type SpigotServer, type SpigotServerOptions, cachedState, createSpigotServer} from '../../src/spigot/serve.js'
@@ -47,9 +48,7 @@ interface Fixture {
 const open: Array<() => Promise<void>> = []
 afterEach(async () => {
   for (const close of open.splice(0).reverse()) await close()
-  closeJenkinsAgents()
 })
-afterAll(() => closeJenkinsAgents())
 
 async function fixture(
   options: {
@@ -249,8 +248,12 @@ describe('spigot serve: Jenkins failing or the spigot OFF → queued', () => {
     const f = await fixture({state: 'OFF'})
     expect((await f.post(signed('push', githubExample('push')))).status).toBe(202)
     await f.state.set('ON')
-    expect((await f.post(signed('push', githubExample('push')))).status).toBe(200)
+    // Another repository: one with a webhook queued gets its next one queued behind it (issue 11.8).
+    const other = githubExample('push')
+    other.repository = {...(other.repository as object), full_name: 'octo/other'}
+    expect((await f.post(signed('push', other))).status).toBe(200)
     expect(f.jenkins.webhooks).toHaveLength(1)
+    expect((await f.post(signed('push', githubExample('push')))).json).toMatchObject({queued: ['default'], state: 'ON'})
   })
 
   it('/healthz reports the state and the backlog', async () => {
@@ -291,8 +294,40 @@ describe('spigot serve: Jenkins failing or the spigot OFF → queued', () => {
     for (let i = 0; i < 50 && github.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
     await new Promise((r) => setTimeout(r, 100))
     expect(github.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
-      `POST /repos/${(opened.repository as {full_name: string}).full_name}/issues/${opened.number}/comments`,
+      `POST /repos/${(opened.repository as {full_name: string}).full_name}/issues/${String(opened.number)}/comments`,
     ])
+  })
+})
+
+describe('spigot serve: the queue and target metrics (examples/monitoring)', () => {
+  const sample = (text: string, name: string) => new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]
+
+  it('backlog by state, oldest age, dead letters and Jenkins health, read at scrape time', async () => {
+    const f = await fixture({state: 'OFF'})
+    await f.post(signed('push', githubExample('push')))
+    await f.post(signed('pull_request', githubExample('pull_request')))
+    const [held] = await f.queue.receive({maxMessages: 1, visibilityTimeout: 60})
+    let metrics = await (await fetch(f.url + '/metrics')).text()
+    const q = `queue="${f.queue.url}"`
+    expect(sample(metrics, `cistern_queue_messages{${q},state="visible"}`)).toBe('1')
+    expect(sample(metrics, `cistern_queue_messages{${q},state="in_flight"}`)).toBe('1')
+    expect(sample(metrics, `cistern_queue_messages{${q},state="delayed"}`)).toBe('0')
+    expect(sample(metrics, `cistern_queue_messages{${q},state="dead"}`)).toBe('0')
+    expect(Number(sample(metrics, `cistern_queue_oldest_message_age_seconds{${q}}`))).toBeGreaterThanOrEqual(0)
+    expect(sample(metrics, `cistern_dead_letters_total{${q}}`)).toBe('0')
+    // Nothing forwarded yet (OFF): a health check says.
+    expect(sample(metrics, 'cistern_target_up{target="jenkins:default"}')).toBe('1')
+
+    await f.queue.deadLetter(held!, 'poison for the test')
+    await f.jenkins.setMode('refuse')
+    await f.state.set('ON')
+    const other = githubExample('push')
+    other.repository = {...(other.repository as object), full_name: 'octo/other'}
+    expect((await f.post(signed('push', other))).status).toBe(202)
+    metrics = await (await fetch(f.url + '/metrics')).text()
+    expect(sample(metrics, `cistern_queue_messages{${q},state="dead"}`)).toBe('1')
+    expect(sample(metrics, `cistern_queue_messages{${q},state="visible"}`)).toBe('2')
+    expect(sample(metrics, 'cistern_target_up{target="jenkins:default"}')).toBe('0')
   })
 })
 
@@ -420,6 +455,15 @@ describe('spigot serve: shutdown', () => {
     expect(answer.status).toBe(202)
     expect(await f.queued()).toHaveLength(1)
     await expect(fetch(f.url + '/healthz')).rejects.toThrow()
+  })
+})
+
+describe('spigot serve --help', () => {
+  it('lists no flag it does not use (issue 14: --drain-rule is toggle\'s); paragraphs are single lines', () => {
+    expect(Object.keys(SpigotServe.flags)).not.toContain('drain-rule')
+    // --health-path is used: the health check behind cistern_target_up while nothing is forwarded.
+    expect(Object.keys(SpigotServe.flags)).toContain('health-path')
+    for (const paragraph of SpigotServe.description!.split('\n\n')) expect(paragraph).not.toContain('\n')
   })
 })
 

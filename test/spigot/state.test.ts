@@ -98,7 +98,7 @@ describe('apigw state store', () => {
     apigw.on(GetStageCommand).resolves({variables: {spigot_state: 'off'}})
     apigw.on(UpdateStageCommand).resolves({variables: {spigot_state: 'ON'}})
     const store = await openStateStore({backend: 'apigw', apiName: 'spigot', stage: 'staging', region: 'us-east-1'})
-    expect(store.where).toBe('apigw:two/staging')
+    expect(store.where).toBe('two/staging')
     expect(await store.set('ON')).toEqual({before: 'OFF', after: 'ON'})
     const pages = apigw.commandCalls(GetRestApisCommand)
     expect(pages).toHaveLength(2)
@@ -121,7 +121,7 @@ describe('apigw state store', () => {
 
   it('ON enables and OFF disables the drain rule, after the stage update', async () => {
     apigw.on(GetStageCommand).resolves({variables: {spigot_state: 'OFF'}})
-    apigw.on(UpdateStageCommand).callsFake((input: {patchOperations: {value: string}[]}) => ({variables: {spigot_state: input.patchOperations[0]!.value}}))
+    apigw.on(UpdateStageCommand).callsFake((input: {patchOperations: Array<{value: string}>}) => ({variables: {spigot_state: input.patchOperations[0]!.value}}))
     events.on(EnableRuleCommand).resolves({})
     events.on(DisableRuleCommand).resolves({})
     const store = await openStateStore({backend: 'apigw', apiId: 'abc', drainRule: 'spigot-drain', region: 'us-east-1'})
@@ -169,10 +169,24 @@ describe('spigot toggle (command class, in process)', () => {
     apigw.on(UpdateStageCommand).resolves({variables: {spigot_state: 'OFF'}})
     events.on(DisableRuleCommand).resolves({})
     const result = await SpigotToggle.run(['--state', 'off', '--api-id', 'abc123', '--stage', 'prod', '--drain-rule', 'send-from-queue', '--region', 'us-east-1', '--json'], {root})
-    expect(result).toEqual({backend: 'apigw', where: 'apigw:abc123/prod', before: 'ON', after: 'OFF', drainRule: 'send-from-queue'})
+    expect(result).toEqual({backend: 'apigw', where: 'abc123/prod', before: 'ON', after: 'OFF', drainRule: 'send-from-queue'})
     expect(apigw.commandCalls(UpdateStageCommand)[0]!.args[0].input.patchOperations).toEqual([{op: 'replace', path: '/variables/spigot_state', value: 'OFF'}])
     expect(events.commandCalls(DisableRuleCommand)[0]!.args[0].input).toEqual({Name: 'send-from-queue'})
     expect(JSON.parse(out.join(''))).toMatchObject({backend: 'apigw', before: 'ON', after: 'OFF'})
+  })
+
+  // Issue 14: oclif wraps each line of a description by itself, so a line break inside a paragraph broke sentences.
+  it('--help paragraphs are single lines (oclif wraps them to the terminal)', () => {
+    for (const paragraph of SpigotToggle.description!.split('\n\n')) expect(paragraph).not.toContain('\n')
+  })
+
+  // Issue 14: it printed "(apigw: apigw:abc123/prod)".
+  it('apigw: the human line names the backend once', async () => {
+    apigw.on(GetStageCommand).resolves({variables: {spigot_state: 'OFF'}})
+    apigw.on(UpdateStageCommand).resolves({variables: {spigot_state: 'ON'}})
+    events.on(EnableRuleCommand).resolves({})
+    await SpigotToggle.run(['--state', 'on', '--api-id', 'abc123', '--drain-rule', 'send-from-queue', '--region', 'us-east-1'], {root})
+    expect(out.join('')).toBe('spigot: OFF → ON  (apigw: abc123/prod); drain rule send-from-queue enabled')
   })
 
   it('local: prints the change in human form', async () => {

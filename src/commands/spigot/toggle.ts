@@ -2,28 +2,16 @@ import {Flags} from '@oclif/core'
 
 import {CisternCommand, sharedFlags} from '../../core/command.js'
 import {drainRuleFlags, stateFlags} from '../../flags/spigot.js'
-import {openStateFrom} from '../../spigot/command-options.js'
-import {type SpigotState, parseState} from '../../spigot/state.js'
-
-export interface ToggleResult {
-  backend: 'local' | 'apigw'
-  where: string
-  before: SpigotState
-  after: SpigotState
-  drainRule?: string
-}
+import {type ToggleResult, describeToggle, toggleSpigot} from '../../spigot/toggle.js'
 
 export default class SpigotToggle extends CisternCommand<ToggleResult> {
   static override summary = 'Turn the spigot ON (webhooks go to Jenkins) or OFF (webhooks are queued)'
 
   static override description = `Sets the spigot state and prints it before → after.
 
-Backends:
-  local   (default) the state lives in the embedded database file (<data dir>/cistern.db), read by
-          \`spigot serve\` and \`spigot drain --watch\` on this machine. A fresh install is ON.
-  apigw   the API Gateway stage variable spigot_state of the original spigot (--api-id or --api-name,
-          --stage, default prod), changed with UpdateStage replace /variables/spigot_state, exactly as
-          toggle_spigot.py did. Chosen automatically when an API is named.
+Backend local (the default): the state lives in the embedded database file (<data dir>/cistern.db), where \`spigot serve\` and \`spigot drain --watch\` on this machine read it. A fresh install is ON.
+
+Backend apigw: the state is the API Gateway stage variable spigot_state of the original spigot (--api-id or --api-name, --stage, default prod), changed with UpdateStage replace /variables/spigot_state, exactly as toggle_spigot.py did. It is chosen by itself when an API is named.
 
 With --drain-rule NAME, ON enables and OFF disables that EventBridge rule (the original scheduled drain).
 
@@ -47,17 +35,8 @@ Exit codes: 0 done, 1 AWS refused or failed, 2 bad flag.`
 
   async run(): Promise<ToggleResult> {
     const {flags} = await this.parse(SpigotToggle)
-    const wanted = parseState(flags.state)
-    const store = await openStateFrom(flags, this.logger)
-    try {
-      const {before, after} = await store.set(wanted)
-      const result: ToggleResult = {backend: store.backend, where: store.where, before, after, ...(flags['drain-rule'] ? {drainRule: flags['drain-rule']} : {})}
-      this.print(
-        `spigot: ${before} → ${after}  (${store.backend}: ${store.where})${flags['drain-rule'] ? `; drain rule ${flags['drain-rule']} ${after === 'ON' ? 'enabled' : 'disabled'}` : ''}`,
-      )
-      return result
-    } finally {
-      await store.close()
-    }
+    const result = await toggleSpigot(flags, this.logger)
+    this.print(describeToggle(result))
+    return result
   }
 }

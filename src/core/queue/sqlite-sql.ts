@@ -95,6 +95,7 @@ export function prepareStatements(db: Database.Database) {
       .pluck(),
     findDuplicate: db.prepare('SELECT id FROM queue_messages WHERE queue = ? AND dedup_id = ? AND dead = 0 LIMIT 1').pluck(),
     groupHead: db.prepare('SELECT min(seq) FROM queue_messages WHERE queue = ? AND group_id = ? AND dead = 0').pluck(),
+    groupLive: db.prepare('SELECT 1 FROM queue_messages WHERE queue = ? AND group_id = ? AND dead = 0 LIMIT 1').pluck(),
     groupBusy: db.prepare('SELECT 1 FROM queue_messages WHERE queue = ? AND group_id = ? AND dead = 0 AND receipt IS NOT NULL AND visible_at > ? LIMIT 1').pluck(),
     // The walk over every group (a loose index scan: one seek per group).
     firstGroup: db.prepare('SELECT min(group_id) FROM queue_messages WHERE queue = ? AND dead = 0 AND group_id IS NOT NULL').pluck(),

@@ -555,6 +555,12 @@ class SqliteQueue implements DeadLetterStore {
     this.guard(() => this.tx.keepDead.immediate(message, reason))
   }
 
+  /** A plain read (no lock in WAL mode) on the group index. */
+  async groupHasLiveMessages(groupId: string): Promise<boolean> {
+    this.open()
+    return this.guard(() => this.stmt.groupLive.get(this.name, groupId)) !== undefined
+  }
+
   async peek(max = 10): Promise<QueueMessage[]> {
     this.open()
     const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as (MessageRow & BodyRow)[])

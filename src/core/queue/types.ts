@@ -144,6 +144,12 @@ export interface Queue {
    * optional for test doubles.
    */
   maxAttempts?(): Promise<number | undefined>
+  /**
+   * Whether the group has live messages (visible, in flight or delayed; not dead): one indexed read
+   * on the embedded queue. The spigot's intake asks it so that a webhook never overtakes the queued
+   * ones of its repository. Absent where the backend cannot tell (SQS, the facade).
+   */
+  groupHasLiveMessages?(groupId: string): Promise<boolean>
   /** Look at up to `max` waiting messages without receiving them (when capabilities.peek). */
   peek(max?: number): Promise<QueueMessage[]>
   /**

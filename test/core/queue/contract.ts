@@ -478,6 +478,29 @@ export function queueContract(name: string, factory: SubjectFactory, features: C
       expect(s.queue.capabilities.deadLetter).toBe(true)
     })
 
+    // The spigot's intake queues a webhook behind its repository's queued ones (issue 11.8).
+    it('groupHasLiveMessages: visible, delayed and in-flight messages count; deleted and dead ones do not (where the backend can tell)', async (context) => {
+      const s = await subject({visibilityTimeout: 30})
+      const live = s.queue.groupHasLiveMessages?.bind(s.queue)
+      if (!live) return context.skip('the backend cannot tell (SQS, the facade)')
+      expect(await live('a')).toBe(false)
+      await put(s, [{body: 'a0', groupId: 'a'}, {body: 'u0'}, ...(features.delay ? [{body: 'b0', groupId: 'b', delaySeconds: 60}] : [])])
+      expect(await live('a')).toBe(true)
+      expect(await live('b')).toBe(features.delay)
+      expect(await live('c')).toBe(false)
+      const got = await receiveAll(s.queue, 2)
+      const a0 = got.find((m) => m.body === 'a0')!
+      expect(await live('a')).toBe(true) // in flight
+      await s.queue.delete(a0.receiptHandle)
+      expect(await live('a')).toBe(false)
+      if (features.deadLetters === 'moved') {
+        await put(s, [{body: 'a1', groupId: 'a'}])
+        const [a1] = await receiveAll(s.queue, 1)
+        await s.queue.deadLetter(a1!, 'poison')
+        expect(await live('a')).toBe(false)
+      }
+    })
+
     it.runIf(features.groupsOnEveryQueue)('groups are honoured on a queue not created FIFO; ungrouped messages flow freely beside them', async () => {
       const s = await subject({visibilityTimeout: 30})
       expect(s.queue.capabilities.fifo).toBe(false)

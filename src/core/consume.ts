@@ -96,12 +96,6 @@ export interface ConsumeOptions {
   once?: boolean
   /** One-shot: stop receiving this long after the start (default 5 minutes). */
   deadlineMs?: number
-  /**
-   * One-shot as before the delivery contract: one pass that ends when the queue first looks empty,
-   * with no deadline, leaving what it retried or released to the next run. The pieces pass it
-   * until they adopt the contract; then it goes.
-   */
-  onePass?: boolean
   /** Max handlers running at once (default 4; may exceed 10: several receives fill it). */
   concurrency?: number
   /** Messages per receive, 1–10 (default 10; capped by free slots when `prefetch` is false). */

@@ -343,9 +343,9 @@ describe('consume, outcomes', () => {
     expect(retryDelaySeconds(50, () => 0.999)).toBe(900)
     const queue = new MemoryQueue()
     await queue.send({body: 'x'})
-    // One pass: the retry's delay is what this test looks at.
-    const result = await consume(queue, async () => retry('not yet'), {once: true, onePass: true})
-    expect(result).toMatchObject({retried: 1, stoppedBy: 'empty'})
+    // A deadline before the retry is due: the retry's delay is what this test looks at.
+    const result = await consume(queue, async () => retry('not yet'), {once: true, deadlineMs: 1000})
+    expect(result).toMatchObject({retried: 1, stoppedBy: 'deadline'})
     const seconds = (queue.calls.find((c) => c.op === 'changeVisibility')?.detail as {seconds: number}).seconds
     expect(seconds).toBeGreaterThanOrEqual(1)
     expect(seconds).toBeLessThanOrEqual(2)
@@ -376,9 +376,9 @@ describe('consume, outcomes', () => {
         if (message.body === 'm2') throw new Error('boom at the target')
         return delivered()
       },
-      {once: true, log, onePass: true},
+      {once: true, log, deadlineMs: 1000},
     )
-    expect(result).toMatchObject({delivered: 3, errors: 1, retried: 1, stoppedBy: 'empty'})
+    expect(result).toMatchObject({delivered: 3, errors: 1, retried: 1, stoppedBy: 'deadline'})
     const line = log.lines.find((l) => l.level === 'error')
     expect(line?.msg).toBe('handler failed; retrying later')
     expect(line?.fields ?? line).toMatchObject({error: 'boom at the target'})
@@ -390,7 +390,7 @@ describe('consume, outcomes', () => {
     await fill(queue, 2)
     const result = await consume(queue, (async (m: {body: string}) => (m.body === 'm0' ? undefined : delivered())) as unknown as Handler, {
       once: true,
-      onePass: true,
+      deadlineMs: 1000,
     })
     expect(result).toMatchObject({delivered: 1, errors: 1, retried: 1})
     expect(await queue.stats()).toMatchObject({visible: 0, inFlight: 1})

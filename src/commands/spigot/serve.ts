@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
-import {commentFlags, jenkinsFlags, stateFlags} from '../../flags/spigot.js'
+import {commentFlags, healthFlags, jenkinsFlags, stateFlags} from '../../flags/spigot.js'
 import {UNROUTED} from '../../spigot/config.js'
 import {type ServeSummary, serveSpigot} from '../../spigot/serve.js'
 
@@ -39,6 +39,8 @@ Exit codes: 0 stopped by a signal, 1 failure, 2 bad flag, config or port in use.
       summary: 'Address to bind: 0.0.0.0 (all interfaces, so GitHub can reach it) or 127.0.0.1 behind a reverse proxy.',
     }),
     ...jenkinsFlags,
+    // The health check behind cistern_target_up when no forward said anything for a minute.
+    'health-path': healthFlags['health-path'],
     'webhook-secret-file': Flags.string({summary: 'File holding the GitHub webhook secret (else GITHUB_WEBHOOK_SECRET).'}),
     'forward-timeout': Flags.integer({
       env: 'CISTERN_FORWARD_TIMEOUT',

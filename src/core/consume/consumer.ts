@@ -22,7 +22,6 @@ const MAX_DEAD_LETTERS_LISTED = 100
 /** ConsumeOptions with their defaults. */
 interface Settings {
   once: boolean
-  onePass: boolean
   concurrency: number
   batchSize: number
   prefetch: boolean
@@ -40,7 +39,6 @@ function settingsOf(options: ConsumeOptions): Settings {
   const once = options.once ?? false
   return {
     once,
-    onePass: once && (options.onePass ?? false),
     concurrency: Math.max(1, Math.floor(options.concurrency ?? 4)),
     batchSize: clamp(Math.floor(options.batchSize ?? 10), 1, 10),
     prefetch: options.prefetch ?? true,
@@ -108,8 +106,8 @@ export class Consumer {
     this.gates = options.gates ?? new TargetGates({once: this.settings.once, giveUpAfterMs: options.giveUpAfterMs, log: this.log})
     this.judge = options.judge ?? new TargetJudge(this.gates)
     this.deletes = new DeleteBatcher(queue, this.log, options.deleteFlushMs ?? 50)
-    const {once, onePass} = this.settings
-    this.deadline = once && !onePass ? Date.now() + Math.max(0, options.deadlineMs ?? 300_000) : Number.POSITIVE_INFINITY
+    const {once} = this.settings
+    this.deadline = once ? Date.now() + Math.max(0, options.deadlineMs ?? 300_000) : Number.POSITIVE_INFINITY
   }
 
   async run(): Promise<ConsumeResult> {
@@ -308,6 +306,9 @@ export class Consumer {
     if (target === undefined || messages.length === 0 || this.gates.isOpen(target)) return messages
     const delay = Math.ceil(this.gates.retryInMs(target) / 1000)
     this.log.debug(`${target} went down while receiving: handing back ${messages.length} message(s)`)
+    // Handed back like any other message waiting for its target: a one-shot run waits for them.
+    this.counters.released += messages.length
+    for (const message of messages) this.expectBack(message.id, delay, target)
     await Promise.all(messages.map((message) => this.releaseToQueue(message, delay)))
     return []
   }
@@ -350,7 +351,7 @@ export class Consumer {
     // Deletes still waiting in the batch hold back FIFO groups (a group is blocked while its head
     // is in flight): send them, then look once more before calling the queue empty.
     if (await this.deletes.settle()) return
-    const next = this.settings.onePass ? undefined : this.handedBack.nextLook(this.deadline, this.gates)
+    const next = this.handedBack.nextLook(this.deadline, this.gates)
     if (next === undefined) {
       if (await this.awaitLapsingLease()) return
       this.stop(this.whyNothingIsLeft())
@@ -369,7 +370,7 @@ export class Consumer {
    * for targets it gave up). Not again once a wait brought nothing: its holder is alive.
    */
   private async awaitLapsingLease(): Promise<boolean> {
-    if (!this.options.awaitLapsingLeases || this.settings.onePass || this.handedBack.size > 0) return false
+    if (!this.options.awaitLapsingLeases || this.handedBack.size > 0) return false
     if (this.receivedAtLapseWait === this.counters.received) return false
     const stats = await this.statsOrUndefined()
     const at = stats?.nextVisibleAt?.getTime()
@@ -383,7 +384,7 @@ export class Consumer {
 
   /** A one-shot run that has nothing left to wait for: why. */
   private whyNothingIsLeft(): StoppedBy {
-    if (this.settings.onePass || this.handedBack.size === 0) return 'empty'
+    if (this.handedBack.size === 0) return 'empty'
     return this.handedBack.waitsOnlyForGivenUpTargets(this.gates) ? 'target-down' : 'deadline'
   }
 
@@ -493,7 +494,8 @@ export class Consumer {
         const retryAfterMs = outcome.retryAfterSeconds === undefined ? undefined : outcome.retryAfterSeconds * 1000
         this.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials, retryAfterMs})
         // The one target is down: a long poll in flight would take messages that cannot be attempted.
-        if (outcome.target === this.settings.target) this.polling?.abort()
+        // (A short poll is left to answer: cutting it could strand what SQS already handed out.)
+        if (outcome.target === this.settings.target && this.settings.waitSeconds > 0) this.polling?.abort()
         return this.handBack(flight, Math.ceil(this.gates.retryInMs(outcome.target) / 1000), outcome.reason, outcome.target)
       }
       case 'stop': {

@@ -22,8 +22,8 @@ async function fill(queue: MemoryQueue, n: number, prefix = 'm') {
 }
 
 /** A logger that keeps its lines for assertions. */
-function memoryLog(): Logger & {lines: {level: string; msg: string; fields: LogFields}[]} {
-  const lines: {level: string; msg: string; fields: LogFields}[] = []
+function memoryLog(): Logger & {lines: Array<{level: string; msg: string; fields: LogFields}>} {
+  const lines: Array<{level: string; msg: string; fields: LogFields}> = []
   const stream = {write: (text: string) => (lines.push(JSON.parse(text)), true)} as unknown as NodeJS.WritableStream
   const logger = createLogger({stream, format: 'json', level: 'debug'})
   return Object.assign(logger, {lines: lines as never})
@@ -215,7 +215,7 @@ describe('consume, prefetch', () => {
     const queue = new MemoryQueue()
     await fill(queue, 2)
     const log = memoryLog()
-    const handled: {body: string; receiveCount: number}[] = []
+    const handled: Array<{body: string; receiveCount: number}> = []
     let rival: unknown[] | undefined
     const result = await consume(
       queue,

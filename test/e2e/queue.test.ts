@@ -48,7 +48,7 @@ describe('cistern queue on the embedded queue', slow, () => {
     expect(Date.parse(String(counted.nextVisibleAt))).toBeGreaterThan(Date.now() + 500_000)
 
     const peeked = await run(['queue', 'peek', url, '--json'])
-    expect((JSON.parse(peeked.stdout) as {body: string}[]).map((m) => m.body)).toEqual([
+    expect((JSON.parse(peeked.stdout) as Array<{body: string}>).map((m) => m.body)).toEqual([
       '{"job": "build", "n": 1}',
       'line one\nline two\n',
       '{"from":"file"}',
@@ -56,7 +56,7 @@ describe('cistern queue on the embedded queue', slow, () => {
 
     const received = await run(['queue', 'receive', url, '--max', '10', '--json'])
     expect(received.exitCode).toBe(0)
-    const messages = JSON.parse(received.stdout) as {id: string; body: string; receiveCount: number; attributes: Record<string, string>}[]
+    const messages = JSON.parse(received.stdout) as Array<{id: string; body: string; receiveCount: number; attributes: Record<string, string>}>
     expect(messages.map((m) => [m.body, m.receiveCount])).toEqual([
       ['{"job": "build", "n": 1}', 1],
       ['line one\nline two\n', 1],

@@ -98,7 +98,7 @@ class FacadeQueue implements Queue {
    * The facade decides how many messages a GET returns. Those beyond maxMessages wait here for
    * the next receive, while their lease is young enough to be worth handing out.
    */
-  private buffer: {message: QueueMessage; at: number}[] = []
+  private buffer: Array<{message: QueueMessage; at: number}> = []
 
   constructor(
     readonly url: string,

@@ -60,11 +60,11 @@ export class GroupCommitClosedError extends Error {
 
 export class GroupCommit<I, O> {
   readonly stats: GroupCommitStats = {commits: 0, items: 0, largestBatch: 0, isolated: 0}
-  private readonly pending: Pending<I, O>[] = []
+  private readonly pending: Array<Pending<I, O>> = []
   private running = 0
   private scheduled = false
   private closed = false
-  private idle: (() => void)[] = []
+  private idle: Array<() => void> = []
   private readonly maxBatch: number
   private readonly concurrency: number
 
@@ -117,7 +117,7 @@ export class GroupCommit<I, O> {
     }
   }
 
-  private async commitBatch(batch: Pending<I, O>[]): Promise<void> {
+  private async commitBatch(batch: Array<Pending<I, O>>): Promise<void> {
     this.stats.commits++
     this.stats.items += batch.length
     this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length)
@@ -125,7 +125,7 @@ export class GroupCommit<I, O> {
     try {
       results = await this.commit(batch.map((p) => p.item))
     } catch (error) {
-      if (error instanceof QueueBatchError && error.results) return settleEach(batch, error)
+      if (error instanceof QueueBatchError && error.results) return void settleEach(batch, error)
       if (batch.length === 1 || this.options.isolateFailures === false) {
         for (const p of batch) p.reject(error)
         return
@@ -148,7 +148,7 @@ export class GroupCommit<I, O> {
 }
 
 /** A QueueBatchError that says which entries failed and what the others got: each gets its own. */
-function settleEach<O>(batch: Pending<unknown, O>[], error: QueueBatchError): void {
+function settleEach<O>(batch: Array<Pending<unknown, O>>, error: QueueBatchError): void {
   const failed = new Map(error.failures.map((failure) => [failure.index, failure]))
   batch.forEach((p, i) => {
     if (failed.has(i)) p.reject(entryError(error, i))

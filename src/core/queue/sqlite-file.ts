@@ -205,7 +205,7 @@ const SHRINK_WAIT_MS = 50
 function shrinkWal(db: Database.Database): void {
   db.pragma(`busy_timeout = ${SHRINK_WAIT_MS}`)
   try {
-    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as {busy: number}[]
+    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{busy: number}>
     if (result?.busy) db.pragma('wal_checkpoint(PASSIVE)')
   } finally {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)

@@ -195,7 +195,7 @@ type Visible = [number, number, string?]
 /** What one claim did: the messages leased, and those that went dead instead (attempts used up). */
 interface Claim {
   messages: QueueMessage[]
-  dead: {message: QueueMessage; reason: string}[]
+  dead: Array<{message: QueueMessage; reason: string}>
 }
 
 class SqliteQueue implements DeadLetterStore {
@@ -391,7 +391,7 @@ class SqliteQueue implements DeadLetterStore {
 
   private bodiesOf(seqs: number[]): Map<number, BodyRow> {
     if (seqs.length === 0) return new Map()
-    const rows = this.stmt.bodies(seqs.length).all(...seqs) as (BodyRow & {seq: number})[]
+    const rows = this.stmt.bodies(seqs.length).all(...seqs) as Array<BodyRow & {seq: number}>
     return new Map(rows.map((row) => [row.seq, row]))
   }
 
@@ -471,7 +471,7 @@ class SqliteQueue implements DeadLetterStore {
     const deleted = new Set<number>()
     for (const batch of chunks(handles.map((handle) => ({handle, seq: this.parseReceipt(handle)})).filter((h) => h.seq !== undefined))) {
       const pairs = batch.flatMap(({handle, seq}) => [seq, handle])
-      const seqs = this.stmt.deleteLeased(batch.length).all(...pairs, this.name, now) as {seq: number}[]
+      const seqs = this.stmt.deleteLeased(batch.length).all(...pairs, this.name, now) as Array<{seq: number}>
       if (seqs.length > 0) this.stmt.deleteBodies(seqs.length).run(...seqs.map((row) => row.seq))
       for (const row of seqs) deleted.add(row.seq)
     }
@@ -563,14 +563,14 @@ class SqliteQueue implements DeadLetterStore {
 
   async peek(max = 10): Promise<QueueMessage[]> {
     this.open()
-    const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as (MessageRow & BodyRow)[])
+    const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as Array<MessageRow & BodyRow>)
     return rows.map((row) => toMessage(row, row, ''))
   }
 
   /** Dead messages with their reason in `attributes['cistern.deadReason']` (operator view). */
   async peekDead(max = 10): Promise<QueueMessage[]> {
     this.open()
-    const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as (MessageRow & BodyRow)[])
+    const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as Array<MessageRow & BodyRow>)
     return rows.map((row) => {
       const message = toMessage(row, row, '')
       if (row.dead_reason) message.attributes = {...message.attributes, 'cistern.deadReason': row.dead_reason}

@@ -398,13 +398,13 @@ class SqsQueue implements Queue {
       if (key !== DEAD_REASON_ATTRIBUTE && key !== DEAD_FROM_ATTRIBUTE && key !== DEAD_AT_ATTRIBUTE) attributes[key] = {DataType: 'String', StringValue: value}
     }
     // The message's own attributes come first (a redrive puts them back); ours fill what is left of SQS's 10.
-    const ours: [string, string][] = [
+    const ours: Array<[string, string]> = [
       [DEAD_REASON_ATTRIBUTE, reason.slice(0, 1024) || 'dead'],
       [DEAD_FROM_ATTRIBUTE, this.queueUrl],
       [DEAD_AT_ATTRIBUTE, new Date().toISOString()],
     ]
     for (const [key, value] of ours) if (Object.keys(attributes).length < MAX_ATTRIBUTES) attributes[key] = {DataType: 'String', StringValue: value}
-    const dlqFifo = /\.fifo$/.test(target.url)
+    const dlqFifo = target.url.endsWith('.fifo')
     await this.call('SendMessage', () =>
       this.client.send(
         new this.sdk.SendMessageCommand({

@@ -16,7 +16,7 @@ export interface SerializedError {
   fix?: string
   operation?: 'send' | 'delete'
   failures?: BatchFailure[]
-  results?: (SendResult | undefined)[]
+  results?: Array<SendResult | undefined>
 }
 
 export function serializeError(error: unknown): SerializedError {
@@ -59,7 +59,7 @@ export async function startWriterThread(url: string, fifo: boolean, log?: Logger
       if ('ready' in message) {
         settled = true
         if (!message.ready) log?.warn('queue writer thread failed to start: committing on the main thread', {error: message.error?.message})
-        return resolve(message.ready)
+        return void resolve(message.ready)
       }
       const entry = waiting.get(message.id)
       waiting.delete(message.id)

@@ -35,9 +35,6 @@ export default tseslint.config(
       '@typescript-eslint/no-confusing-void-expression': ['error', {ignoreArrowShorthand: true, ignoreVoidOperator: true}],
       // string[] for simple element types, Array<{…}> / Array<A | B> where brackets would be hard to read.
       '@typescript-eslint/array-type': ['error', {default: 'array-simple'}],
-      // Until noUncheckedIndexedAccess is on (issue 13), `list[0]!` looks unnecessary to this rule but
-      // is what that setting will require: re-enable it together with the setting.
-      '@typescript-eslint/no-unnecessary-type-assertion': 'off',
       // `async` is how an async interface is implemented (oclif flag parsers, queue backends,
       // stand-ins) even without an await; forgotten awaits are no-floating-promises' job.
       '@typescript-eslint/require-await': 'off',

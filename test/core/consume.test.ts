@@ -691,13 +691,13 @@ function startConsumer(env: Record<string, string>): Consumer {
   children.push(child)
   const lines: string[] = []
   let partial = ''
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     const parts = (partial + chunk.toString()).split('\n')
     partial = parts.pop() ?? ''
     lines.push(...parts)
   })
   let stderr = ''
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   const exit = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) =>
     child.on('exit', (code, signal) => {
       if (code) console.error(`consumer exited ${code}: ${stderr}`)

@@ -383,7 +383,7 @@ describe('examples/monitoring', () => {
       const hooksUrl = await new Promise<string>((resolve, reject) => {
         let out = ''
         const timer = setTimeout(() => reject(new Error(`hooks serve did not start: ${out}`)), 20_000)
-        hooks.stdout!.on('data', (chunk: Buffer) => {
+        hooks.stdout.on('data', (chunk: Buffer) => {
           out += chunk.toString()
           const match = /listening on (http:\/\/\S+)/.exec(out)
           if (match) {

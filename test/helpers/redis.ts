@@ -62,15 +62,15 @@ export async function startRedis(): Promise<RedisServer> {
           resolve()
         }
       }
-      proc.stdout!.on('data', onData)
-      proc.stderr!.on('data', onData)
+      proc.stdout.on('data', onData)
+      proc.stderr.on('data', onData)
       proc.once('exit', (code) => {
         clearTimeout(timer)
         reject(new Error(`redis-server exited (${code}):\n${output}`))
       })
     })
-    proc.stdout!.resume()
-    proc.stderr!.resume()
+    proc.stdout.resume()
+    proc.stderr.resume()
   }
 
   async function kill(): Promise<void> {

@@ -423,7 +423,7 @@ class SqliteQueue implements DeadLetterStore {
       let messages: QueueMessage[] = []
       // A full batch last time: more are likely waiting, so skip the look before the write lock.
       if (this.lastReceiveFull || this.guard(() => this.stmt.anyVisible.get({queue: this.name, now: Date.now()})) === 1) {
-        const claim = this.guard(() => this.soft(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as Claim))
+        const claim = this.guard(() => this.soft(() => this.tx.receive.immediate(maxMessages, visibilityTimeout)))
         messages = claim.messages
         this.lastReceiveFull = messages.length === maxMessages
         this.reportDead(claim.dead, options.onDead)
@@ -486,13 +486,13 @@ class SqliteQueue implements DeadLetterStore {
 
   async delete(receiptHandle: string): Promise<void> {
     this.open()
-    if (this.guard(() => this.tx.deleteBatch.immediate([receiptHandle]) as BatchFailure[]).length > 0) throw new StaleReceiptError(receiptHandle)
+    if (this.guard(() => this.tx.deleteBatch.immediate([receiptHandle])).length > 0) throw new StaleReceiptError(receiptHandle)
   }
 
   async deleteBatch(receiptHandles: string[]): Promise<void> {
     this.open()
     if (receiptHandles.length === 0) return
-    const failures = this.guard(() => this.tx.deleteBatch.immediate(receiptHandles) as BatchFailure[])
+    const failures = this.guard(() => this.tx.deleteBatch.immediate(receiptHandles))
     if (failures.length > 0) throw new QueueBatchError('delete', failures)
   }
 
@@ -590,7 +590,7 @@ class SqliteQueue implements DeadLetterStore {
 
   async purge(): Promise<number> {
     this.open()
-    const purged = this.guard(() => this.tx.purge.immediate() as number)
+    const purged = this.guard(() => this.tx.purge.immediate())
     this.deletedSinceReclaim += purged
     this.reclaimAfterDrain()
     return purged
@@ -598,7 +598,7 @@ class SqliteQueue implements DeadLetterStore {
 
   async redrive(): Promise<number> {
     this.open()
-    return this.guard(() => this.tx.redrive.immediate() as number)
+    return this.guard(() => this.tx.redrive.immediate())
   }
 
   async close(): Promise<void> {

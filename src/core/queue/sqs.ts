@@ -348,7 +348,7 @@ class SqsQueue implements Queue {
   private attributes(names: string[], queueUrl = this.queueUrl): Promise<Record<string, string>> {
     return this.call('GetQueueAttributes', async () => {
       const out = await this.client.send(new this.sdk.GetQueueAttributesCommand({QueueUrl: queueUrl, AttributeNames: names as never}))
-      return (out.Attributes ?? {}) as Record<string, string>
+      return out.Attributes ?? {}
     })
   }
 

@@ -38,7 +38,7 @@ export function receiveParams(options: ReceiveOptions, defaultVisibility: number
 
 /** Checks a message before it is sent; `maxBodyBytes` is the backend's limit. */
 export function checkSend(message: SendInput, maxBodyBytes: number): void {
-  if (typeof message?.body !== 'string') throw new UsageError('message body must be a string')
+  if (typeof message.body !== 'string') throw new UsageError('message body must be a string')
   if (message.body.length === 0) throw new UsageError('message body is empty', 'queues do not carry empty messages: send some text')
   const bytes = Buffer.byteLength(message.body, 'utf8')
   if (bytes > maxBodyBytes) {
@@ -59,7 +59,10 @@ export function checkSend(message: SendInput, maxBodyBytes: number): void {
 export function pause(ms: number, ...signals: Array<AbortSignal | undefined>): Promise<void> {
   const live = signals.filter((s): s is AbortSignal => s !== undefined)
   return new Promise((resolve) => {
-    if (ms <= 0 || live.some((s) => s.aborted)) return void resolve()
+    if (ms <= 0 || live.some((s) => s.aborted)) {
+      resolve()
+      return
+    }
     const done = () => {
       clearTimeout(timer)
       for (const s of live) s.removeEventListener('abort', done)

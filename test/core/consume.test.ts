@@ -548,7 +548,7 @@ describe('consume, foreground', () => {
     queue.beforeReceive = () => {
       throw down
     }
-    const gaveUp = await consume(queue, async () => delivered(), {once: true, receiveBackoff: {baseMs: 10, maxMs: 20}}).catch((error) => error)
+    const gaveUp = (await consume(queue, async () => delivered(), {once: true, receiveBackoff: {baseMs: 10, maxMs: 20}}).catch((error: unknown) => error)) as CisternError
     expect(gaveUp).toBeInstanceOf(CisternError)
     expect(gaveUp.oneLine).toBe('cannot receive from memory:test: connect ECONNREFUSED (5 attempts) — check the queue URL, credentials and network')
     expect(gaveUp.cause).toBe(down)

@@ -378,7 +378,7 @@ describe('examples/monitoring', () => {
       const hooks = execa('node', [CLI, 'hooks', 'serve', '--port', '0', '--host', '127.0.0.1', '--store', `sqlite:${join(dir, 'hooks.db')}`], {env: hooksEnv, reject: false, timeout: 60_000})
       cleanup.push(() => {
         if (hooks.exitCode === null) hooks.kill('SIGKILL')
-        return hooks.catch(() => {})
+        return hooks.catch(() => undefined)
       })
       const hooksUrl = await new Promise<string>((resolve, reject) => {
         let out = ''

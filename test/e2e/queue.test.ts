@@ -156,11 +156,9 @@ describe('cistern queue on SQS through AWS_ENDPOINT_URL (loopback SQS JSON endpo
   beforeAll(async () => {
     sim.createQueue('e2e-jobs', {deadLetterName: 'e2e-jobs-dlq', maxReceiveCount: 3})
     endpoint = await sqsEndpoint(sim)
+    return () => endpoint.close()
   })
-  afterAll(async () => {
-    await endpoint?.close()
-    sim.stop()
-  })
+  afterAll(() => sim.stop())
   const awsEnv = () => ({
     ...env,
     AWS_ENDPOINT_URL: endpoint.url,
@@ -267,11 +265,11 @@ describe.runIf(existsSync('/usr/bin/script'))('queue purge on a terminal', slow,
     const url = `sqlite:${join(dir, 'tty.db')}#jobs`
     expect((await run(['queue', 'send', url, '--body', 'keep me?'])).exitCode).toBe(0)
     const no = await onTty(url, 'n\n')
-    expect(String(no.stdout)).toContain('Delete every message in')
-    expect(String(no.stdout)).toContain('not purged')
+    expect(no.stdout).toContain('Delete every message in')
+    expect(no.stdout).toContain('not purged')
     expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toMatchObject({visible: 1})
     const yes = await onTty(url, 'y\n')
-    expect(String(yes.stdout)).toContain('purged 1 message')
+    expect(yes.stdout).toContain('purged 1 message')
     expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toMatchObject({visible: 0})
   })
 })

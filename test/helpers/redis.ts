@@ -76,7 +76,7 @@ export async function startRedis(): Promise<RedisServer> {
   async function kill(): Promise<void> {
     const proc = child
     child = undefined
-    if (!proc || proc.exitCode !== null) return
+    if (proc?.exitCode !== null) return // none started, or it has exited
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve())
       proc.kill('SIGKILL')

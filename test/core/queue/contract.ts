@@ -164,7 +164,7 @@ export function queueContract(name: string, factory: SubjectFactory, features: C
         await expect(s.queue.delete(first!.receiptHandle)).rejects.toBeInstanceOf(StaleReceiptError)
         if (features.visibility) await expect(s.queue.changeVisibility(first!.receiptHandle, 0)).rejects.toBeInstanceOf(StaleReceiptError)
       } else {
-        await s.queue.delete(first!.receiptHandle).catch(() => {})
+        await s.queue.delete(first!.receiptHandle).catch(() => undefined)
       }
       // The second holder's lease is intact: still hidden, and its receipt deletes it.
       expect(await s.queue.receive()).toEqual([])

@@ -427,7 +427,7 @@ await queue.close()
     const child = execa('node', [receiverScript, url, join(dir, 'never'), 'hold', '1'], {timeout: 60_000, reject: false})
     let held: string[] = []
     for await (const line of child.iterable()) {
-      held = JSON.parse(String(line)) as string[]
+      held = JSON.parse(line) as string[]
       break
     }
     expect(held).toHaveLength(5)

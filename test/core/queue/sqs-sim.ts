@@ -199,6 +199,7 @@ export class SqsSimulator {
   }
 
   /** The simulated SQS operations by name (`SendMessage`, …): the mock and the HTTP endpoint both call these. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each operation reads its own request shape (the SDK's input or the parsed JSON body)
   readonly handlers: Record<string, (input: any) => unknown> = {}
 
   private install(): void {
@@ -334,7 +335,10 @@ export async function sqsEndpoint(sim: SqsSimulator): Promise<StandIn> {
       res.writeHead(status, {'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': randomUUID(), ...headers})
       res.end(JSON.stringify(body))
     }
-    if (!handler) return void reply(400, {__type: 'com.amazonaws.sqs#InvalidAction', message: `unknown operation ${operation}`})
+    if (!handler) {
+      reply(400, {__type: 'com.amazonaws.sqs#InvalidAction', message: `unknown operation ${operation}`})
+      return
+    }
     try {
       reply(200, (await handler(JSON.parse(req.body.toString('utf8') || '{}'))) ?? {})
     } catch (error) {

@@ -1,7 +1,7 @@
-// ESLint (flat config): `npm run lint` checks src/ and test/ with typescript-eslint's strict and
-// stylistic type-checked rules, plus the core-rule conventions oclif's own projects use
-// (eslint-config-oclif: eslint:recommended, xo's eqeqeq/no-var/prefer-const/object-shorthand, no
-// curly or capitalised-comment rules) and cistern's own: commands never exit or write stderr
+// ESLint (flat config): `npm run lint` (part of `npm test`, which wants 0 problems) checks src/ and
+// test/ with typescript-eslint's strict and stylistic type-checked rules, plus the core-rule
+// conventions oclif's own projects use (eslint-config-oclif: eslint:recommended, xo's
+// eqeqeq/no-var/prefer-const/object-shorthand, no curly or capitalised-comment rules) and cistern's own: commands never exit or write stderr
 // themselves (src/core/command.ts decides exit codes), and src/ never prints with console.
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'

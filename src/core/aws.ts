@@ -102,8 +102,9 @@ export function classifyAwsError(error: unknown): AwsErrorKind {
   if (ACCESS_DENIED.has(name) || /not authorized to perform|access denied/i.test(message)) return 'access-denied'
   if (networkCode(error)) return 'unreachable'
   if (THROTTLED.has(name)) return 'throttled'
-  const status = (error as {$metadata?: {httpStatusCode?: number}})?.$metadata?.httpStatusCode
-  if (SERVER.has(name) || (status !== undefined && status >= 500) || (error as {$fault?: string})?.$fault === 'server') return 'server'
+  const {$metadata, $fault} = typeof error === 'object' && error !== null ? (error as {$metadata?: {httpStatusCode?: number}; $fault?: string}) : {}
+  const status = $metadata?.httpStatusCode
+  if (SERVER.has(name) || (status !== undefined && status >= 500) || $fault === 'server') return 'server'
   return 'other'
 }
 
@@ -115,7 +116,8 @@ export function isTransientAwsError(error: unknown): boolean {
 
 /** The endpoint an SDK client for `service` (e.g. 'SQS') sends to, as AWS_ENDPOINT_URL[_SERVICE] says. */
 export function awsEndpointFromEnv(service: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return env[`AWS_ENDPOINT_URL_${service.toUpperCase()}`] || env.AWS_ENDPOINT_URL || undefined
+  const set = (name: string) => (env[name] === '' ? undefined : env[name]) // an empty variable is unset
+  return set(`AWS_ENDPOINT_URL_${service.toUpperCase()}`) ?? set('AWS_ENDPOINT_URL')
 }
 
 /** Turns a failed AWS call into one operator line with the fix and the right exit code. */

@@ -256,7 +256,8 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'a list'
   if (typeof value === 'object') return 'a mapping'
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value)
-  return String(value as number | boolean | bigint | symbol)
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  return typeof value // a symbol or function: never from a parsed file
 }
 
 /** ` — did you mean "spigot"?` for a misspelt key, from the keys the schema knows at that place. */
@@ -285,7 +286,7 @@ function knownKeys(schema: unknown, path: PropertyKey[]): string[] | undefined {
     if (!node) return undefined
   }
   const def = defOf(node)
-  return def?.type === 'object' && def.shape ? Object.keys(def.shape as object) : undefined
+  return def?.type === 'object' && def.shape ? Object.keys(def.shape) : undefined
 }
 
 function defOf(schema: unknown): Record<string, unknown> | undefined {
@@ -328,7 +329,7 @@ function editDistance(a: string, b: string): number {
  */
 function lineOf(doc: Document, lines: LineCounter, path: PropertyKey[], keyNode = false): number {
   let node: unknown = doc.contents
-  let offset = (doc.contents as Node | null)?.range?.[0] ?? 0
+  let offset = doc.contents?.range?.[0] ?? 0
   for (const [index, segment] of path.entries()) {
     const last = index === path.length - 1
     if (isMap(node)) {

@@ -87,7 +87,7 @@ export function splitCommand(line: string): string[] {
           break
         }
         if (c === '\\' && i + 1 < line.length && '"\\$`\n'.includes(line.charAt(i + 1))) {
-          if (line[i + 1] !== '\n') word += line[i + 1]
+          if (line.charAt(i + 1) !== '\n') word += line.charAt(i + 1)
           i += 2
           continue
         }
@@ -98,8 +98,8 @@ export function splitCommand(line: string): string[] {
       inWord = true
     } else if (ch === '\\') {
       if (i + 1 >= line.length) throw new UsageError('a trailing backslash escapes nothing')
-      if (line[i + 1] !== '\n') {
-        word += line[i + 1]
+      if (line.charAt(i + 1) !== '\n') {
+        word += line.charAt(i + 1)
         inWord = true
       }
       i += 2

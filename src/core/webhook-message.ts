@@ -7,8 +7,10 @@
  * byte-identical and the X-Hub-Signature(-256) still verifies.
  */
 export interface SpigotMessage {
-  spigot_state: 'ON' | 'OFF' | string
-  from_queue: 'true' | 'false' | string
+  /** 'ON' or 'OFF' (kept as the sender wrote it). */
+  spigot_state: string
+  /** 'true' or 'false' (kept as the sender wrote it). */
+  from_queue: string
   /** The parsed JSON payload (what the original Lambda re-serialised). */
   body: unknown
   /** The kept GitHub headers, original casing. */
@@ -61,7 +63,7 @@ export function replayBytes(message: SpigotMessage): Buffer {
 
 /** Parse a queued body; throws a plain Error on anything that is not a spigot message. */
 export function decodeMessage(text: string): SpigotMessage {
-  const value = JSON.parse(text) as Partial<SpigotMessage>
+  const value = JSON.parse(text) as Partial<SpigotMessage> | null
   if (!value || typeof value !== 'object' || !('body' in value) || !value.headers || typeof value.headers !== 'object') {
     throw new Error('not a spigot message: expected {spigot_state, from_queue, body, headers}')
   }

@@ -40,7 +40,7 @@ export function listenerJobsSchema(bangCommand: string[], baseDir: string) {
         // reportInput: the config loader names what the file holds ("got nothing"), not the whole job.
         const parsed = bangJobSchema.safeParse(value, {reportInput: true})
         if (!parsed.success) {
-          for (const issue of parsed.error.issues) ctx.addIssue({...issue, path: [name, ...issue.path]} as never)
+          for (const issue of parsed.error.issues) ctx.addIssue({...issue, path: [name, ...issue.path]})
           continue
         }
         const job = parsed.data
@@ -54,7 +54,7 @@ export function listenerJobsSchema(bangCommand: string[], baseDir: string) {
       }
       const parsed = jobsSchema.safeParse({[name]: value}, {reportInput: true})
       if (!parsed.success) {
-        for (const issue of parsed.error.issues) ctx.addIssue({...issue} as never)
+        for (const issue of parsed.error.issues) ctx.addIssue({...issue})
         continue
       }
       for (const spec of parsed.data.values()) {

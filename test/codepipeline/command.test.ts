@@ -105,7 +105,7 @@ describe('command handler', () => {
     expect(await done).toBe('succeeded')
     expect(commandNames(cp)).toEqual(['AcknowledgeJob', 'PutJobSuccessResult'])
     expect(commandNames(s3)).toEqual(['GetObject', 'PutObject'])
-    expect(s3.commandCalls(GetObjectCommand)[0]!.args[0]!.input).toEqual({Bucket: 'pipeline-bucket', Key: 'demo/Source/in.zip'})
+    expect(s3.commandCalls(GetObjectCommand)[0]!.args[0].input).toEqual({Bucket: 'pipeline-bucket', Key: 'demo/Source/in.zip'})
 
     // The S3 client was built from the job's artifact credentials, not the worker's.
     for (const call of s3.calls()) {
@@ -114,13 +114,13 @@ describe('command handler', () => {
       expect(await used.region()).toBe('eu-west-1')
     }
 
-    const put = s3.commandCalls(PutObjectCommand)[0]!.args[0]!.input
+    const put = s3.commandCalls(PutObjectCommand)[0]!.args[0].input
     expect(put).toMatchObject({Bucket: 'pipeline-bucket', Key: 'demo/Built/out.zip', ServerSideEncryption: 'aws:kms', SSEKMSKeyId: KMS})
     const files = unzipSync(put.Body as Uint8Array)
     expect(Object.keys(files)).toEqual(['bin/app.txt'])
     expect(new TextDecoder().decode(files['bin/app.txt'])).toBe(`built:hello-world:staging:${job.id}`)
 
-    const success = cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input
+    const success = cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input
     expect(success.jobId).toBe(job.id)
     expect(success.executionDetails?.summary).toMatch(/^job build succeeded in [\d.]+ s$/)
     expect(success.continuationToken).toBeUndefined()
@@ -134,7 +134,7 @@ describe('command handler', () => {
   it('no encryption key in the job: SSE-KMS with the AWS-managed key (no key id)', async () => {
     const {done} = process_(artifactJob({}, {encryptionKey: false}), await handlerFor())
     expect(await done).toBe('succeeded')
-    const put = s3.commandCalls(PutObjectCommand)[0]!.args[0]!.input
+    const put = s3.commandCalls(PutObjectCommand)[0]!.args[0].input
     expect(put.ServerSideEncryption).toBe('aws:kms')
     expect(put).not.toHaveProperty('SSEKMSKeyId')
   })
@@ -145,7 +145,7 @@ describe('command handler', () => {
     expect(await done).toBe('failed')
     expect(commandNames(cp)).toEqual(['AcknowledgeJob', 'PutJobFailureResult'])
     expect(commandNames(s3)).toEqual(['GetObject'])
-    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails!
+    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails!
     expect(details.type).toBe('JobFailed')
     expect(details.message).toBe('job build exited with 7\nbuilding hello-world in demo-pipeline\ncompile error on line 3')
   })
@@ -153,7 +153,7 @@ describe('command handler', () => {
   it('$CP_RESULT_FILE enriches the success (summary, external id, current revision)', async () => {
     const {done} = process_(artifactJob({Mode: 'result'}), await handlerFor())
     expect(await done).toBe('succeeded')
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toMatchObject({
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input).toMatchObject({
       executionDetails: {summary: 'custom summary', externalExecutionId: 'run-77'},
       currentRevision: {revision: 'r1', changeIdentifier: 'c1'},
     })
@@ -162,14 +162,14 @@ describe('command handler', () => {
   it('configured output paths are zipped relative to the work directory', async () => {
     const {done} = process_(artifactJob({}), await handlerFor({job: 'paths', outputs: {Built: ['dist', 'report.txt']}}))
     expect(await done).toBe('succeeded')
-    const files = unzipSync(s3.commandCalls(PutObjectCommand)[0]!.args[0]!.input.Body as Uint8Array)
+    const files = unzipSync(s3.commandCalls(PutObjectCommand)[0]!.args[0].input.Body as Uint8Array)
     expect(Object.keys(files).sort()).toEqual(['dist/a.txt', 'report.txt'])
   })
 
   it('an output path the job did not produce fails the job', async () => {
     const {done} = process_(artifactJob({}), await handlerFor({job: 'paths', outputs: {Built: ['nope']}}))
     expect(await done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails).toEqual({type: 'JobFailed', message: 'output path nope was not produced by the job'})
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails).toEqual({type: 'JobFailed', message: 'output path nope was not produced by the job'})
     expect(commandNames(s3)).toEqual(['GetObject'])
   })
 
@@ -177,11 +177,11 @@ describe('command handler', () => {
     const handler = await handlerFor({})
     const {done} = process_(artifactJob({}), handler)
     expect(await done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails?.type).toBe('ConfigurationError')
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails?.type).toBe('ConfigurationError')
     cp.resetHistory()
     const second = process_(artifactJob({Job: 'nope'}), handler)
     expect(await second.done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails).toEqual({
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails).toEqual({
       type: 'ConfigurationError',
       message: 'job "nope" is not defined in jobs.yml',
     })
@@ -196,7 +196,7 @@ describe('command handler', () => {
   it('a program that cannot start is a ConfigurationError', async () => {
     const {done} = process_(fakeJob(), await handlerFor({job: 'missing'}))
     expect(await done).toBe('failed')
-    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails!
+    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails!
     expect(details.type).toBe('ConfigurationError')
     expect(details.message).toMatch(/^job missing could not start: /)
   })
@@ -205,7 +205,7 @@ describe('command handler', () => {
     s3.on(GetObjectCommand).rejects(Object.assign(new Error('Access Denied'), {name: 'AccessDenied'}))
     const {done} = process_(artifactJob({}), await handlerFor())
     expect(await done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails).toEqual({
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails).toEqual({
       type: 'PermissionError',
       message: 'downloading artifact Source (s3://pipeline-bucket/demo/Source/in.zip): AccessDenied',
     })
@@ -217,7 +217,7 @@ describe('command handler', () => {
     s3.on(GetObjectCommand).resolves({Body: body(evil)})
     const {done} = process_(artifactJob({}), await handlerFor())
     expect(await done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails?.message).toMatch(/points outside the work directory/)
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails?.message).toMatch(/points outside the work directory/)
     expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0)
     expect(() => safeEntryPath('/w', '/etc/passwd')).toThrow()
     expect(safeEntryPath('/w', 'a/../b.txt')).toBe('/w/b.txt')
@@ -227,7 +227,7 @@ describe('command handler', () => {
     s3.on(GetObjectCommand).resolves({Body: body(strToU8('not a zip at all'))})
     const {done} = process_(artifactJob({}), await handlerFor())
     expect(await done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails?.message).toMatch(/^artifact is not a valid zip/)
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails?.message).toMatch(/^artifact is not a valid zip/)
   })
 
   it('at the stop deadline the job is killed and reported as "worker stopped"', async () => {
@@ -248,7 +248,7 @@ describe('command handler', () => {
     while (!lines.includes('started') && Date.now() - started < 10_000) await new Promise((resolve) => setTimeout(resolve, 10))
     deadline.abort()
     expect(await running).toBe('failed')
-    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails!
+    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails!
     expect(details.type).toBe('JobFailed')
     expect(details.message).toBe('worker stopped before job hang finished\nstarted')
   })
@@ -281,7 +281,7 @@ describe('file modes (issue 14: ./script.sh in an artifact runs)', () => {
     s3.on(GetObjectCommand).resolves({Body: body(source), ContentLength: source.length})
     const {done, capture} = process_(artifactJob({}), await handlerFor({job: 'script', keepWorkDir: false}))
     expect(await done, capture.text()).toBe('succeeded')
-    const uploaded = s3.commandCalls(PutObjectCommand)[0]!.args[0]!.input.Body as Uint8Array
+    const uploaded = s3.commandCalls(PutObjectCommand)[0]!.args[0].input.Body as Uint8Array
     expect(new TextDecoder().decode(unzipSync(uploaded)['out.txt'])).toBe('built by script\n')
     expect((unixModes(uploaded).get('out.txt') ?? 0) & 0o170000).toBe(0o100000)
   })
@@ -343,7 +343,7 @@ describe('S3 failing (contract: S3 unwell is retried, the job fails only when it
     s3.on(GetObjectCommand).rejects(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), {code: 'ECONNREFUSED'}))
     const {done} = process_(artifactJob({}), await handlerFor({job: 'build'}, 100))
     expect(await done).toBe('failed')
-    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails!
+    const details = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails!
     expect(details.type).toBe('SystemUnavailable')
     expect(details.message).toMatch(/^downloading artifact Source \(s3:\/\/pipeline-bucket\/demo\/Source\/in\.zip\): S3 did not answer in \d+ tr(y|ies) \(ECONNREFUSED: connect ECONNREFUSED/)
     expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0)
@@ -353,7 +353,7 @@ describe('S3 failing (contract: S3 unwell is retried, the job fails only when it
     s3.on(GetObjectCommand).rejects(Object.assign(new Error('The specified key does not exist.'), {name: 'NoSuchKey'}))
     const {done} = process_(artifactJob({}), await handlerFor())
     expect(await done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails).toEqual({
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails).toEqual({
       type: 'RevisionUnavailable',
       message: 'downloading artifact Source (s3://pipeline-bucket/demo/Source/in.zip): NoSuchKey',
     })

@@ -92,7 +92,7 @@ describe('the example build job, run by the command handler as configured', () =
     const failure = cp.commandCalls(PutJobFailureResultCommand)[0]?.args[0]!.input.failureDetails
     expect(failure, capture.text()).toBeUndefined()
     expect(outcome).toBe('succeeded')
-    const upload = s3.commandCalls(PutObjectCommand)[0]!.args[0]!.input
+    const upload = s3.commandCalls(PutObjectCommand)[0]!.args[0].input
     expect(upload).toMatchObject({Bucket: 'pipeline-bucket', Key: 'shop/BuildOutput/out.zip'})
     return unzipSync(upload.Body as Uint8Array)
   }

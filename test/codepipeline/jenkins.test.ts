@@ -266,11 +266,11 @@ describe('jenkins handler', () => {
         logger: capture.logger,
         signal: stop.signal,
       })
-      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0]!.input.continuationToken), 10_000, 'final success')
+      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0].input.continuationToken), 10_000, 'final success')
       stop.abort()
       const summary = await worker
 
-      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0]!.input)
+      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0].input)
       expect(results.map((r) => [r.jobId, r.continuationToken ?? null])).toEqual([
         ['cp-1', JSON.stringify({queueUrl: `${jenkins.url}/queue/item/7/`, job: 'app'})],
         ['cp-2', JSON.stringify({buildUrl: `${jenkins.url}/job/app/12/`})],

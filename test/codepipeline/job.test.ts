@@ -44,8 +44,8 @@ describe('processJob', () => {
     })
     expect(await result).toBe('succeeded')
     expect(commandNames(cp)).toEqual(['AcknowledgeJob', 'PutJobSuccessResult'])
-    expect(cp.commandCalls(AcknowledgeJobCommand)[0]!.args[0]!.input).toEqual({jobId: job.id, nonce: job.nonce})
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toEqual({
+    expect(cp.commandCalls(AcknowledgeJobCommand)[0]!.args[0].input).toEqual({jobId: job.id, nonce: job.nonce})
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input).toEqual({
       jobId: job.id,
       executionDetails: {summary: 'built', externalExecutionId: 'ext-1', percentComplete: 100},
     })
@@ -97,7 +97,7 @@ describe('processJob', () => {
     })
     expect(await result).toBe('failed')
     expect(commandNames(cp)).toEqual(['AcknowledgeJob', 'PutJobFailureResult'])
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input).toEqual({
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input).toEqual({
       jobId: job.id,
       failureDetails: {type: 'JobFailed', message: 'cannot read properties of undefined'},
     })
@@ -110,7 +110,7 @@ describe('processJob', () => {
       },
     })
     expect(await result).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails).toEqual({
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails).toEqual({
       type: 'ConfigurationError',
       message: 'ProjectName is required',
     })
@@ -123,7 +123,7 @@ describe('processJob', () => {
       },
     })
     await result
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails).toEqual({
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails).toEqual({
       type: 'PermissionError',
       message: 'AccessDenied on the artifact',
       externalExecutionId: 'ext-9',
@@ -143,7 +143,7 @@ describe('processJob', () => {
     )
     expect(await result).toBe('continued')
     expect(got).toBe('step-1')
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toEqual({
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input).toEqual({
       jobId: job.id,
       continuationToken: 'step-2',
       executionDetails: {summary: 'half way', percentComplete: 50},
@@ -154,7 +154,7 @@ describe('processJob', () => {
     const {result} = run({run: async () => ({status: 'inProgress', continuationToken: 'x'.repeat(LIMITS.continuationToken + 1)})})
     expect(await result).toBe('failed')
     expect(commandNames(cp)).toEqual(['AcknowledgeJob', 'PutJobFailureResult'])
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails?.message).toMatch(/continuation token is 2049 characters/)
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails?.message).toMatch(/continuation token is 2049 characters/)
   })
 
   it('reports "unreported" when CodePipeline refuses the result', async () => {
@@ -179,7 +179,7 @@ describe('processJob', () => {
     await new Promise((resolve) => setTimeout(resolve, 20))
     deadline.abort()
     expect(await done).toBe('failed')
-    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails).toEqual({
+    expect(cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails).toEqual({
       type: 'JobFailed',
       message: 'worker stopped before the action finished',
     })
@@ -204,7 +204,7 @@ describe('processJob', () => {
     )
     expect(await result).toBe('failed')
     const logs = capture.text()
-    const message = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input.failureDetails!.message!
+    const message = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input.failureDetails!.message!
     for (const secret of [CREDS.accessKeyId, CREDS.secretAccessKey, CREDS.sessionToken, job.nonce!, configuration.ApiToken, configuration.DeployKey]) {
       expect(logs).not.toContain(secret)
       expect(message).not.toContain(secret)
@@ -240,7 +240,7 @@ describe('results are delivered (issue 11.6)', () => {
     })
     const {result, capture, job} = runFast({run: async () => outcome})
     expect(await result).toBe(kind)
-    const sent = cp.commandCalls(command as typeof PutJobSuccessResultCommand).map((call) => call.args[0]!.input)
+    const sent = cp.commandCalls(command as typeof PutJobSuccessResultCommand).map((call) => call.args[0].input)
     expect(sent).toHaveLength(7)
     for (const input of sent) expect(input).toEqual(sent[0])
     expect(sent[0]).toMatchObject({jobId: job.id})

@@ -10,7 +10,7 @@ import {
 import {mockClient} from 'aws-sdk-client-mock'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {type ActionConfig, actionSchema} from '../../src/codepipeline/config.js'
+import {actionSchema} from '../../src/codepipeline/config.js'
 import type {ActionHandler} from '../../src/codepipeline/job.js'
 import {type WorkerAction, runWorker} from '../../src/codepipeline/poller.js'
 import {JobSlots} from '../../src/codepipeline/slots.js'
@@ -22,7 +22,7 @@ const cp = mockClient(CodePipelineClient)
 const client = new CodePipelineClient({region: 'eu-west-1'})
 
 function action(provider: string, concurrency: number, handler: ActionHandler, extra: Record<string, unknown> = {}): WorkerAction {
-  const config = actionSchema.parse({category: 'Build', provider, version: '1', handler: 'command', settings: {job: 'x'}, concurrency, ...extra}) as ActionConfig
+  const config = actionSchema.parse({category: 'Build', provider, version: '1', handler: 'command', settings: {job: 'x'}, concurrency, ...extra})
   return {config, handler}
 }
 
@@ -51,12 +51,12 @@ describe('runWorker', () => {
       once: true,
     })
     expect(commandNames(cp)).toEqual(['PollForJobs', 'AcknowledgeJob', 'PutJobSuccessResult'])
-    expect(cp.commandCalls(PollForJobsCommand)[0]!.args[0]!.input).toEqual({
+    expect(cp.commandCalls(PollForJobsCommand)[0]!.args[0].input).toEqual({
       actionTypeId: {category: 'Build', owner: 'Custom', provider: 'cistern-test', version: '1'},
       maxBatchSize: 2,
       queryParam: {Team: 'blue'},
     })
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toEqual({jobId: job.id, executionDetails: {summary: 'ok'}})
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input).toEqual({jobId: job.id, executionDetails: {summary: 'ok'}})
     expect(summary).toMatchObject({polls: 1, jobs: 1, succeeded: 1, failed: 0, pollErrors: 0, stopped: false})
   })
 
@@ -196,8 +196,8 @@ describe('runWorker', () => {
       expect(poll.max).toBeGreaterThanOrEqual(1)
       expect(poll.max).toBeLessThanOrEqual(Math.min(limits[poll.provider as 'a' | 'b'], global - poll.runningAtPoll))
     }
-    const acked = cp.commandCalls(AcknowledgeJobCommand).map((call) => call.args[0]!.input.jobId)
-    const reported = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0]!.input.jobId)
+    const acked = cp.commandCalls(AcknowledgeJobCommand).map((call) => call.args[0].input.jobId)
+    const reported = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0].input.jobId)
     expect(new Set(acked).size).toBe(acked.length)
     expect(reported.sort()).toEqual([...acked].sort())
     expect(acked.length).toBe(summary.jobs)
@@ -252,7 +252,7 @@ describe('runWorker', () => {
     const summary = await worker
     expect(summary).toMatchObject({continued: 1, stopped: true})
     expect(cp.commandCalls(PollForJobsCommand)).toHaveLength(polls)
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toEqual({
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input).toEqual({
       jobId: 'ext',
       continuationToken: '{"buildUrl":"b"}',
       executionDetails: {summary: 'still building'},
@@ -379,7 +379,7 @@ describe('runWorker --once (docs/delivery.md: one-shot runs)', () => {
     const summary = await once({actions: [action('a', 1, down)], gates})
     expect(summary).toMatchObject({held: 1, continued: 0, exitCode: 3})
     expect(summary.problems).toEqual(['jenkins:ci.example.com is down: jenkins:ci.example.com answered 503 (its jobs were handed back to CodePipeline with a continuation token)'])
-    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input).toMatchObject({jobId: 'waits', continuationToken: '{"downSince":1}'})
+    expect(cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input).toMatchObject({jobId: 'waits', continuationToken: '{"downSince":1}'})
   })
 })
 

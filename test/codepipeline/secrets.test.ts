@@ -90,8 +90,8 @@ describe('secrets never leave through a codepipeline job (issue 12)', () => {
       })
       expect(summary).toMatchObject({jobs: 2, failed: 1, succeeded: 1, exitCode: 0})
 
-      const failure = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0]!.input
-      const success = cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0]!.input
+      const failure = cp.commandCalls(PutJobFailureResultCommand)[0]!.args[0].input
+      const success = cp.commandCalls(PutJobSuccessResultCommand)[0]!.args[0].input
       expect(failure.failureDetails?.message).toContain('[redacted]')
       expect(success.executionDetails?.summary).toMatch(/^done with \[redacted\]/)
       expect(success.outputVariables).toEqual({leak: '[redacted]', cfg: '[redacted]'})
@@ -102,7 +102,7 @@ describe('secrets never leave through a codepipeline job (issue 12)', () => {
       expect(log).toContain('CP_CONFIG_APITOKEN=[redacted]')
 
       // Every result request (AcknowledgeJob must send the nonce: it is the one request that may).
-      const results = [...cp.commandCalls(PutJobFailureResultCommand), ...cp.commandCalls(PutJobSuccessResultCommand)].map((call) => call.args[0]!.input)
+      const results = [...cp.commandCalls(PutJobFailureResultCommand), ...cp.commandCalls(PutJobSuccessResultCommand)].map((call) => call.args[0].input)
       expect(results).toHaveLength(2)
       const seen = [JSON.stringify(results), log].join('\n')
       for (const secret of known) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)

@@ -166,10 +166,10 @@ describe('travis handler', () => {
         logger: capture.logger,
         signal: stop.signal,
       })
-      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0]!.input.continuationToken), 10_000, 'final success')
+      await until(() => cp.commandCalls(PutJobSuccessResultCommand).some((call) => !call.args[0].input.continuationToken), 10_000, 'final success')
       stop.abort()
       await worker
-      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0]!.input)
+      const results = cp.commandCalls(PutJobSuccessResultCommand).map((call) => call.args[0].input)
       expect(results.map((r) => [r.jobId, r.continuationToken ?? null])).toEqual([
         ['t-1', '{"requestId":"501"}'],
         ['t-2', '{"requestId":"501"}'],

@@ -17,8 +17,8 @@ import {type StandIn, standIn} from '../helpers/http.js'
 import {MemoryQueue} from '../helpers/memory-queue.js'
 import {tempDir} from '../helpers/tmp.js'
 
-function memoryLog(): Logger & {lines: {level: string; msg: string; fields: LogFields}[]} {
-  const lines: {level: string; msg: string; fields: LogFields}[] = []
+function memoryLog(): Logger & {lines: Array<{level: string; msg: string; fields: LogFields}>} {
+  const lines: Array<{level: string; msg: string; fields: LogFields}> = []
   const stream = {write: (text: string) => (lines.push(JSON.parse(text)), true)} as unknown as NodeJS.WritableStream
   return Object.assign(createLogger({stream, format: 'json', level: 'debug'}), {lines})
 }
@@ -45,7 +45,7 @@ interface QueueOptions {
 
 const dir = tempDir()
 let n = 0
-const backends: {name: string; open: (options?: QueueOptions) => Promise<Queue>}[] = [
+const backends: Array<{name: string; open: (options?: QueueOptions) => Promise<Queue>}> = [
   {name: 'memory queue', open: async (options = {}) => new MemoryQueue(options)},
   {
     name: 'embedded queue',
@@ -151,7 +151,7 @@ describe.each(backends)('the delivery contract on the $name', (backend) => {
   it('retry: hidden for its delay, counts as an attempt, and a one-shot run waits for it and delivers it', async () => {
     const queue = await open()
     await fill(queue, ['flaky'])
-    const attempts: {attempt: number; at: number}[] = []
+    const attempts: Array<{attempt: number; at: number}> = []
     const result = await run(queue, async (_message, context) => {
       attempts.push({attempt: context.attempt, at: Date.now()})
       return context.attempt === 1 ? retry('the target said 503', 1) : delivered()
@@ -227,7 +227,7 @@ describe.each(backends)('the delivery contract on the $name', (backend) => {
     let down = true
     const github = await target(() => (down ? 503 : 201))
     const gates = fastGates()
-    const receives: {open: boolean; down: boolean; max?: number}[] = []
+    const receives: Array<{open: boolean; down: boolean; max?: number}> = []
     const receive = queue.receive.bind(queue)
     queue.receive = async (options) => {
       receives.push({open: gates.isOpen('github:acme'), down: gates.isDown('github:acme'), max: options?.maxMessages})
@@ -348,7 +348,7 @@ describe.each(backends)('the delivery contract on the $name', (backend) => {
   it('FIFO: a failing head blocks only its group, and only for its back-off', async () => {
     const queue = await open({fifo: true})
     for (let i = 0; i < 3; i++) await queue.sendBatch(['a', 'b', 'c'].map((group) => ({body: `${group}${i}`, groupId: group, deduplicationId: `${group}${i}`})))
-    const events: {body: string; attempt: number; at: number}[] = []
+    const events: Array<{body: string; attempt: number; at: number}> = []
     const result = await run(
       queue,
       async (message, context) => {

@@ -22,8 +22,8 @@ async function fill(queue: MemoryQueue, n: number, prefix = 'm') {
 }
 
 /** A logger that keeps its lines for assertions. */
-function memoryLog(): Logger & {lines: {level: string; msg: string; fields: LogFields}[]} {
-  const lines: {level: string; msg: string; fields: LogFields}[] = []
+function memoryLog(): Logger & {lines: Array<{level: string; msg: string; fields: LogFields}>} {
+  const lines: Array<{level: string; msg: string; fields: LogFields}> = []
   const stream = {write: (text: string) => (lines.push(JSON.parse(text)), true)} as unknown as NodeJS.WritableStream
   const logger = createLogger({stream, format: 'json', level: 'debug'})
   return Object.assign(logger, {lines: lines as never})
@@ -215,7 +215,7 @@ describe('consume, prefetch', () => {
     const queue = new MemoryQueue()
     await fill(queue, 2)
     const log = memoryLog()
-    const handled: {body: string; receiveCount: number}[] = []
+    const handled: Array<{body: string; receiveCount: number}> = []
     let rival: unknown[] | undefined
     const result = await consume(
       queue,
@@ -548,7 +548,7 @@ describe('consume, foreground', () => {
     queue.beforeReceive = () => {
       throw down
     }
-    const gaveUp = await consume(queue, async () => delivered(), {once: true, receiveBackoff: {baseMs: 10, maxMs: 20}}).catch((error) => error)
+    const gaveUp = (await consume(queue, async () => delivered(), {once: true, receiveBackoff: {baseMs: 10, maxMs: 20}}).catch((error: unknown) => error)) as CisternError
     expect(gaveUp).toBeInstanceOf(CisternError)
     expect(gaveUp.oneLine).toBe('cannot receive from memory:test: connect ECONNREFUSED (5 attempts) — check the queue URL, credentials and network')
     expect(gaveUp.cause).toBe(down)
@@ -657,7 +657,8 @@ describe('consume, foreground', () => {
     expect(last).toMatchObject({received: 5, delivered: 4, dead: 1, inFlight: 0})
     expect(result).toMatchObject(last)
     // received never decreases
-    for (let i = 1; i < seen.length; i++) expect(seen[i].received).toBeGreaterThanOrEqual(seen[i - 1].received)
+    const received = seen.map((c) => c.received)
+    expect(received).toEqual(received.toSorted((a, b) => a - b))
   })
 
   it('returns at once when the signal is already aborted', async () => {
@@ -690,13 +691,13 @@ function startConsumer(env: Record<string, string>): Consumer {
   children.push(child)
   const lines: string[] = []
   let partial = ''
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     const parts = (partial + chunk.toString()).split('\n')
     partial = parts.pop() ?? ''
     lines.push(...parts)
   })
   let stderr = ''
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   const exit = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) =>
     child.on('exit', (code, signal) => {
       if (code) console.error(`consumer exited ${code}: ${stderr}`)

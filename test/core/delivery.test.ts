@@ -23,8 +23,8 @@ function clock(start = Date.parse('2030-01-01T12:00:00Z')) {
   return {now: () => now, advance: (ms: number) => (now += ms)}
 }
 
-function memoryLog(): Logger & {lines: {level: string; msg: string; fields: LogFields}[]} {
-  const lines: {level: string; msg: string; fields: LogFields}[] = []
+function memoryLog(): Logger & {lines: Array<{level: string; msg: string; fields: LogFields}>} {
+  const lines: Array<{level: string; msg: string; fields: LogFields}> = []
   const stream = {write: (text: string) => (lines.push(JSON.parse(text)), true)} as unknown as NodeJS.WritableStream
   return Object.assign(createLogger({stream, format: 'json', level: 'debug'}), {lines})
 }

@@ -222,12 +222,8 @@ describe('PollLoop', () => {
 
   it('wake() also ends a paused wait early', async () => {
     let paused = true
-    let ticks = 0
     const loop = new PollLoop(
-      async () => {
-        ticks++
-        return false
-      },
+      async () => false,
       {once: true, paused: () => paused, pausePollMs: 60_000},
     )
     const running = loop.run()

@@ -94,7 +94,7 @@ describe('each fact in one place', () => {
   it('no line of prose is repeated on another page (tables, code and short lines aside)', () => {
     const owners = new Map<string, string>()
     const copies: string[] = []
-    for (const path of PAGES.filter((page) => !page.includes(`${join('docs', 'commands')}`))) {
+    for (const path of PAGES.filter((page) => !page.includes(join('docs', 'commands')))) {
       for (const raw of prose(text(path)).split('\n')) {
         const line = raw.trim()
         if (line.length < 70 || line.startsWith('|')) continue

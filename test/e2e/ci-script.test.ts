@@ -134,7 +134,7 @@ describe('examples/ci/jenkins-upgrade.sh', () => {
   it('the maintenance line of the GitHub Actions workflow and of the Jenkinsfile, run as written', {timeout: 45_000}, async () => {
     const workflow = parseYaml(readFileSync(join(process.cwd(), 'examples/ci/github-actions-jenkins-upgrade.yml'), 'utf8')) as {
       on: {workflow_dispatch: {inputs: Record<string, {default: string}>}}
-      jobs: {upgrade: {steps: {run?: string}[]}}
+      jobs: {upgrade: {steps: Array<{run?: string}>}}
     }
     const fromWorkflow = workflow.jobs.upgrade.steps.find((step) => step.run?.includes('spigot maintenance'))!.run!
     const jenkinsfile = readFileSync(join(process.cwd(), 'examples/ci/Jenkinsfile'), 'utf8')

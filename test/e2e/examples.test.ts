@@ -378,12 +378,12 @@ describe('examples/monitoring', () => {
       const hooks = execa('node', [CLI, 'hooks', 'serve', '--port', '0', '--host', '127.0.0.1', '--store', `sqlite:${join(dir, 'hooks.db')}`], {env: hooksEnv, reject: false, timeout: 60_000})
       cleanup.push(() => {
         if (hooks.exitCode === null) hooks.kill('SIGKILL')
-        return hooks.catch(() => {})
+        return hooks.catch(() => undefined)
       })
       const hooksUrl = await new Promise<string>((resolve, reject) => {
         let out = ''
         const timer = setTimeout(() => reject(new Error(`hooks serve did not start: ${out}`)), 20_000)
-        hooks.stdout!.on('data', (chunk: Buffer) => {
+        hooks.stdout.on('data', (chunk: Buffer) => {
           out += chunk.toString()
           const match = /listening on (http:\/\/\S+)/.exec(out)
           if (match) {

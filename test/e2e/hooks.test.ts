@@ -190,7 +190,7 @@ describe('cistern hooks serve killed mid-processing (e2e)', () => {
       const base = await new Promise<string>((resolve, reject) => {
         let out = ''
         const timer = setTimeout(() => reject(new Error('serve did not start')), 20_000)
-        proc.stdout!.on('data', (chunk: Buffer) => {
+        proc.stdout.on('data', (chunk: Buffer) => {
           out += chunk.toString()
           const match = /listening on (http:\/\/\S+)/.exec(out)
           if (match) {

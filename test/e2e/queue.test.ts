@@ -48,7 +48,7 @@ describe('cistern queue on the embedded queue', slow, () => {
     expect(Date.parse(String(counted.nextVisibleAt))).toBeGreaterThan(Date.now() + 500_000)
 
     const peeked = await run(['queue', 'peek', url, '--json'])
-    expect((JSON.parse(peeked.stdout) as {body: string}[]).map((m) => m.body)).toEqual([
+    expect((JSON.parse(peeked.stdout) as Array<{body: string}>).map((m) => m.body)).toEqual([
       '{"job": "build", "n": 1}',
       'line one\nline two\n',
       '{"from":"file"}',
@@ -56,7 +56,7 @@ describe('cistern queue on the embedded queue', slow, () => {
 
     const received = await run(['queue', 'receive', url, '--max', '10', '--json'])
     expect(received.exitCode).toBe(0)
-    const messages = JSON.parse(received.stdout) as {id: string; body: string; receiveCount: number; attributes: Record<string, string>}[]
+    const messages = JSON.parse(received.stdout) as Array<{id: string; body: string; receiveCount: number; attributes: Record<string, string>}>
     expect(messages.map((m) => [m.body, m.receiveCount])).toEqual([
       ['{"job": "build", "n": 1}', 1],
       ['line one\nline two\n', 1],
@@ -156,11 +156,9 @@ describe('cistern queue on SQS through AWS_ENDPOINT_URL (loopback SQS JSON endpo
   beforeAll(async () => {
     sim.createQueue('e2e-jobs', {deadLetterName: 'e2e-jobs-dlq', maxReceiveCount: 3})
     endpoint = await sqsEndpoint(sim)
+    return () => endpoint.close()
   })
-  afterAll(async () => {
-    await endpoint?.close()
-    sim.stop()
-  })
+  afterAll(() => sim.stop())
   const awsEnv = () => ({
     ...env,
     AWS_ENDPOINT_URL: endpoint.url,
@@ -267,11 +265,11 @@ describe.runIf(existsSync('/usr/bin/script'))('queue purge on a terminal', slow,
     const url = `sqlite:${join(dir, 'tty.db')}#jobs`
     expect((await run(['queue', 'send', url, '--body', 'keep me?'])).exitCode).toBe(0)
     const no = await onTty(url, 'n\n')
-    expect(String(no.stdout)).toContain('Delete every message in')
-    expect(String(no.stdout)).toContain('not purged')
+    expect(no.stdout).toContain('Delete every message in')
+    expect(no.stdout).toContain('not purged')
     expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toMatchObject({visible: 1})
     const yes = await onTty(url, 'y\n')
-    expect(String(yes.stdout)).toContain('purged 1 message')
+    expect(yes.stdout).toContain('purged 1 message')
     expect(JSON.parse((await run(['queue', 'stats', url, '--json'])).stdout)).toMatchObject({visible: 0})
   })
 })

@@ -112,7 +112,7 @@ export function useFauxqsEnv(emulator: Fauxqs): () => void {
   Object.assign(process.env, emulator.env)
   return () => {
     for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key]
+      if (value === undefined) Reflect.deleteProperty(process.env, key)
       else process.env[key] = value
     }
   }

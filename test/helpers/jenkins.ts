@@ -241,7 +241,7 @@ export async function jenkinsStandIn(
       case 'status':
         return {kind: 'status', status: 400}
       default:
-        return {kind} as JenkinsMode
+        return {kind}
     }
   }
 }

@@ -62,21 +62,21 @@ export async function startRedis(): Promise<RedisServer> {
           resolve()
         }
       }
-      proc.stdout!.on('data', onData)
-      proc.stderr!.on('data', onData)
+      proc.stdout.on('data', onData)
+      proc.stderr.on('data', onData)
       proc.once('exit', (code) => {
         clearTimeout(timer)
         reject(new Error(`redis-server exited (${code}):\n${output}`))
       })
     })
-    proc.stdout!.resume()
-    proc.stderr!.resume()
+    proc.stdout.resume()
+    proc.stderr.resume()
   }
 
   async function kill(): Promise<void> {
     const proc = child
     child = undefined
-    if (!proc || proc.exitCode !== null) return
+    if (proc?.exitCode !== null) return // none started, or it has exited
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve())
       proc.kill('SIGKILL')

@@ -19,7 +19,7 @@ export async function startServe(env: Record<string, string>, args: string[], cl
   const lines: string[] = []
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start: ${lines.join('\n')}`)), 20_000)
-    child.stderr!.on('data', (chunk: Buffer) => {
+    child.stderr.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n').filter(Boolean)) {
         lines.push(line)
         try {

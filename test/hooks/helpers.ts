@@ -55,7 +55,7 @@ export async function until<T>(check: () => Promise<T> | T, timeoutMs = 5000, wh
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await check()
-    if (value) return value as NonNullable<T>
+    if (value) return value
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 20))
   }

@@ -3,21 +3,20 @@
  * what the intake puts is what the drain reads back, byte for byte, with the GitHub metadata.
  */
 import {HeadObjectCommand, S3Client} from '@aws-sdk/client-s3'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {beforeAll, describe, expect, it} from 'vitest'
 
 import {readLargePayload, s3LargePayloadStore} from '../../src/spigot/large-payload.js'
 import {type Fauxqs, startFauxqs, useFauxqsEnv} from '../helpers/fauxqs.js'
 
 let emulator: Fauxqs
-let restore: () => void
 beforeAll(async () => {
   emulator = await startFauxqs()
-  restore = useFauxqsEnv(emulator)
+  const restore = useFauxqsEnv(emulator)
   await emulator.createBucket('spigot-payloads')
-})
-afterAll(async () => {
-  restore?.()
-  await emulator?.stop()
+  return async () => {
+    restore()
+    await emulator.stop()
+  }
 })
 
 describe('large webhook payloads in S3 (fauxqs)', () => {
@@ -37,6 +36,6 @@ describe('large webhook payloads in S3 (fauxqs)', () => {
   it('a bucket that does not exist is one line naming it and the fix', async () => {
     const store = s3LargePayloadStore({bucket: 'no-such-bucket'})
     const error = await store.put(Buffer.from('{}'), {}).catch((e: unknown) => e)
-    expect(String((error as Error).message)).toMatch(/could not store a 2-byte payload in s3:\/\/no-such-bucket\//)
+    expect((error as Error).message).toMatch(/could not store a 2-byte payload in s3:\/\/no-such-bucket\//)
   })
 })

@@ -463,7 +463,7 @@ describe('spigot serve --help', () => {
     expect(Object.keys(SpigotServe.flags)).not.toContain('drain-rule')
     // --health-path is used: the health check behind cistern_target_up while nothing is forwarded.
     expect(Object.keys(SpigotServe.flags)).toContain('health-path')
-    for (const paragraph of SpigotServe.description!.split('\n\n')) expect(paragraph).not.toContain('\n')
+    for (const paragraph of SpigotServe.description.split('\n\n')) expect(paragraph).not.toContain('\n')
   })
 })
 

@@ -177,7 +177,7 @@ describe('spigot toggle (command class, in process)', () => {
 
   // Issue 14: oclif wraps each line of a description by itself, so a line break inside a paragraph broke sentences.
   it('--help paragraphs are single lines (oclif wraps them to the terminal)', () => {
-    for (const paragraph of SpigotToggle.description!.split('\n\n')) expect(paragraph).not.toContain('\n')
+    for (const paragraph of SpigotToggle.description.split('\n\n')) expect(paragraph).not.toContain('\n')
   })
 
   // Issue 14: it printed "(apigw: apigw:abc123/prod)".

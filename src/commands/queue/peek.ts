@@ -30,10 +30,9 @@ Exit codes: 0, 1 the queue failed, 2 bad URL, missing queue, or a backend that c
     const {args, flags} = await this.parse(QueuePeek)
     const queue = await operatorQueue({url: args.url ?? flags.queue, region: flags.region, profile: flags.profile, log: this.logger}, 'existing')
     try {
-      if (flags.dead ? !queue.peekDead : !queue.capabilities.peek) {
-        throw new UsageError(`${queue.kind} queues cannot be looked at without receiving`, 'use "cistern queue receive" (messages come back after the visibility timeout)')
-      }
-      const messages = flags.dead ? await queue.peekDead!(flags.max) : await queue.peek(flags.max)
+      const peek = flags.dead ? queue.peekDead?.bind(queue) : queue.capabilities.peek ? queue.peek.bind(queue) : undefined
+      if (!peek) throw new UsageError(`${queue.kind} queues cannot be looked at without receiving`, 'use "cistern queue receive" (messages come back after the visibility timeout)')
+      const messages = await peek(flags.max)
       const views = messages.map(messageView)
       this.print(renderMessages(views))
       return views

@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {CisternCommand} from '../../core/command.js'
 import {UsageError} from '../../core/errors.js'
 import {queueArg, queueTargetFlags} from '../../core/queue/flags.js'
-import {confirm, operatorQueue} from '../../core/queue/operator.js'
+import {canConfirm, confirm, operatorQueue} from '../../core/queue/operator.js'
 
 export interface QueuePurgeResult {
   /** Messages deleted; -1 when the backend does not say (SQS PurgeQueue). */
@@ -29,7 +29,7 @@ Exit codes: 0 purged (or not confirmed), 1 the queue failed, 2 bad URL, missing 
     const queue = await operatorQueue({url: args.url ?? flags.queue, region: flags.region, profile: flags.profile, log: this.logger}, 'existing')
     try {
       if (!flags.yes) {
-        if (!process.stdin.isTTY || !process.stderr.isTTY) throw new UsageError('purge deletes every message', 'add --yes when not running on a terminal')
+        if (!canConfirm()) throw new UsageError('purge deletes every message', 'add --yes when not running on a terminal')
         if (!(await confirm(`Delete every message in ${queue.url}?`))) {
           this.print('not purged')
           return {purged: 0}

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
 import {queueArg, queueTargetFlags} from '../../core/queue/flags.js'
-import {operatorQueue, parseAttributes, readBody, sendMessages} from '../../core/queue/operator.js'
+import {operatorQueue, parseAttributes, readBody, sendLines, sendMessage} from '../../core/queue/operator.js'
 import type {SendResult} from '../../core/queue/types.js'
 
 export type QueueSendResult = SendResult | {count: number; messages: SendResult[]}
@@ -44,11 +44,20 @@ Exit codes: 0 sent, 1 the queue refused it, 2 bad URL, flag or body.`
         delaySeconds: flags.delay,
         attributes: parseAttributes(flags.attribute),
       }
-      const results = await sendMessages(queue, body, template, flags.lines)
-      for (const r of results) this.print(r.duplicate ? `${r.id} (duplicate: already queued)` : r.id)
-      return flags.lines ? {count: results.length, messages: results} : results[0]!
+      if (!flags.lines) {
+        const sent = await sendMessage(queue, {...template, body})
+        this.print(sentLine(sent))
+        return sent
+      }
+      const messages = await sendLines(queue, body, template)
+      for (const sent of messages) this.print(sentLine(sent))
+      return {count: messages.length, messages}
     } finally {
       await queue.close()
     }
   }
+}
+
+function sentLine(sent: SendResult): string {
+  return sent.duplicate ? `${sent.id} (duplicate: already queued)` : sent.id
 }

@@ -16,8 +16,9 @@
 import {createHash} from 'node:crypto'
 
 import {CisternError, UsageError, errorMessage} from '../errors.js'
-import {type Logger, createLogger, registerSecret, silentLogger} from '../log.js'
+import {type Logger, createLogger, silentLogger} from '../log.js'
 import {defaultDbPath} from '../paths.js'
+import {registerSecret} from '../secrets.js'
 import {QueueBatchError, StaleReceiptError} from './errors.js'
 import type {DeadLetterStore} from './sqlite.js'
 import type {BatchFailure, OpenQueueOptions, Queue, QueueCapabilities, QueueMessage, QueueStats, ReceiveOptions, SendResult} from './types.js'
@@ -79,7 +80,10 @@ function sqsErrorIn(text: string): {code: string; message: string} | undefined {
     const json = JSON.parse(text) as Record<string, unknown>
     const error = (json.Error ?? (json.ErrorResponse as Record<string, unknown> | undefined)?.Error) as {Code?: string; Message?: string} | undefined
     if (error && (error.Code || error.Message)) return {code: error.Code ?? 'Error', message: error.Message ?? ''}
-    if (typeof json.__type === 'string') return {code: json.__type.split('#').pop()!, message: String(json.message ?? json.Message ?? '')}
+    if (typeof json.__type === 'string') {
+      const message = json.message ?? json.Message
+      return {code: json.__type.split('#').at(-1) ?? json.__type, message: typeof message === 'string' ? message : ''}
+    }
     return undefined
   } catch {
     const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1]
@@ -98,7 +102,7 @@ class FacadeQueue implements Queue {
    * The facade decides how many messages a GET returns. Those beyond maxMessages wait here for
    * the next receive, while their lease is young enough to be worth handing out.
    */
-  private buffer: {message: QueueMessage; at: number}[] = []
+  private buffer: Array<{message: QueueMessage; at: number}> = []
 
   constructor(
     readonly url: string,
@@ -166,9 +170,9 @@ class FacadeQueue implements Queue {
 
   private async fetchMessages(signal: AbortSignal): Promise<QueueMessage[]> {
     const text = await this.request('GET', '/message', signal)
-    let json: {ReceiveMessageResponse?: {ReceiveMessageResult?: {messages?: SqsMessageShape[] | null}}}
+    let json: {ReceiveMessageResponse?: {ReceiveMessageResult?: {messages?: SqsMessageShape[] | null}}} | null
     try {
-      json = JSON.parse(text)
+      json = JSON.parse(text) as typeof json
     } catch {
       throw new CisternError(`the facade ${this.base} answered GET /message with something that is not JSON: ${text.slice(0, 120)}`)
     }
@@ -204,6 +208,7 @@ class FacadeQueue implements Queue {
       try {
         messages = await this.fetchMessages(signal)
       } catch (error) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the signal may abort during the await above
         if (signal.aborted) return []
         throw error
       }
@@ -230,12 +235,11 @@ class FacadeQueue implements Queue {
 
   async deleteBatch(receiptHandles: string[]): Promise<void> {
     const failures: BatchFailure[] = []
-    let next = 0
+    const pending = receiptHandles.entries() // shared by the workers: each takes the next handle
     const worker = async () => {
-      while (next < receiptHandles.length) {
-        const index = next++
+      for (const [index, handle] of pending) {
         try {
-          await this.delete(receiptHandles[index]!)
+          await this.delete(handle)
         } catch (error) {
           if (error instanceof UsageError && !(error instanceof StaleReceiptError)) throw error // bad key: not per entry
           failures.push({index, code: error instanceof StaleReceiptError ? 'ReceiptHandleIsInvalid' : 'Failed', message: errorMessage(error)})
@@ -262,7 +266,8 @@ class FacadeQueue implements Queue {
 
   /** Kept (durably) in the dead-letter store first, then deleted from the facade so its group flows. */
   async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
-    const store = (await this.deadLetters(true))!
+    const store = await this.deadLetters(true)
+    if (!store) throw new CisternError(`the dead-letter store ${this.deadLetterUrl} could not be opened`) // create: true opens or throws
     await store.keepDead(message, reason)
     try {
       await this.delete(message.receiptHandle)
@@ -288,7 +293,7 @@ class FacadeQueue implements Queue {
   /** The dead letters kept for this facade, the reason in attributes['cistern.deadReason']. */
   async peekDead(max = 10): Promise<QueueMessage[]> {
     const store = await this.deadLetters(false)
-    return store ? store.peekDead!(max) : []
+    return store ? store.peekDead(max) : []
   }
 
   /** Only the dead letters are known (the facade cannot count the queue behind it). */

@@ -12,7 +12,7 @@
 import {errorMessage} from '../errors.js'
 import type {Logger} from '../log.js'
 import {QueueBatchError} from './errors.js'
-import type {Queue, SendInput, SendResult} from './types.js'
+import type {BatchFailure, Queue, SendInput, SendResult} from './types.js'
 import type {WriterThread} from './writer-thread-client.js'
 import {LIMITS, checkSend} from './validate.js'
 
@@ -60,11 +60,11 @@ export class GroupCommitClosedError extends Error {
 
 export class GroupCommit<I, O> {
   readonly stats: GroupCommitStats = {commits: 0, items: 0, largestBatch: 0, isolated: 0}
-  private readonly pending: Pending<I, O>[] = []
+  private readonly pending: Array<Pending<I, O>> = []
   private running = 0
   private scheduled = false
   private closed = false
-  private idle: (() => void)[] = []
+  private idle: Array<() => void> = []
   private readonly maxBatch: number
   private readonly concurrency: number
 
@@ -117,7 +117,7 @@ export class GroupCommit<I, O> {
     }
   }
 
-  private async commitBatch(batch: Pending<I, O>[]): Promise<void> {
+  private async commitBatch(batch: Array<Pending<I, O>>): Promise<void> {
     this.stats.commits++
     this.stats.items += batch.length
     this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length)
@@ -125,7 +125,10 @@ export class GroupCommit<I, O> {
     try {
       results = await this.commit(batch.map((p) => p.item))
     } catch (error) {
-      if (error instanceof QueueBatchError && error.results) return settleEach(batch, error)
+      if (error instanceof QueueBatchError && error.results) {
+        settleEach(batch, error, error.results)
+        return
+      }
       if (batch.length === 1 || this.options.isolateFailures === false) {
         for (const p of batch) p.reject(error)
         return
@@ -138,7 +141,7 @@ export class GroupCommit<I, O> {
           const [result] = await this.commit([p.item])
           p.resolve(result as O)
         } catch (alone) {
-          p.reject(alone instanceof QueueBatchError && alone.failures[0] ? entryError(alone, 0) : alone)
+          p.reject(aloneError(alone))
         }
       }
       return
@@ -148,17 +151,24 @@ export class GroupCommit<I, O> {
 }
 
 /** A QueueBatchError that says which entries failed and what the others got: each gets its own. */
-function settleEach<O>(batch: Pending<unknown, O>[], error: QueueBatchError): void {
+function settleEach<O>(batch: Array<Pending<unknown, O>>, error: QueueBatchError, results: Array<SendResult | undefined>): void {
   const failed = new Map(error.failures.map((failure) => [failure.index, failure]))
   batch.forEach((p, i) => {
-    if (failed.has(i)) p.reject(entryError(error, i))
-    else p.resolve(error.results![i] as O)
+    const failure = failed.get(i)
+    if (failure) p.reject(entryError(error, failure))
+    else p.resolve(results[i] as O)
   })
 }
 
+/** What an item committed alone failed with: its entry's error when the backend named one. */
+function aloneError(error: unknown): unknown {
+  if (!(error instanceof QueueBatchError)) return error
+  const [failure] = error.failures
+  return failure ? entryError(error, failure) : error
+}
+
 /** The error of one entry of a batch, as a batch of one. */
-function entryError(error: QueueBatchError, index: number): QueueBatchError {
-  const failure = error.failures.find((f) => f.index === index)!
+function entryError(error: QueueBatchError, failure: BatchFailure): QueueBatchError {
   return new QueueBatchError(error.operation, [{...failure, index: 0}])
 }
 
@@ -211,13 +221,9 @@ export function coalescingSender(queue: Queue, options: CoalescingSenderOptions 
     get threaded() {
       return threaded
     },
-    send(input) {
-      try {
-        // The backend checks the size (its own limit); a message that fails it fails alone.
-        checkSend(input, Number.POSITIVE_INFINITY)
-      } catch (error) {
-        return Promise.reject(error)
-      }
+    async send(input) {
+      // The backend checks the size (its own limit); a message that fails it fails alone.
+      checkSend(input, Number.POSITIVE_INFINITY)
       return commits.submit(input)
     },
     async close() {

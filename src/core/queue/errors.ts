@@ -20,7 +20,7 @@ export class QueueBatchError extends CisternError {
   constructor(
     readonly operation: 'send' | 'delete',
     readonly failures: BatchFailure[],
-    readonly results?: (SendResult | undefined)[],
+    readonly results?: Array<SendResult | undefined>,
   ) {
     super(`${failures.length} of a ${operation} batch failed: ${failures.map((f) => `#${f.index} ${f.code}: ${f.message}`).join('; ')}`)
     this.name = 'QueueBatchError'

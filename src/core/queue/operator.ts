@@ -122,15 +122,29 @@ export function parseAttributes(pairs: string[] = []): Record<string, string> | 
   return out
 }
 
-/** Sends one message, or every non-empty line as its own message (batched by 10). */
-export async function sendMessages(queue: Queue, body: string, template: Omit<SendInput, 'body'>, lines: boolean): Promise<SendResult[]> {
-  if (!queue.capabilities.send) throw new UsageError(`${queue.url} cannot be sent to (the API Gateway facade only receives and deletes)`)
-  if (!lines) return [await queue.send({...template, body})]
+/** Sends one message. */
+export async function sendMessage(queue: Queue, input: SendInput): Promise<SendResult> {
+  assertSendable(queue)
+  return queue.send(input)
+}
+
+/** Sends every non-empty line as its own message (batched by 10). */
+export async function sendLines(queue: Queue, body: string, template: Omit<SendInput, 'body'>): Promise<SendResult[]> {
+  assertSendable(queue)
   const bodies = body.split(/\r?\n/).filter((line) => line.length > 0)
   if (bodies.length === 0) throw new UsageError('no message body', 'every line was empty')
   const results: SendResult[] = []
   for (const batch of chunks(bodies)) results.push(...(await queue.sendBatch(batch.map((b) => ({...template, body: b})))))
   return results
+}
+
+function assertSendable(queue: Queue): void {
+  if (!queue.capabilities.send) throw new UsageError(`${queue.url} cannot be sent to (the API Gateway facade only receives and deletes)`)
+}
+
+/** Whether confirm() can ask: it reads stdin and asks on stderr, so both must be a terminal. */
+export function canConfirm(): boolean {
+  return process.stdin.isTTY && process.stderr.isTTY
 }
 
 /** Asks on the terminal; false unless the answer is y/yes. */

@@ -14,7 +14,7 @@ import Database from 'better-sqlite3'
 import {existsSync, mkdirSync, statSync} from 'node:fs'
 import {dirname} from 'node:path'
 
-import {UsageError, errorMessage} from '../errors.js'
+import {CisternError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../log.js'
 
 export const SCHEMA_VERSION = 3
@@ -113,7 +113,13 @@ export function migrate(db: Database.Database, path: string): void {
   }
   if (from === SCHEMA_VERSION) return
   if (from === 0) db.exec(SCHEMA)
-  else for (let version = from + 1; version <= SCHEMA_VERSION; version++) db.exec(MIGRATIONS[version]!)
+  else {
+    for (let version = from + 1; version <= SCHEMA_VERSION; version++) {
+      const migration = MIGRATIONS[version]
+      if (migration === undefined) throw new CisternError(`queue schema ${version} has no migration in this cistern (a bug)`)
+      db.exec(migration)
+    }
+  }
   db.exec('CREATE TABLE IF NOT EXISTS queue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)')
   db.prepare("INSERT INTO queue_meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(SCHEMA_VERSION))
 }
@@ -205,7 +211,7 @@ const SHRINK_WAIT_MS = 50
 function shrinkWal(db: Database.Database): void {
   db.pragma(`busy_timeout = ${SHRINK_WAIT_MS}`)
   try {
-    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as {busy: number}[]
+    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{busy: number}>
     if (result?.busy) db.pragma('wal_checkpoint(PASSIVE)')
   } finally {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)

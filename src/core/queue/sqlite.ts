@@ -128,7 +128,7 @@ function urlInteger(url: string, key: string, value: string, min: number, max: n
 }
 
 /** An embedded queue that can also keep dead letters of messages received elsewhere (the facade's store). */
-export type DeadLetterStore = Queue & {keepDead(message: QueueMessage, reason: string): Promise<void>}
+export type DeadLetterStore = Queue & {keepDead(message: QueueMessage, reason: string): Promise<void>; peekDead(max?: number): Promise<QueueMessage[]>}
 
 /** Opens (creating unless `mustExist`) the embedded queue named in a `sqlite:` URL. */
 export async function openSqliteQueue(url: string, options: OpenQueueOptions = {}): Promise<DeadLetterStore> {
@@ -190,12 +190,14 @@ interface Settings {
 }
 
 /** A visible message as the first look reads it from an index: [seq, visible_at, group_id]. */
-type Visible = [number, number, string?]
+/** [seq, visible_at] of a visible message; a grouped one adds its group_id. */
+type Visible = [number, number]
+type GroupedVisible = [number, number, string]
 
 /** What one claim did: the messages leased, and those that went dead instead (attempts used up). */
 interface Claim {
   messages: QueueMessage[]
-  dead: {message: QueueMessage; reason: string}[]
+  dead: Array<{message: QueueMessage; reason: string}>
 }
 
 class SqliteQueue implements DeadLetterStore {
@@ -258,7 +260,7 @@ class SqliteQueue implements DeadLetterStore {
     const results: SendResult[] = []
     const sentDedup = new Map<string, string>()
     for (const message of messages) {
-      const dedup = message.deduplicationId || null
+      const dedup = message.deduplicationId === '' ? null : (message.deduplicationId ?? null) // an empty id is none
       if (dedup) {
         const existing = sentDedup.get(dedup) ?? (this.stmt.findDuplicate.get(this.name, dedup) as string | undefined)
         if (existing) {
@@ -278,7 +280,9 @@ class SqliteQueue implements DeadLetterStore {
   }
 
   async send(message: SendInput): Promise<SendResult> {
-    return (await this.sendBatch([message]))[0]!
+    const [result] = await this.sendBatch([message])
+    if (!result) throw new CisternError(`the embedded queue ${this.url} sent a message without a result`) // one result per message
+    return result
   }
 
   async sendBatch(messages: SendInput[]): Promise<SendResult[]> {
@@ -305,7 +309,7 @@ class SqliteQueue implements DeadLetterStore {
     const loose = this.stmt.firstLoose(limit).raw().all(this.name, now) as Visible[]
     const heads = new Map<string, number>()
     for (const scan of [limit, FIRST_SCAN]) {
-      const grouped = this.stmt.firstGrouped(scan).raw().all(this.name, now) as Visible[]
+      const grouped = this.stmt.firstGrouped(scan).raw().all(this.name, now) as GroupedVisible[]
       const seqs = this.pick(loose, grouped, limit, scan, now, heads)
       if (seqs) return seqs
     }
@@ -336,7 +340,7 @@ class SqliteQueue implements DeadLetterStore {
    * ready ones; undefined when the grouped ones seen (`scan` of them, all used) may not be all that
    * matter. `heads` caches, per group, its head's seq when nothing of it is in flight, else 0.
    */
-  private pick(loose: Visible[], grouped: Visible[], limit: number, scan: number, now: number, heads: Map<string, number>): number[] | undefined {
+  private pick(loose: Visible[], grouped: GroupedVisible[], limit: number, scan: number, now: number, heads: Map<string, number>): number[] | undefined {
     const seqs: number[] = []
     let l = 0
     let g = 0
@@ -344,14 +348,14 @@ class SqliteQueue implements DeadLetterStore {
       const a = loose[l]
       const b = grouped[g]
       if (b === undefined && grouped.length === scan) return undefined
-      if (a === undefined && b === undefined) break
-      if (b === undefined || (a !== undefined && (a[1] < b[1] || (a[1] === b[1] && a[0] < b[0])))) {
-        seqs.push(a![0])
+      if (a !== undefined && (b === undefined || a[1] < b[1] || (a[1] === b[1] && a[0] < b[0]))) {
+        seqs.push(a[0])
         l++
         continue
       }
+      if (b === undefined) break // and a too: both lists used up
       g++
-      const group = b[2]!
+      const group = b[2]
       let head = heads.get(group)
       if (head === undefined) {
         head = this.stmt.groupBusy.get(this.name, group, now) === undefined ? (this.stmt.groupHead.get(this.name, group) as number) : 0
@@ -374,12 +378,11 @@ class SqliteQueue implements DeadLetterStore {
       // Same transaction: the rows picked above are still there, unchanged until this update.
       const leased = this.stmt.leaseBatch(seqs.length).all(now + visibilityTimeout * 1000, ...seqs, maxCount, maxCount) as LeasedRow[]
       const bodies = this.bodiesOf(leased.map((row) => row.seq))
-      const order = new Map(seqs.map((seq, i) => [seq, i]))
-      leased.sort((a, b) => order.get(a.seq)! - order.get(b.seq)!)
-      for (const row of leased) claim.messages.push(toMessage(row, bodies.get(row.seq)!, row.receipt))
+      const bySeq = new Map(leased.map((row) => [row.seq, row]))
+      // In the order picked (the lease returns rows in any order).
+      for (const row of seqs.flatMap((seq) => bySeq.get(seq) ?? [])) claim.messages.push(toMessage(row, bodyOf(bodies, row.seq), row.receipt))
       if (leased.length === seqs.length) break
-      const taken = new Set(leased.map((row) => row.seq))
-      for (const seq of seqs.filter((seq) => !taken.has(seq))) {
+      for (const seq of seqs.filter((seq) => !bySeq.has(seq))) {
         const row = this.stmt.message.get(seq) as MessageRow
         const reason = `reached maxReceiveCount ${maxCount} after ${row.receive_count - row.releases} attempts; the last attempt never settled (was its worker killed while handling it?)`
         this.stmt.kill.run(reason, now, seq)
@@ -391,7 +394,7 @@ class SqliteQueue implements DeadLetterStore {
 
   private bodiesOf(seqs: number[]): Map<number, BodyRow> {
     if (seqs.length === 0) return new Map()
-    const rows = this.stmt.bodies(seqs.length).all(...seqs) as (BodyRow & {seq: number})[]
+    const rows = this.stmt.bodies(seqs.length).all(...seqs) as Array<BodyRow & {seq: number}>
     return new Map(rows.map((row) => [row.seq, row]))
   }
 
@@ -423,7 +426,7 @@ class SqliteQueue implements DeadLetterStore {
       let messages: QueueMessage[] = []
       // A full batch last time: more are likely waiting, so skip the look before the write lock.
       if (this.lastReceiveFull || this.guard(() => this.stmt.anyVisible.get({queue: this.name, now: Date.now()})) === 1) {
-        const claim = this.guard(() => this.soft(() => this.tx.receive.immediate(maxMessages, visibilityTimeout) as Claim))
+        const claim = this.guard(() => this.soft(() => this.tx.receive.immediate(maxMessages, visibilityTimeout)))
         messages = claim.messages
         this.lastReceiveFull = messages.length === maxMessages
         this.reportDead(claim.dead, options.onDead)
@@ -461,7 +464,7 @@ class SqliteQueue implements DeadLetterStore {
   }
 
   private parseReceipt(receiptHandle: string): number | undefined {
-    const match = /^(\d+)\.[0-9a-f]+$/.exec(receiptHandle ?? '')
+    const match = /^(\d+)\.[0-9a-f]+$/.exec(receiptHandle)
     return match ? Number(match[1]) : undefined
   }
 
@@ -471,7 +474,7 @@ class SqliteQueue implements DeadLetterStore {
     const deleted = new Set<number>()
     for (const batch of chunks(handles.map((handle) => ({handle, seq: this.parseReceipt(handle)})).filter((h) => h.seq !== undefined))) {
       const pairs = batch.flatMap(({handle, seq}) => [seq, handle])
-      const seqs = this.stmt.deleteLeased(batch.length).all(...pairs, this.name, now) as {seq: number}[]
+      const seqs = this.stmt.deleteLeased(batch.length).all(...pairs, this.name, now) as Array<{seq: number}>
       if (seqs.length > 0) this.stmt.deleteBodies(seqs.length).run(...seqs.map((row) => row.seq))
       for (const row of seqs) deleted.add(row.seq)
     }
@@ -486,13 +489,13 @@ class SqliteQueue implements DeadLetterStore {
 
   async delete(receiptHandle: string): Promise<void> {
     this.open()
-    if (this.guard(() => this.tx.deleteBatch.immediate([receiptHandle]) as BatchFailure[]).length > 0) throw new StaleReceiptError(receiptHandle)
+    if (this.guard(() => this.tx.deleteBatch.immediate([receiptHandle])).length > 0) throw new StaleReceiptError(receiptHandle)
   }
 
   async deleteBatch(receiptHandles: string[]): Promise<void> {
     this.open()
     if (receiptHandles.length === 0) return
-    const failures = this.guard(() => this.tx.deleteBatch.immediate(receiptHandles) as BatchFailure[])
+    const failures = this.guard(() => this.tx.deleteBatch.immediate(receiptHandles))
     if (failures.length > 0) throw new QueueBatchError('delete', failures)
   }
 
@@ -524,7 +527,7 @@ class SqliteQueue implements DeadLetterStore {
   async deadLetter(message: QueueMessage, reason: string): Promise<'dead-letter-queue' | 'redrive-policy'> {
     this.open()
     const seq = this.parseReceipt(message.receiptHandle)
-    if (seq === undefined || this.guard(() => this.stmt.deadLetter.run(String(reason), Date.now(), seq, this.name, message.receiptHandle).changes) !== 1) {
+    if (seq === undefined || this.guard(() => this.stmt.deadLetter.run(reason, Date.now(), seq, this.name, message.receiptHandle).changes) !== 1) {
       throw new StaleReceiptError(message.receiptHandle)
     }
     return 'dead-letter-queue'
@@ -563,14 +566,14 @@ class SqliteQueue implements DeadLetterStore {
 
   async peek(max = 10): Promise<QueueMessage[]> {
     this.open()
-    const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as (MessageRow & BodyRow)[])
+    const rows = this.guard(() => this.stmt.peek.all(this.name, Date.now(), Math.max(1, Math.floor(max))) as Array<MessageRow & BodyRow>)
     return rows.map((row) => toMessage(row, row, ''))
   }
 
   /** Dead messages with their reason in `attributes['cistern.deadReason']` (operator view). */
   async peekDead(max = 10): Promise<QueueMessage[]> {
     this.open()
-    const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as (MessageRow & BodyRow)[])
+    const rows = this.guard(() => this.stmt.peekDead.all(this.name, Math.max(1, Math.floor(max))) as Array<MessageRow & BodyRow>)
     return rows.map((row) => {
       const message = toMessage(row, row, '')
       if (row.dead_reason) message.attributes = {...message.attributes, 'cistern.deadReason': row.dead_reason}
@@ -581,7 +584,7 @@ class SqliteQueue implements DeadLetterStore {
   async stats(): Promise<QueueStats> {
     this.open()
     const now = Date.now()
-    const row = this.guard(() => this.stmt.stats.get({queue: this.name, now})) as QueueStats & {oldestSentAt: number | null; nextVisibleAt: number | null}
+    const row = this.guard(() => this.stmt.stats.get({queue: this.name, now})) as Pick<QueueStats, 'visible' | 'inFlight' | 'delayed' | 'dead'> & {oldestSentAt: number | null; nextVisibleAt: number | null}
     const stats: QueueStats = {visible: row.visible, inFlight: row.inFlight, delayed: row.delayed, dead: row.dead}
     if (row.oldestSentAt !== null) stats.oldestAgeSeconds = Math.max(0, Math.floor((now - row.oldestSentAt) / 1000))
     if (row.nextVisibleAt !== null) stats.nextVisibleAt = new Date(row.nextVisibleAt)
@@ -590,7 +593,7 @@ class SqliteQueue implements DeadLetterStore {
 
   async purge(): Promise<number> {
     this.open()
-    const purged = this.guard(() => this.tx.purge.immediate() as number)
+    const purged = this.guard(() => this.tx.purge.immediate())
     this.deletedSinceReclaim += purged
     this.reclaimAfterDrain()
     return purged
@@ -598,7 +601,7 @@ class SqliteQueue implements DeadLetterStore {
 
   async redrive(): Promise<number> {
     this.open()
-    return this.guard(() => this.tx.redrive.immediate() as number)
+    return this.guard(() => this.tx.redrive.immediate())
   }
 
   async close(): Promise<void> {
@@ -611,7 +614,7 @@ class SqliteQueue implements DeadLetterStore {
 
 /** SQLite failures an operator can act on → CisternError; anything else stays a bug. */
 export function sqliteError(error: unknown, path: string): unknown {
-  const code = String((error as {code?: unknown})?.code ?? '')
+  const code = typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : ''
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     return new CisternError(`queue database ${path} stayed locked for over ${BUSY_TIMEOUT_MS / 1000} s`, {
       fix: 'another process holds a long write transaction on it; try again',
@@ -627,6 +630,13 @@ export function sqliteError(error: unknown, path: string): unknown {
   }
   if (code.startsWith('SQLITE_IOERR')) return new CisternError(`I/O error on the queue database ${path} (${code})`, {cause: error})
   return error
+}
+
+/** The body of a message just leased (read in the same transaction, so it is there). */
+function bodyOf(bodies: Map<number, BodyRow>, seq: number): BodyRow {
+  const body = bodies.get(seq)
+  if (!body) throw new CisternError(`the embedded queue lost the body of message ${seq} while leasing it`)
+  return body
 }
 
 function toMessage(row: MessageRow, body: BodyRow, receiptHandle: string): QueueMessage {

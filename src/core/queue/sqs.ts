@@ -111,10 +111,21 @@ function parseRedrivePolicy(text: string | undefined): {arn: string; maxReceiveC
   }
 }
 
+/** SQS FIFO needs a group: a message without one (or with an empty one) shares the queue-wide default group. */
+function fifoGroup(groupId: string | undefined): string {
+  return groupId === undefined || groupId === '' ? 'default' : groupId
+}
+
+/** SQS always answers a send with the message's id; the SDK types it optional. */
+function messageId(id: string | undefined): string {
+  if (id === undefined) throw new CisternError('SQS accepted a message without giving its id')
+  return id
+}
+
 /** `arn:aws:sqs:<region>:<account>:<name>` → its parts. */
 function parseArn(arn: string): {region: string; account: string; name: string} | undefined {
-  const m = /^arn:[^:]+:sqs:([^:]*):(\d+):(.+)$/.exec(arn)
-  return m ? {region: m[1]!, account: m[2]!, name: m[3]!} : undefined
+  const [, region, account, name] = /^arn:[^:]+:sqs:([^:]*):(\d+):(.+)$/.exec(arn) ?? []
+  return region === undefined || account === undefined || name === undefined ? undefined : {region, account, name}
 }
 
 /** An SQS call that failed → one operator line (the mapping lives in core/aws.ts). */
@@ -214,8 +225,7 @@ class SqsQueue implements Queue {
       )
     }
     if (this.fifo) {
-      // SQS FIFO needs a group; a message without one shares the queue-wide default group.
-      entry.MessageGroupId = message.groupId || 'default'
+      entry.MessageGroupId = fifoGroup(message.groupId)
       if (message.deduplicationId) entry.MessageDeduplicationId = message.deduplicationId
       if (message.delaySeconds) throw new UsageError('SQS FIFO queues have no per-message delay', 'drop delaySeconds or set DelaySeconds on the queue')
     } else {
@@ -229,13 +239,13 @@ class SqsQueue implements Queue {
     checkSend(message, SQS_HARD_MAX_BODY_BYTES)
     const {Id: _id, ...entry} = this.entry(message, '0')
     const out = await this.call('SendMessage', () => this.client.send(new this.sdk.SendMessageCommand({QueueUrl: this.queueUrl, ...entry})))
-    return {id: out.MessageId!}
+    return {id: messageId(out.MessageId)}
   }
 
   async sendBatch(messages: SendInput[]): Promise<SendResult[]> {
     for (const message of messages) checkSend(message, SQS_HARD_MAX_BODY_BYTES)
     const entries = messages.map((message, index) => this.entry(message, String(index)))
-    const results: SendResult[] = new Array(messages.length)
+    const results: SendResult[] = new Array<SendResult>(messages.length)
     const failures: BatchFailure[] = []
     for (const batch of chunks(entries)) {
       let pending = batch
@@ -243,11 +253,12 @@ class SqsQueue implements Queue {
         const out = await this.call('SendMessageBatch', () =>
           this.client.send(new this.sdk.SendMessageBatchCommand({QueueUrl: this.queueUrl, Entries: pending})),
         )
-        for (const ok of out.Successful ?? []) results[Number(ok.Id)] = {id: ok.MessageId!}
+        for (const ok of out.Successful ?? []) results[Number(ok.Id)] = {id: messageId(ok.MessageId)}
         const retry: SendMessageBatchRequestEntry[] = []
         for (const failed of out.Failed ?? []) {
           const index = Number(failed.Id)
-          if (!failed.SenderFault && attempt < BATCH_ATTEMPTS) retry.push(entries[index]!)
+          const entry = pending.find((e) => e.Id === failed.Id)
+          if (entry && !failed.SenderFault && attempt < BATCH_ATTEMPTS) retry.push(entry)
           else failures.push({index, code: failed.Code ?? 'Failed', message: failed.Message ?? 'send failed'})
         }
         if (retry.length > 0) {
@@ -275,7 +286,7 @@ class SqsQueue implements Queue {
       MessageAttributeNames: ['All'],
     })
     // The SDK aborts the HTTP request; the race makes the stop prompt whatever the transport does.
-    let onAbort: (() => void) | undefined
+    let onAbort = (): void => undefined
     const aborted = new Promise<'aborted'>((resolve) => {
       onAbort = () => resolve('aborted')
       signal.addEventListener('abort', onAbort, {once: true})
@@ -288,7 +299,7 @@ class SqsQueue implements Queue {
       if (isAbort(error, signal)) return []
       throw sqsError(error, 'ReceiveMessage', this.queueUrl, this.endpoint)
     } finally {
-      signal.removeEventListener('abort', onAbort!)
+      signal.removeEventListener('abort', onAbort)
       dispose()
     }
   }
@@ -314,7 +325,8 @@ class SqsQueue implements Queue {
         const retry: typeof entries = []
         for (const failed of out.Failed ?? []) {
           const index = Number(failed.Id)
-          if (!failed.SenderFault && attempt < BATCH_ATTEMPTS) retry.push(entries[index]!)
+          const entry = pending.find((e) => e.Id === failed.Id)
+          if (entry && !failed.SenderFault && attempt < BATCH_ATTEMPTS) retry.push(entry)
           else failures.push({index, code: failed.Code ?? 'Failed', message: failed.Message ?? 'delete failed'})
         }
         if (retry.length > 0) {
@@ -348,7 +360,7 @@ class SqsQueue implements Queue {
   private attributes(names: string[], queueUrl = this.queueUrl): Promise<Record<string, string>> {
     return this.call('GetQueueAttributes', async () => {
       const out = await this.client.send(new this.sdk.GetQueueAttributesCommand({QueueUrl: queueUrl, AttributeNames: names as never}))
-      return (out.Attributes ?? {}) as Record<string, string>
+      return out.Attributes ?? {}
     })
   }
 
@@ -398,13 +410,13 @@ class SqsQueue implements Queue {
       if (key !== DEAD_REASON_ATTRIBUTE && key !== DEAD_FROM_ATTRIBUTE && key !== DEAD_AT_ATTRIBUTE) attributes[key] = {DataType: 'String', StringValue: value}
     }
     // The message's own attributes come first (a redrive puts them back); ours fill what is left of SQS's 10.
-    const ours: [string, string][] = [
+    const ours: Array<[string, string]> = [
       [DEAD_REASON_ATTRIBUTE, reason.slice(0, 1024) || 'dead'],
       [DEAD_FROM_ATTRIBUTE, this.queueUrl],
       [DEAD_AT_ATTRIBUTE, new Date().toISOString()],
     ]
     for (const [key, value] of ours) if (Object.keys(attributes).length < MAX_ATTRIBUTES) attributes[key] = {DataType: 'String', StringValue: value}
-    const dlqFifo = /\.fifo$/.test(target.url)
+    const dlqFifo = target.url.endsWith('.fifo')
     await this.call('SendMessage', () =>
       this.client.send(
         new this.sdk.SendMessageCommand({
@@ -412,7 +424,7 @@ class SqsQueue implements Queue {
           MessageBody: message.body,
           MessageAttributes: attributes,
           // The same message dead-lettered twice (a retried call) is stored once in a FIFO DLQ.
-          ...(dlqFifo ? {MessageGroupId: message.groupId || 'default', MessageDeduplicationId: message.id} : {}),
+          ...(dlqFifo ? {MessageGroupId: fifoGroup(message.groupId), MessageDeduplicationId: message.id} : {}),
         }),
       ),
     )

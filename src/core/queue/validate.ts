@@ -38,7 +38,7 @@ export function receiveParams(options: ReceiveOptions, defaultVisibility: number
 
 /** Checks a message before it is sent; `maxBodyBytes` is the backend's limit. */
 export function checkSend(message: SendInput, maxBodyBytes: number): void {
-  if (typeof message?.body !== 'string') throw new UsageError('message body must be a string')
+  if (typeof message.body !== 'string') throw new UsageError('message body must be a string')
   if (message.body.length === 0) throw new UsageError('message body is empty', 'queues do not carry empty messages: send some text')
   const bytes = Buffer.byteLength(message.body, 'utf8')
   if (bytes > maxBodyBytes) {
@@ -56,10 +56,13 @@ export function checkSend(message: SendInput, maxBodyBytes: number): void {
  * Sleeps `ms`, resolving early (without throwing) when any of the signals aborts. Listeners are
  * removed afterwards (no AbortSignal.any: Node 20 keeps such composed signals alive).
  */
-export function pause(ms: number, ...signals: (AbortSignal | undefined)[]): Promise<void> {
+export function pause(ms: number, ...signals: Array<AbortSignal | undefined>): Promise<void> {
   const live = signals.filter((s): s is AbortSignal => s !== undefined)
   return new Promise((resolve) => {
-    if (ms <= 0 || live.some((s) => s.aborted)) return resolve()
+    if (ms <= 0 || live.some((s) => s.aborted)) {
+      resolve()
+      return
+    }
     const done = () => {
       clearTimeout(timer)
       for (const s of live) s.removeEventListener('abort', done)
@@ -80,7 +83,7 @@ export function chunks<T>(items: T[], size: number = LIMITS.batch): T[][] {
  * One signal that aborts when any of `signals` does; call dispose() when the operation is over so
  * long-lived signals (a queue's close) do not collect listeners.
  */
-export function linkSignals(...signals: (AbortSignal | undefined)[]): {signal: AbortSignal; dispose: () => void} {
+export function linkSignals(...signals: Array<AbortSignal | undefined>): {signal: AbortSignal; dispose: () => void} {
   const controller = new AbortController()
   const live = signals.filter((s): s is AbortSignal => s !== undefined)
   const abort = () => controller.abort()

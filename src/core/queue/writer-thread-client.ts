@@ -16,7 +16,7 @@ export interface SerializedError {
   fix?: string
   operation?: 'send' | 'delete'
   failures?: BatchFailure[]
-  results?: (SendResult | undefined)[]
+  results?: Array<SendResult | undefined>
 }
 
 export function serializeError(error: unknown): SerializedError {
@@ -59,7 +59,8 @@ export async function startWriterThread(url: string, fifo: boolean, log?: Logger
       if ('ready' in message) {
         settled = true
         if (!message.ready) log?.warn('queue writer thread failed to start: committing on the main thread', {error: message.error?.message})
-        return resolve(message.ready)
+        resolve(message.ready)
+        return
       }
       const entry = waiting.get(message.id)
       waiting.delete(message.id)
@@ -99,6 +100,7 @@ export async function startWriterThread(url: string, fifo: boolean, log?: Logger
       let timer: NodeJS.Timeout | undefined
       await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 2000)))])
       clearTimeout(timer)
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the thread may die during the awaits above
       if (!dead) await worker.terminate()
     },
   }

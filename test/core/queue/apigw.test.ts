@@ -25,27 +25,28 @@ const dir = tempDir('cistern-facade-')
  * 403 {"message":"Missing Authentication Token"}.
  */
 function facade(queue: () => SimQueue, visibility: () => number) {
-  return (req: RecordedRequest, res: ServerResponse) => {
-    const json = (status: number, body: unknown) => {
-      res.writeHead(status, {'content-type': 'application/json', 'x-amzn-requestid': randomUUID()})
-      res.end(JSON.stringify(body))
-    }
+  const answer = (req: RecordedRequest): [number, unknown] => {
     const url = new URL(req.url, 'http://facade')
-    if (!url.pathname.startsWith('/prod/message')) return json(403, {message: 'Missing Authentication Token'})
-    if (req.headers['x-api-key'] !== KEY) return json(403, {message: 'Forbidden'})
+    if (!url.pathname.startsWith('/prod/message')) return [403, {message: 'Missing Authentication Token'}]
+    if (req.headers['x-api-key'] !== KEY) return [403, {message: 'Forbidden'}]
     if (req.method === 'GET') {
       const messages = sim.receiveNow(queue(), 10, visibility())
-      return json(200, {ReceiveMessageResponse: {ReceiveMessageResult: {messages: messages.length ? messages : null}, ResponseMetadata: {RequestId: randomUUID()}}})
+      return [200, {ReceiveMessageResponse: {ReceiveMessageResult: {messages: messages.length ? messages : null}, ResponseMetadata: {RequestId: randomUUID()}}}]
     }
     if (req.method === 'DELETE') {
       try {
         sim.deleteOne(queue(), url.searchParams.get('receiptHandle') ?? '')
-        return json(200, {DeleteMessageResponse: {ResponseMetadata: {RequestId: randomUUID()}}})
+        return [200, {DeleteMessageResponse: {ResponseMetadata: {RequestId: randomUUID()}}}]
       } catch (error) {
-        return json(200, {Error: {Code: (error as Error).name, Message: (error as Error).message, Type: 'Sender'}, RequestId: randomUUID()})
+        return [200, {Error: {Code: (error as Error).name, Message: (error as Error).message, Type: 'Sender'}, RequestId: randomUUID()}]
       }
     }
-    return json(403, {message: 'Missing Authentication Token'})
+    return [403, {message: 'Missing Authentication Token'}]
+  }
+  return (req: RecordedRequest, res: ServerResponse) => {
+    const [status, body] = answer(req)
+    res.writeHead(status, {'content-type': 'application/json', 'x-amzn-requestid': randomUUID()})
+    res.end(JSON.stringify(body))
   }
 }
 

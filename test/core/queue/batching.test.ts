@@ -169,7 +169,7 @@ describe('coalescingSender on the embedded queue', () => {
     const queue = await openQueue(`sqlite:${join(dir, 'dedup.db')}#jobs`)
     const sender = coalescingSender(queue)
     const [a, b] = await Promise.all([sender.send({body: 'x', deduplicationId: 'd-1'}), sender.send({body: 'x again', deduplicationId: 'd-1'})])
-    expect(b).toEqual({id: a!.id, duplicate: true})
+    expect(b).toEqual({id: a.id, duplicate: true})
     await sender.close()
     await queue.close()
   })

@@ -68,8 +68,8 @@ export interface ContractFeatures {
 }
 
 /** A logger that keeps its lines, to assert what was said. */
-export function recordingLogger(): Logger & {lines: {level: string; message: string; fields?: Record<string, unknown>}[]} {
-  const lines: {level: string; message: string; fields?: Record<string, unknown>}[] = []
+export function recordingLogger(): Logger & {lines: Array<{level: string; message: string; fields?: Record<string, unknown>}>} {
+  const lines: Array<{level: string; message: string; fields?: Record<string, unknown>}> = []
   const logger = {
     level: 'debug' as const,
     lines,
@@ -164,7 +164,7 @@ export function queueContract(name: string, factory: SubjectFactory, features: C
         await expect(s.queue.delete(first!.receiptHandle)).rejects.toBeInstanceOf(StaleReceiptError)
         if (features.visibility) await expect(s.queue.changeVisibility(first!.receiptHandle, 0)).rejects.toBeInstanceOf(StaleReceiptError)
       } else {
-        await s.queue.delete(first!.receiptHandle).catch(() => {})
+        await s.queue.delete(first!.receiptHandle).catch(() => undefined)
       }
       // The second holder's lease is intact: still hidden, and its receipt deletes it.
       expect(await s.queue.receive()).toEqual([])
@@ -414,7 +414,7 @@ export function queueContract(name: string, factory: SubjectFactory, features: C
         expect(got.find((m) => m.body === 'killed twice')!.attempts).toBe(round)
         await sleep(1100)
       }
-      const reported: {message: QueueMessage; reason: string}[] = []
+      const reported: Array<{message: QueueMessage; reason: string}> = []
       const got = await s.queue.receive({onDead: (message, reason) => reported.push({message, reason})})
       expect(got.map((m) => m.body)).toEqual(['fine'])
       expect(reported).toHaveLength(1)

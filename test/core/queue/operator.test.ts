@@ -5,7 +5,7 @@ import {describe, expect, it} from 'vitest'
 
 import {UsageError} from '../../../src/core/errors.js'
 import {openQueue} from '../../../src/core/queue/index.js'
-import {messageView, operatorQueue, parseAttributes, readBody, renderMessages, renderStats, sendMessages} from '../../../src/core/queue/operator.js'
+import {messageView, operatorQueue, parseAttributes, readBody, renderMessages, renderStats, sendLines} from '../../../src/core/queue/operator.js'
 import {tempDir} from '../../helpers/tmp.js'
 
 const dir = tempDir('cistern-operator-')
@@ -54,9 +54,9 @@ describe('queue operator helpers', () => {
 
   it('sends lines in batches and renders what it received', async () => {
     const queue = await openQueue(`sqlite:${join(dir, 'ops.db')}#q`)
-    const results = await sendMessages(queue, 'one\r\ntwo\n\nthree', {attributes: {k: 'v'}}, true)
+    const results = await sendLines(queue, 'one\r\ntwo\n\nthree', {attributes: {k: 'v'}})
     expect(results).toHaveLength(3)
-    await expect(sendMessages(queue, '\n\n', {}, true)).rejects.toThrow(/no message body/)
+    await expect(sendLines(queue, '\n\n', {})).rejects.toThrow(/no message body/)
     const views = (await queue.receive()).map(messageView)
     expect(views.map((v) => v.body)).toEqual(['one', 'two', 'three'])
     expect(views[0]).toMatchObject({receiveCount: 1, attributes: {k: 'v'}})

@@ -427,7 +427,7 @@ await queue.close()
     const child = execa('node', [receiverScript, url, join(dir, 'never'), 'hold', '1'], {timeout: 60_000, reject: false})
     let held: string[] = []
     for await (const line of child.iterable()) {
-      held = JSON.parse(String(line)) as string[]
+      held = JSON.parse(line) as string[]
       break
     }
     expect(held).toHaveLength(5)
@@ -501,7 +501,7 @@ describe('sqlite FIFO receive picks exactly the oldest ready group heads', () =>
   // finds too few: both must give what the definition gives. Checked against a model computed from
   // the rows themselves, through releases, dead letters and partial deletes; with many shallow
   // groups (the first look finds enough) and with a deep group in front (it does not).
-  const scenarios: [string, {groupId: string; body: string}[]][] = [
+  const scenarios: Array<[string, Array<{groupId: string; body: string}>]> = [
     ['many shallow groups', Array.from({length: 160}, (_, i) => ({groupId: `g${i % 40}`, body: `g${i % 40}:${Math.floor(i / 40)}`}))],
     [
       'a deep group in front',
@@ -520,7 +520,7 @@ describe('sqlite FIFO receive picks exactly the oldest ready group heads', () =>
     const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
     const expected = (max: number): number[] => {
       const now = Date.now()
-      const all = rows.all('pick.fifo') as {seq: number; group_id: string; visible_at: number; receipt: string | null; dead: number}[]
+      const all = rows.all('pick.fifo') as Array<{seq: number; group_id: string; visible_at: number; receipt: string | null; dead: number}>
       const live = all.filter((row) => row.dead === 0)
       const head = new Map<string, number>()
       for (const row of live) head.set(row.group_id, Math.min(head.get(row.group_id) ?? Infinity, row.seq))

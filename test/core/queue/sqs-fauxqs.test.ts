@@ -4,7 +4,7 @@
  * Then what only a real SDK talking to a real endpoint shows: an unreachable endpoint.
  */
 import {ChangeMessageVisibilityCommand, GetQueueAttributesCommand, ReceiveMessageCommand} from '@aws-sdk/client-sqs'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {beforeAll, describe, expect, it} from 'vitest'
 
 import {ExitCode, TargetUnhealthyError, UsageError} from '../../../src/core/errors.js'
 import {openQueue} from '../../../src/core/queue/index.js'
@@ -13,14 +13,13 @@ import {queueContract} from './contract.js'
 import {type Fauxqs, startFauxqs, useFauxqsEnv} from '../../helpers/fauxqs.js'
 
 let emulator: Fauxqs
-let restore: () => void
 beforeAll(async () => {
   emulator = await startFauxqs()
-  restore = useFauxqsEnv(emulator)
-})
-afterAll(async () => {
-  restore?.()
-  await emulator?.stop()
+  const restore = useFauxqsEnv(emulator)
+  return async () => {
+    restore()
+    await emulator.stop()
+  }
 })
 let counter = 0
 

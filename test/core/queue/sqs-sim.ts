@@ -62,7 +62,7 @@ export class SqsSimulator {
   private seq = 0
   private closed = false
   /** Batch entry ids to fail once each: `{op, id, senderFault}`. */
-  readonly injected: {op: 'send' | 'delete'; id: string; senderFault: boolean; code: string}[] = []
+  readonly injected: Array<{op: 'send' | 'delete'; id: string; senderFault: boolean; code: string}> = []
 
   constructor(readonly region = 'eu-west-1') {
     this.mock = mockClient(SQSClient)
@@ -199,6 +199,7 @@ export class SqsSimulator {
   }
 
   /** The simulated SQS operations by name (`SendMessage`, …): the mock and the HTTP endpoint both call these. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each operation reads its own request shape (the SDK's input or the parsed JSON body)
   readonly handlers: Record<string, (input: any) => unknown> = {}
 
   private install(): void {
@@ -209,11 +210,11 @@ export class SqsSimulator {
       return {QueueUrl: url}
     }
     handlers.SendMessage = (input) => ({MessageId: this.put(this.queue(input.QueueUrl), input), MD5OfMessageBody: md5(input.MessageBody ?? '')})
-    handlers.SendMessageBatch = (input: {QueueUrl: string; Entries: ({Id: string} & Parameters<SqsSimulator['put']>[1])[]}) => {
+    handlers.SendMessageBatch = (input: {QueueUrl: string; Entries: Array<{Id: string} & Parameters<SqsSimulator['put']>[1]>}) => {
       if (input.Entries.length > 10) throw sqsError('TooManyEntriesInBatchRequest')
       const queue = this.queue(input.QueueUrl)
-      const Successful: {Id: string; MessageId: string; MD5OfMessageBody: string}[] = []
-      const Failed: {Id: string; SenderFault: boolean; Code: string; Message: string}[] = []
+      const Successful: Array<{Id: string; MessageId: string; MD5OfMessageBody: string}> = []
+      const Failed: Array<{Id: string; SenderFault: boolean; Code: string; Message: string}> = []
       for (const entry of input.Entries) {
         const fault = this.takeInjected('send', entry.Id)
         if (fault) {
@@ -243,11 +244,11 @@ export class SqsSimulator {
       this.deleteOne(this.queue(input.QueueUrl), input.ReceiptHandle)
       return {}
     }
-    handlers.DeleteMessageBatch = (input: {QueueUrl: string; Entries: {Id: string; ReceiptHandle: string}[]}) => {
+    handlers.DeleteMessageBatch = (input: {QueueUrl: string; Entries: Array<{Id: string; ReceiptHandle: string}>}) => {
       if (input.Entries.length > 10) throw sqsError('TooManyEntriesInBatchRequest')
       const queue = this.queue(input.QueueUrl)
-      const Successful: {Id: string}[] = []
-      const Failed: {Id: string; SenderFault: boolean; Code: string; Message: string}[] = []
+      const Successful: Array<{Id: string}> = []
+      const Failed: Array<{Id: string; SenderFault: boolean; Code: string; Message: string}> = []
       for (const entry of input.Entries) {
         const fault = this.takeInjected('delete', entry.Id)
         if (fault) {
@@ -334,7 +335,10 @@ export async function sqsEndpoint(sim: SqsSimulator): Promise<StandIn> {
       res.writeHead(status, {'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': randomUUID(), ...headers})
       res.end(JSON.stringify(body))
     }
-    if (!handler) return reply(400, {__type: 'com.amazonaws.sqs#InvalidAction', message: `unknown operation ${operation}`})
+    if (!handler) {
+      reply(400, {__type: 'com.amazonaws.sqs#InvalidAction', message: `unknown operation ${operation}`})
+      return
+    }
     try {
       reply(200, (await handler(JSON.parse(req.body.toString('utf8') || '{}'))) ?? {})
     } catch (error) {

@@ -6,6 +6,8 @@
  * original queued. cistern adds the raw request bytes (`raw_body`, base64) so a replay is
  * byte-identical and the X-Hub-Signature(-256) still verifies.
  */
+import {CisternError} from './errors.js'
+
 export interface SpigotMessage {
   /** 'ON' or 'OFF' (kept as the sender wrote it). */
   spigot_state: string
@@ -61,11 +63,11 @@ export function replayBytes(message: SpigotMessage): Buffer {
   return Buffer.from(typeof message.body === 'string' ? message.body : JSON.stringify(message.body))
 }
 
-/** Parse a queued body; throws a plain Error on anything that is not a spigot message. */
+/** Parse a queued body; throws (SyntaxError, or a CisternError) on anything that is not a spigot message. */
 export function decodeMessage(text: string): SpigotMessage {
   const value = JSON.parse(text) as Partial<SpigotMessage> | null
   if (!value || typeof value !== 'object' || !('body' in value) || !value.headers || typeof value.headers !== 'object') {
-    throw new Error('not a spigot message: expected {spigot_state, from_queue, body, headers}')
+    throw new CisternError('not a spigot message: expected {spigot_state, from_queue, body, headers}')
   }
   return value as SpigotMessage
 }

@@ -245,8 +245,10 @@ describe('hooks serve under faults (built CLI)', () => {
       expect(runs.length).toBeLessThanOrEqual(3)
     }
     expect(instance.stderr()).toMatch(/stopping 1 process\(es\) of execution \d+ of task .* left running by a cistern process that died/)
-    const executions = await executionsOf(instance.url, task.uuid)
-    expect(executions.map((e) => [e.status, e.nb_errors, e.dead ?? false])).toEqual(accepted.map(() => ['DONE', 0, false]))
+    // A job's last line is written before its execution is recorded DONE: wait for the records too.
+    const states = async () => (await executionsOf(instance.url, task.uuid)).map((e) => [e.status, e.nb_errors, e.dead ?? false])
+    await waitFor(async () => (await states()).every(([status]) => status === 'DONE'), 30_000, 'every execution recorded DONE').catch(() => undefined)
+    expect(await states()).toEqual(accepted.map(() => ['DONE', 0, false]))
     instance.proc.kill('SIGTERM')
     expect((await instance.proc).exitCode).toBe(0)
     appendFileSync(log, '')

@@ -5,7 +5,7 @@
  * marker variables its starter put in its environment (the starter's instance id and the work's
  * id); Linux /proc is read, elsewhere nothing is found and nothing is killed.
  *
- * sqs-listen found its orphans this way first (src/sqs-listener/orphans.ts); hooks uses this.
+ * Used by sqs-listen (src/sqs-listener/orphans.ts) and hooks (src/hooks/actions.ts).
  */
 import {randomUUID} from 'node:crypto'
 import {existsSync, readFileSync} from 'node:fs'

@@ -57,8 +57,8 @@ export function commenterFrom(flags: {comment?: boolean; 'github-url'?: string},
   return createCommenter({token, baseUrl: flags['github-url'], log})
 }
 
-/** The replay tuning flags (src/flags/spigot.ts drainFlags) as drain() takes them; drain and maintenance share it. */
-export function drainTuningFrom(flags: {
+/** The parsed values of the replay tuning in src/flags/spigot.ts drainFlags. */
+export interface DrainTuningFlagValues {
   'auto-off': boolean
   concurrency: number
   rate?: number
@@ -70,7 +70,10 @@ export function drainTuningFrom(flags: {
   'retry-delay'?: number
   region?: string
   profile?: string
-}): Pick<
+}
+
+/** The replay tuning flags (src/flags/spigot.ts drainFlags) as drain() takes them; drain and maintenance share it. */
+export function drainTuningFrom(flags: DrainTuningFlagValues): Pick<
   DrainOptions,
   'autoOff' | 'concurrency' | 'rate' | 'deadlineMs' | 'giveUpAfterMs' | 'deliveryTimeoutMs' | 'healthTimeoutMs' | 'visibilityTimeout' | 'retryDelaySeconds' | 'region' | 'profile'
 > {

@@ -1,5 +1,5 @@
 import type {Logger} from '../core/log.js'
-import {commenterFrom, drainTuningFrom, openSpigotQueue, openStateFrom, type StateFlagValues} from './command-options.js'
+import {type DrainTuningFlagValues, type StateFlagValues, commenterFrom, drainTuningFrom, openSpigotQueue, openStateFrom} from './command-options.js'
 import {type SpigotFlags, resolveSpigotConfig} from './config.js'
 import {type DrainSummary, drain} from './drain.js'
 import type {ProgressMode} from './drain-progress.js'
@@ -14,16 +14,7 @@ import {type SpigotStatus, spigotStatus, watchStatus} from './status.js'
  */
 
 /** The parsed values of src/flags/spigot.ts drainFlags. */
-export interface DrainFlagValues extends SpigotFlags, StateFlagValues {
-  'auto-off': boolean
-  concurrency: number
-  rate?: number
-  deadline: number
-  'give-up-after': number
-  'delivery-timeout': number
-  'health-timeout': number
-  'visibility-timeout'?: number
-  'retry-delay'?: number
+export interface DrainFlagValues extends SpigotFlags, StateFlagValues, DrainTuningFlagValues {
   'dead-letter-queue'?: string
   comment?: boolean
   'github-url'?: string

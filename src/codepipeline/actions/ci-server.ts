@@ -220,6 +220,20 @@ export interface FollowOptions<S> {
   token(progress: Progress<S>): string
 }
 
+/** FollowOptions from an action's settings (seconds), with the token a build's state and downtime make. */
+export function followOptions<S>(
+  settings: {waitSeconds: number; checkIntervalSeconds: number; failAfterSeconds: number},
+  stopping: AbortSignal,
+): FollowOptions<S> {
+  return {
+    waitMs: settings.waitSeconds * 1000,
+    intervalMs: settings.checkIntervalSeconds * 1000,
+    failAfterMs: settings.failAfterSeconds * 1000,
+    stopping,
+    token: ({state, downSince}) => JSON.stringify({...state, downSince}),
+  }
+}
+
 /**
  * Starts the build if it has not started, then checks it until it is final, `waitMs` has passed,
  * or the worker is stopping; then hands back a continuation token so CodePipeline (and any worker)

@@ -3,7 +3,7 @@ import {z} from 'zod'
 import {displayUrl} from '../../core/log.js'
 import type {JenkinsActionConfig} from '../config.js'
 import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext, configurationValue} from '../job.js'
-import {type CiAnswer, type CiBuild, CiServer, CiTargets, type Progress, type Step, follow, parseJson} from './ci-server.js'
+import {type CiAnswer, type CiBuild, CiServer, CiTargets, type Progress, type Step, follow, followOptions, parseJson} from './ci-server.js'
 
 export interface JenkinsHandlerOptions {
   settings: JenkinsActionConfig['settings']
@@ -66,16 +66,9 @@ export class JenkinsHandler implements ActionHandler {
   }
 
   async run(job: JobContext): Promise<HandlerOutcome> {
-    const {settings} = this.options
     const start = job.continuationToken ? this.resume(job.continuationToken) : {}
     const build: CiBuild<JenkinsState> = {trigger: () => this.trigger(job), check: (state) => this.check(state, job)}
-    return follow(this.server, build, start, {
-      waitMs: settings.waitSeconds * 1000,
-      intervalMs: settings.checkIntervalSeconds * 1000,
-      failAfterMs: settings.failAfterSeconds * 1000,
-      stopping: job.stopping,
-      token: ({state, downSince}) => JSON.stringify({...state, downSince}),
-    })
+    return follow(this.server, build, start, followOptions(this.options.settings, job.stopping))
   }
 
   /** Where a continuation token says the build is; one pointing anywhere but the configured Jenkins is refused. */

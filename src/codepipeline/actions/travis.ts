@@ -2,7 +2,7 @@ import {z} from 'zod'
 
 import type {TravisActionConfig} from '../config.js'
 import {ActionConfigurationError, type ActionHandler, type HandlerOutcome, JobFailure, type JobContext, configurationValue} from '../job.js'
-import {type CiBuild, CiServer, CiTargets, type Progress, type Step, follow, parseJson} from './ci-server.js'
+import {type CiBuild, CiServer, CiTargets, type Progress, type Step, follow, followOptions, parseJson} from './ci-server.js'
 
 export interface TravisHandlerOptions {
   settings: TravisActionConfig['settings']
@@ -51,17 +51,10 @@ export class TravisHandler implements ActionHandler {
   }
 
   async run(job: JobContext): Promise<HandlerOutcome> {
-    const {settings} = this.options
     const slug = this.slugOf(job)
     const start: Progress<TravisState> = job.continuationToken ? parseToken(job.continuationToken) : {}
     const build: CiBuild<TravisState> = {trigger: () => this.trigger(job, slug), check: (state) => this.check(state, slug, job)}
-    return follow(this.server, build, start, {
-      waitMs: settings.waitSeconds * 1000,
-      intervalMs: settings.checkIntervalSeconds * 1000,
-      failAfterMs: settings.failAfterSeconds * 1000,
-      stopping: job.stopping,
-      token: ({state, downSince}) => JSON.stringify({...state, downSince}),
-    })
+    return follow(this.server, build, start, followOptions(this.options.settings, job.stopping))
   }
 
   private slugOf(job: JobContext): string {

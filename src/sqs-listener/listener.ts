@@ -80,6 +80,8 @@ export async function listen(listener: Listener, options: ListenOptions = {}): P
   })
   const result = await consume(listener.requests, handlers.handle, {
     once,
+    // --once after a listener was killed: its leases lapse within the run, so the run handles them.
+    awaitLapsingLeases: true,
     deadlineMs: options.deadlineMs,
     signal: options.signal,
     concurrency: settings.maxConcurrentJobs,

@@ -59,6 +59,8 @@ export async function runStatusQueue(settings: StatusQueueSettings, options: Run
     log.info('status-queue worker started', {queue: queue.url, github: github.apiUrl, concurrency: settings.concurrency, once: Boolean(options.once)})
     const {stopError: _, ...result} = await consume(queue, handler, {
       once: options.once,
+      // --once after a worker was killed: its leases lapse within the run, so the run delivers them.
+      awaitLapsingLeases: true,
       deadlineMs: settings.deadlineMs,
       giveUpAfterMs: settings.giveUpAfterMs,
       maxAttempts: await attemptLimit(settings, queue),

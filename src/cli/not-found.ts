@@ -1,4 +1,5 @@
-import {type Hook, toConfiguredId} from '@oclif/core'
+import type {Hook} from '@oclif/core/hooks'
+import {toConfiguredId} from '@oclif/core/util/ids'
 import levenshtein from 'fast-levenshtein'
 
 import {ExitCode} from '../core/errors.js'

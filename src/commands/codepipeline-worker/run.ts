@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {CisternCommand, sharedFlags} from '../../core/command.js'
 import {duration} from '../../core/flags.js'

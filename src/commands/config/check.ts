@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
 import {type ConfigCheckResult, checkConfig} from '../../config/check.js'
 import {CONFIG_KINDS, KIND_SUMMARIES} from '../../config/kinds.js'

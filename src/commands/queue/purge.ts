@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {CisternCommand} from '../../core/command.js'
 import {UsageError} from '../../core/errors.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {CisternCommand, sharedFlags} from '../../core/command.js'
 import {drainRuleFlags, stateFlags} from '../../flags/spigot.js'

@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 
 import {CisternCommand} from '../../../core/command.js'
 import {clientFlags} from '../../../flags/hooks.js'

@@ -1,5 +1,4 @@
-import type {Hook} from '@oclif/core/hooks'
-import {toConfiguredId} from '@oclif/core/util/ids'
+import {type Hook, toConfiguredId} from '@oclif/core'
 import levenshtein from 'fast-levenshtein'
 
 import {ExitCode} from '../core/errors.js'

@@ -1,8 +1,4 @@
-// @oclif/core's subpaths, not its index: the index also loads semver (47 files) for a Node version
-// check and every other part of oclif, on every command's start.
-import {Command} from '@oclif/core/command'
-import * as Errors from '@oclif/core/errors'
-import * as Flags from '@oclif/core/flags'
+import {Command, Errors, Flags} from '@oclif/core'
 import {format} from 'node:util'
 
 import {CisternError, ExitCode, FlagValueError, type RunOutcome, StopSignalError, carriesOutcome, describeTransportFailure, errorMessage, type TransportFailure, transportFailureOf} from './errors.js'

@@ -2,7 +2,7 @@
  * The hooks commands' flags (oclif stays out of src/hooks/). Values are parsed here; what they mean
  * is resolved in src/hooks (settings.ts for serve, task-document.ts for the task commands).
  */
-import * as Flags from '@oclif/core/flags'
+import {Flags} from '@oclif/core'
 
 import {sharedFlags} from '../core/command.js'
 import {duration, integer} from '../core/flags.js'

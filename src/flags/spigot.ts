@@ -1,4 +1,4 @@
-import * as Flags from '@oclif/core/flags'
+import {Flags} from '@oclif/core'
 
 import {sharedFlags} from '../core/command.js'
 import {duration, integer, positiveNumber, url} from '../core/flags.js'

@@ -1,5 +1,5 @@
 /** `cistern sqs-listen`'s flags (oclif loads every file under src/commands as a command: they live here). */
-import * as Flags from '@oclif/core/flags'
+import {Flags} from '@oclif/core'
 
 import {sharedFlags} from '../core/command.js'
 import {duration, integer, url} from '../core/flags.js'

@@ -2,7 +2,7 @@
  * `cistern status-queue work`'s flags (kept apart from src/status-queue/: domain folders do not
  * import @oclif/core). Bad values are usage errors naming the flag (exit 2).
  */
-import * as Flags from '@oclif/core/flags'
+import {Flags} from '@oclif/core'
 
 import {sharedFlags} from '../core/command.js'
 import {duration, integer, url} from '../core/flags.js'

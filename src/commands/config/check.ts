@@ -1,5 +1,4 @@
-import * as Args from '@oclif/core/args'
-import * as Flags from '@oclif/core/flags'
+import {Args, Flags} from '@oclif/core'
 
 import {type ConfigCheckResult, checkConfig} from '../../config/check.js'
 import {CONFIG_KINDS, KIND_SUMMARIES} from '../../config/kinds.js'

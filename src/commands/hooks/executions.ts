@@ -1,5 +1,4 @@
-import * as Args from '@oclif/core/args'
-import * as Flags from '@oclif/core/flags'
+import {Args, Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
 import {UsageError} from '../../core/errors.js'

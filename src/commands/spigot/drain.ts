@@ -1,4 +1,4 @@
-import * as Flags from '@oclif/core/flags'
+import {Flags} from '@oclif/core'
 
 import {CisternCommand} from '../../core/command.js'
 import {drainFlags, jenkinsFlags, stateFlags} from '../../flags/spigot.js'

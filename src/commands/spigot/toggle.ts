@@ -1,4 +1,4 @@
-import * as Flags from '@oclif/core/flags'
+import {Flags} from '@oclif/core'
 
 import {CisternCommand, sharedFlags} from '../../core/command.js'
 import {drainRuleFlags, stateFlags} from '../../flags/spigot.js'

@@ -1,4 +1,4 @@
-import * as Args from '@oclif/core/args'
+import {Args} from '@oclif/core'
 
 import {CisternCommand} from '../../../core/command.js'
 import {clientFlags} from '../../../flags/hooks.js'

@@ -30,7 +30,7 @@ async function loadedBy(args: string[], env: Record<string, string> = {}): Promi
 }
 
 // Loaded only by the paths that use them: config files, the drain, the SDKs, outgoing HTTP, the servers.
-const HEAVY = ['zod', 'yaml', 'semver', 'undici', 'node:internal/deps/undici', 'p-queue', 'fastify', 'ioredis', '@octokit/rest', '@aws-sdk/client-sqs', '@aws-sdk/client-api-gateway']
+const HEAVY = ['zod', 'yaml', 'undici', 'node:internal/deps/undici', 'p-queue', 'fastify', 'ioredis', '@octokit/rest', '@aws-sdk/client-sqs', '@aws-sdk/client-api-gateway']
 
 describe('start-up loads only what a command uses', () => {
   it('spigot status --json without a config file: the embedded queue, none of the heavy modules', async () => {

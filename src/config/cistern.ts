@@ -4,7 +4,7 @@ import {workerSectionSchema} from '../codepipeline/config.js'
 import {loadConfig} from '../core/config.js'
 import {jobsSchema} from '../core/jobs.js'
 import {hooksConfigSchema} from '../hooks/config.js'
-import {spigotSchema} from '../spigot/config.js'
+import {spigotSchema} from '../spigot/config-file.js'
 import {listenerSchema} from '../sqs-listener/config.js'
 import {statusQueueSection} from '../status-queue/config.js'
 

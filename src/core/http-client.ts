@@ -148,6 +148,7 @@ export class HttpClient {
       signal: init.signal ?? undefined,
     })
     const nullBody = response.status === 204 || response.status === 205 || response.status === 304 || method === 'HEAD'
+    const BufferedResponse = (bufferedResponse ??= defineBufferedResponse())
     return new BufferedResponse(nullBody ? undefined : response.body, {status: response.status, headers: response.headers})
   }
 
@@ -263,33 +264,40 @@ function flatHeaders(headers: Dispatcher.ResponseData['headers']): Record<string
  * A Response whose body is already in memory. Reading it costs a toString instead of a web stream:
  * about 50 µs less CPU per request on Node 20 (bench/http-client.js), which is what bounds
  * status-queue once GitHub answers quickly. The stream is built only for a caller that asks for `body`.
+ *
+ * Defined at the first fetch, not with the module: the global Response is a getter whose first read
+ * loads Node's bundled undici (20–50 ms of start-up for every command that holds an HttpClient).
  */
-class BufferedResponse extends Response {
-  override readonly text = (): Promise<string> => this.read((bytes) => bytes.toString('utf8'))
-  override readonly json = (): Promise<unknown> => this.read((bytes) => JSON.parse(bytes.toString('utf8')) as unknown)
-  override readonly arrayBuffer = (): Promise<ArrayBuffer> => this.read((bytes) => new Uint8Array(bytes).buffer)
-  override readonly blob = (): Promise<Blob> => this.read((bytes) => new Blob([bytes]))
-  override readonly clone = (): Response => new BufferedResponse(this.bytes, {status: this.status, headers: this.headers})
-  private used = false
+function defineBufferedResponse() {
+  return class BufferedResponse extends Response {
+    override readonly text = (): Promise<string> => this.read((bytes) => bytes.toString('utf8'))
+    override readonly json = (): Promise<unknown> => this.read((bytes) => JSON.parse(bytes.toString('utf8')) as unknown)
+    override readonly arrayBuffer = (): Promise<ArrayBuffer> => this.read((bytes) => new Uint8Array(bytes).buffer)
+    override readonly blob = (): Promise<Blob> => this.read((bytes) => new Blob([bytes]))
+    override readonly clone = (): Response => new BufferedResponse(this.bytes, {status: this.status, headers: this.headers})
+    private used = false
 
-  constructor(
-    private readonly bytes: Buffer | undefined,
-    init: ResponseInit,
-  ) {
-    super(null, init)
-    if (bytes) {
-      let stream: ReadableStream | null | undefined
-      Object.defineProperty(this, 'body', {get: () => (stream ??= new Response(bytes).body)})
+    constructor(
+      private readonly bytes: Buffer | undefined,
+      init: ResponseInit,
+    ) {
+      super(null, init)
+      if (bytes) {
+        let stream: ReadableStream | null | undefined
+        Object.defineProperty(this, 'body', {get: () => (stream ??= new Response(bytes).body)})
+      }
+      Object.defineProperty(this, 'bodyUsed', {get: () => this.used})
     }
-    Object.defineProperty(this, 'bodyUsed', {get: () => this.used})
-  }
 
-  private async read<T>(as: (bytes: Buffer) => T): Promise<T> {
-    if (this.used) throw new TypeError('the body has already been read')
-    this.used = true
-    return as(this.bytes ?? Buffer.alloc(0))
+    private async read<T>(as: (bytes: Buffer) => T): Promise<T> {
+      if (this.used) throw new TypeError('the body has already been read')
+      this.used = true
+      return as(this.bytes ?? Buffer.alloc(0))
+    }
   }
 }
+
+let bufferedResponse: ReturnType<typeof defineBufferedResponse> | undefined
 
 function headerRecord(headers: RequestInit['headers']): Record<string, string> | undefined {
   if (headers === undefined) return undefined

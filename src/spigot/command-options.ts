@@ -2,7 +2,7 @@ import {UsageError} from '../core/errors.js'
 import type {Logger} from '../core/log.js'
 import {openQueue, queueScheme} from '../core/queue/index.js'
 import type {Queue} from '../core/queue/types.js'
-import {type PrCommenter, createCommenter} from './comments.js'
+import type {PrCommenter} from './comments.js'
 import type {SpigotConfig} from './config.js'
 import type {DrainOptions} from './drain.js'
 import {type StateStore, openStateStore, stateBackendFor} from './state.js'
@@ -50,10 +50,16 @@ export function openSpigotQueue(
   return openQueue(config.queue, {...options, ...(embeddedFifo ? {fifo: true} : {})})
 }
 
-export function commenterFrom(flags: {comment?: boolean; 'github-url'?: string}, log: Logger, env: NodeJS.ProcessEnv = process.env): PrCommenter | undefined {
+/** The commenter's module (with zod for the payloads it reads) is loaded only with --comment. */
+export async function commenterFrom(
+  flags: {comment?: boolean; 'github-url'?: string},
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<PrCommenter | undefined> {
   if (!flags.comment) return undefined
   const token = env.GITHUB_TOKEN
   if (!token) throw new UsageError('--comment needs a GitHub token', 'set GITHUB_TOKEN (a token that may comment on the repositories)')
+  const {createCommenter} = await import('./comments.js')
   return createCommenter({token, baseUrl: flags['github-url'], log})
 }
 

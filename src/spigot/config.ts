@@ -1,10 +1,8 @@
-import {z} from 'zod'
-
-import {loadConfig} from '../core/config.js'
 import {ConfigError, UsageError} from '../core/errors.js'
 import {defaultQueueUrl} from '../core/paths.js'
 import {readSecretFile, registerSecret} from '../core/secrets.js'
 import {unsetEmptyVariables} from '../core/settings.js'
+import type {SpigotFileConfig} from './config-file.js'
 
 /** A Jenkins the spigot forwards to. `url` always ends with '/'. */
 export interface JenkinsTarget {
@@ -51,67 +49,6 @@ export const DEFAULT_ROUTES: Readonly<Record<string, RouteRule>> = Object.freeze
   pull_request: {path: 'ghprbhook/', targets: [DEFAULT_TARGET]},
   issue_comment: {path: 'ghprbhook/', targets: [DEFAULT_TARGET]},
 })
-
-const httpUrl = z
-  .string()
-  .refine((value) => /^https?:\/\/[^/\s]+/.test(value), {error: 'expected an http(s) URL such as https://jenkins.example.com/'})
-
-const relativePath = z
-  .string()
-  .min(1)
-  .refine((value) => !/^[a-z]+:\/\//i.test(value), {error: 'expected a path relative to the Jenkins URL, e.g. github-webhook/'})
-
-/**
- * The `spigot:` section of cistern.yml:
- *
- *   spigot:
- *     queue: sqs://spigot.fifo
- *     jenkinsUrl: https://jenkins.example.com/
- *     targets:                                 # more Jenkins, by name (token from the named env var)
- *       - {name: legacy, url: https://old-jenkins.example.com/, user: bot, tokenEnv: LEGACY_JENKINS_TOKEN}
- *     routes:
- *       push: github-webhook/                  # shorthand: the default target
- *       pull_request: {path: ghprbhook/, targets: [default, legacy]}
- *       release: {path: generic-webhook-trigger/invoke}
- *       issue_comment: null                    # drop a default route
- *       '*': github-webhook/                   # events without a rule (unrouted: forward)
- *     unrouted: forward                        # or accept (202, not forwarded) or reject (400)
- *     healthPath: /health/
- *     forwardTimeoutMs: 3000
- *     largePayloadBucket: my-webhook-overflow
- *     webhookSecretFile: /etc/cistern/webhook-secret
- */
-export const spigotSchema = z
-  .object({
-    queue: z.string().min(1).optional(),
-    jenkinsUrl: httpUrl.optional(),
-    targets: z
-      .array(
-        z
-          .object({
-            name: z.string().min(1),
-            url: httpUrl,
-            user: z.string().min(1).optional(),
-            tokenEnv: z.string().min(1).optional(),
-          })
-          .strict(),
-      )
-      .optional(),
-    routes: z
-      .record(
-        z.string().min(1),
-        z.union([relativePath, z.object({path: relativePath, targets: z.array(z.string().min(1)).min(1).optional()}).strict(), z.null()]),
-      )
-      .optional(),
-    unrouted: z.enum(UNROUTED).optional(),
-    healthPath: z.string().min(1).optional(),
-    forwardTimeoutMs: z.number().int().min(100).max(60_000).optional(),
-    largePayloadBucket: z.string().min(3).optional(),
-    webhookSecretFile: z.string().min(1).optional(),
-  })
-  .strict()
-
-export type SpigotFileConfig = z.infer<typeof spigotSchema>
 
 /** The flags spigot commands share; keys are the oclif flag names, so a command passes `flags` as is. */
 export interface SpigotFlags {
@@ -247,7 +184,8 @@ function parseUnrouted(value: string | undefined): Unrouted | undefined {
   return known
 }
 
+/** Only a config file needs zod and yaml (~170 modules): without one, status and drain start without them. */
 async function loadSection(path: string): Promise<SpigotFileConfig> {
-  const whole = await loadConfig(path, z.object({spigot: spigotSchema.optional()}).loose())
-  return whole.spigot ?? {}
+  const {loadSpigotSection} = await import('./config-file.js')
+  return loadSpigotSection(path)
 }

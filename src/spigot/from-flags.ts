@@ -1,16 +1,17 @@
 import type {Logger} from '../core/log.js'
 import {type DrainTuningFlagValues, type StateFlagValues, commenterFrom, drainTuningFrom, openSpigotQueue, openStateFrom} from './command-options.js'
 import {type SpigotFlags, resolveSpigotConfig} from './config.js'
-import {type DrainSummary, drain} from './drain.js'
+import type {DrainSummary} from './drain.js'
 import type {ProgressMode} from './drain-progress.js'
 import {JenkinsClient} from './jenkins.js'
-import {type MaintenanceResult, runMaintenance} from './maintenance.js'
+import type {MaintenanceResult} from './maintenance.js'
 import {type SpigotStatus, spigotStatus, watchStatus} from './status.js'
 
 /**
  * What `spigot drain`, `maintenance` and `status` do with their parsed flags (src/flags/spigot.ts):
  * resolve the configuration, open the queue, the state and the clients, run, close what was
- * opened. The commands stay one call.
+ * opened. The commands stay one call. The drain and maintenance modules (the consumer, p-queue, the
+ * replay) are imported by the functions that run them, so that `spigot status` does not load them.
  */
 
 /** The parsed values of src/flags/spigot.ts drainFlags. */
@@ -36,8 +37,9 @@ export async function drainFromFlags(
   flags: DrainFlagValues & {watch: boolean; 'only-when-on': boolean; 'dry-run': boolean},
   {log, signal, interactive}: RunContext,
 ): Promise<DrainSummary> {
+  const {drain} = await import('./drain.js')
   const config = await resolveSpigotConfig(flags)
-  const commenter = commenterFrom(flags, log)
+  const commenter = await commenterFrom(flags, log)
   const needState = flags['auto-off'] || flags['only-when-on'] || flags.watch
   const state = needState ? await openStateFrom(flags, log) : undefined
   try {
@@ -76,8 +78,9 @@ export async function maintenanceFromFlags(
   command: string[],
   {log, signal, interactive}: RunContext,
 ): Promise<MaintenanceResult> {
+  const {runMaintenance} = await import('./maintenance.js')
   const config = await resolveSpigotConfig(flags)
-  const commenter = commenterFrom(flags, log)
+  const commenter = await commenterFrom(flags, log)
   const state = await openStateFrom(flags, log)
   try {
     const queue = await openSpigotQueue(config, {region: flags.region, profile: flags.profile, consumer: true, deadLetterUrl: flags['dead-letter-queue'], log})

@@ -1,4 +1,4 @@
-import {z} from 'zod'
+import type {ZodType} from 'zod'
 
 import type {TargetAnswer} from '../core/delivery.js'
 import {describeTransportFailure, errorMessage} from '../core/errors.js'
@@ -58,7 +58,10 @@ export function jenkinsUrl(target: JenkinsTarget, path: string): URL {
 
 // Hop-by-hop and length headers are the HTTP client's business, not GitHub's; the target's own credentials replace any Authorization.
 const NOT_REPLAYED = new Set(['host', 'content-length', 'connection', 'transfer-encoding', 'authorization'])
-const apiJson = z.object({quietingDown: z.boolean().optional()}).loose()
+
+/** The part of /api/json the health check reads; zod is imported by the first check that gets there, not with the module. */
+let apiJson: Promise<ZodType<{quietingDown?: boolean}>> | undefined
+const apiJsonSchema = () => (apiJson ??= import('zod').then(({z}) => z.object({quietingDown: z.boolean().optional()}).loose()))
 
 /**
  * Jenkins as the spigot talks to it: webhook POSTs and health checks over one keep-alive
@@ -138,7 +141,7 @@ export class JenkinsClient {
     try {
       const response = await get('api/json?tree=quietingDown')
       if (response.status >= 200 && response.status < 300) {
-        const parsed = apiJson.safeParse(JSON.parse(response.body.toString('utf8')))
+        const parsed = (await apiJsonSchema()).safeParse(JSON.parse(response.body.toString('utf8')))
         if (parsed.success && parsed.data.quietingDown === true) return {state: 'quieting-down', ms: upMs, detail: 'Jenkins is quieting down (preparing for shutdown)'}
       }
     } catch {

@@ -239,7 +239,7 @@ export interface ServeSummary {
 export async function serveSpigot(flags: ServeFlags, run: {log: Logger; signal: AbortSignal; announce(line: string): void}): Promise<ServeSummary> {
   const {log, signal} = run
   const config = await resolveSpigotConfig(flags)
-  const commenter = commenterFrom(flags, log)
+  const commenter = await commenterFrom(flags, log)
   const state = await openStateFrom(flags, log)
   try {
     const queue = await openSpigotQueue(config, {region: flags.region, profile: flags.profile, log})

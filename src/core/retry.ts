@@ -56,6 +56,8 @@ export async function retryUntil<T>(work: (attempt: number) => Promise<T>, optio
       if (Date.now() + delayMs > deadline) throw new GaveUpError(attempt, 'deadline', error)
       options.onRetry?.({error, attempt, delayMs})
       if (!(await sleep(delayMs, options.signal))) throw new GaveUpError(attempt, 'stopping', error)
+      // A timer may fire late on a busy machine: the deadline still holds.
+      if (Date.now() > deadline) throw new GaveUpError(attempt, 'deadline', error)
     }
   }
 }

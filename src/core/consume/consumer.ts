@@ -310,6 +310,7 @@ export class Consumer {
     this.counters.released += messages.length
     for (const message of messages) this.expectBack(message.id, delay, target)
     await Promise.all(messages.map((message) => this.releaseToQueue(message, delay)))
+    if (this.settings.once) for (const message of messages) this.handedBack.released(message.id, delay)
     return []
   }
 
@@ -529,6 +530,7 @@ export class Consumer {
     if (comesBack) this.expectBack(message.id, delay, target)
     this.log.debug('released', {messageId: message.id, delaySeconds: delay, reason})
     await this.releaseToQueue(message, delay)
+    if (comesBack && this.settings.once) this.handedBack.released(message.id, delay)
   }
 
   /**
@@ -622,6 +624,7 @@ export class Consumer {
       handedBack: this.handedBack.tally(this.deadline, this.gates),
       gates: this.gates,
       target: this.settings.target,
+      groups: this.queue.capabilities.groups === true,
     })
     return {...this.counters, stoppedBy, deadLetters: this.deadLetters, ...end, ...(this.stopError ? {stopError: this.stopError} : {})}
   }

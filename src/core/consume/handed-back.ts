@@ -40,6 +40,16 @@ export class HandedBack {
     this.expected.set(messageId, {dueAt: this.now() + delaySeconds * 1000, target})
   }
 
+  /**
+   * The queue has written the release: count the delay from now, so that the run never thinks a
+   * message visible while the queue still hides it (it would be reported held by another consumer).
+   * Only a message still expected (one delivered since is not brought back).
+   */
+  released(messageId: string, delaySeconds: number): void {
+    const expected = this.expected.get(messageId)
+    if (expected) expected.dueAt = Math.max(expected.dueAt, this.now() + delaySeconds * 1000)
+  }
+
   /** Delivered or dead: no longer expected. */
   forget(messageId: string): void {
     this.expected.delete(messageId)

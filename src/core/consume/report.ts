@@ -19,6 +19,8 @@ export interface RunEnd {
   gates: TargetGates
   /** The one target of a single-target consumer. */
   target?: string
+  /** The queue delivers each group in order, one message in flight at a time. */
+  groups?: boolean
 }
 
 export interface EndReport extends RunOutcome {
@@ -54,10 +56,19 @@ function heldUntil(run: RunEnd): Date | undefined {
 }
 
 /** What remains that this run did not hand back: leased by another consumer (or sent with a delay), or visible and never reached. */
-function othersOf({stats, handedBack: ours}: RunEnd): {held: number; visible: number} {
+function othersOf(run: RunEnd): {held: number; visible: number} {
+  const {stats, handedBack: ours} = run
   if (!stats) return {held: 0, visible: 0}
   const oursTotal = ours.afterDeadline + ours.beforeDeadline + [...ours.onTarget.values()].reduce((a, b) => a + b, 0)
-  return {held: Math.max(0, stats.inFlight + stats.delayed - ours.hidden), visible: Math.max(0, stats.visible - (oursTotal - ours.hidden))}
+  // Which of ours the queue still hides is known only to within the time a release takes to
+  // write; what is not ours at all is exact: the split never exceeds it.
+  const others = Math.max(0, stats.visible + stats.inFlight + stats.delayed - oursTotal)
+  const held = Math.min(others, Math.max(0, stats.inFlight + stats.delayed - ours.hidden))
+  const visible = Math.min(others - held, Math.max(0, stats.visible - (oursTotal - ours.hidden)))
+  // Grouped queue, a run that found nothing more to receive: what is visible waits behind the group
+  // heads someone else holds, and is theirs to deliver next.
+  if (run.groups && run.stoppedBy === 'empty' && held > 0) return {held: held + visible, visible: 0}
+  return {held, visible}
 }
 
 function oneShotProblems(run: RunEnd, remaining: number): Problem[] {

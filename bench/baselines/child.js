@@ -51,6 +51,28 @@ export function serve(handlers) {
   })
 }
 
+/**
+ * A server baseline's child side: listen on a free loopback port, tell the parent its URL, and
+ * answer 'mark' (start counting CPU) and 'stop' (close every connection, then `finish(cpuUs)`'s
+ * reply: what the server stored and anything else it reports).
+ */
+export function serveHttp(server, finish) {
+  server.keepAliveTimeout = 65_000
+  server.listen(0, '127.0.0.1', () => process.send({url: `http://127.0.0.1:${server.address().port}`}))
+  let mark = process.cpuUsage()
+  serve({
+    mark: () => {
+      mark = process.cpuUsage()
+      return {marked: true}
+    },
+    stop: async () => {
+      const cpuUs = cpuSince(mark)
+      server.closeAllConnections()
+      return finish(cpuUs)
+    },
+  })
+}
+
 /** CPU (user + system, all threads) since `from`, in µs. */
 export function cpuSince(from) {
   const used = process.cpuUsage(from)

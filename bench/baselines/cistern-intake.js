@@ -5,7 +5,7 @@ import {createServer} from 'node:http'
 
 import {coalescingSender} from '../../dist/core/queue/batching.js'
 import {openQueue} from '../../dist/core/queue/index.js'
-import {cpuSince, serve} from './child.js'
+import {serveHttp} from './child.js'
 
 const queue = await openQueue(`sqlite:${process.env.BENCH_DB}#intake${process.env.BENCH_QUERY ?? ''}`)
 const sender = coalescingSender(queue, {thread: process.env.BENCH_THREAD === '1'})
@@ -19,20 +19,9 @@ const server = createServer((req, res) => {
     )
   })
 })
-server.keepAliveTimeout = 65_000
-server.listen(0, '127.0.0.1', () => process.send({url: `http://127.0.0.1:${server.address().port}`}))
-let mark = process.cpuUsage()
-serve({
-  mark: () => {
-    mark = process.cpuUsage()
-    return {marked: true}
-  },
-  stop: async () => {
-    const cpuUs = cpuSince(mark)
-    server.closeAllConnections()
-    await sender.close()
-    const stats = await queue.stats()
-    await queue.close()
-    return {cpuUs, stored: stats.visible, threaded: sender.threaded, commits: sender.stats.commits, largestBatch: sender.stats.largestBatch}
-  },
+serveHttp(server, async (cpuUs) => {
+  await sender.close()
+  const stats = await queue.stats()
+  await queue.close()
+  return {cpuUs, stored: stats.visible, threaded: sender.threaded, commits: sender.stats.commits, largestBatch: sender.stats.largestBatch}
 })

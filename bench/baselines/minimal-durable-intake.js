@@ -5,7 +5,7 @@ import Database from 'better-sqlite3'
 import {randomUUID} from 'node:crypto'
 import {createServer} from 'node:http'
 
-import {PRAGMAS, cpuSince, serve} from './child.js'
+import {PRAGMAS, serveHttp} from './child.js'
 
 const db = new Database(process.env.BENCH_DB)
 for (const pragma of PRAGMAS) db.pragma(pragma)
@@ -38,18 +38,8 @@ const server = createServer((req, res) => {
     }
   })
 })
-server.keepAliveTimeout = 65_000
-server.listen(0, '127.0.0.1', () => process.send({url: `http://127.0.0.1:${server.address().port}`}))
-let mark = process.cpuUsage()
-serve({
-  mark: () => {
-    mark = process.cpuUsage()
-    return {marked: true}
-  },
-  stop: () => {
-    const reply = {cpuUs: cpuSince(mark), stored: db.prepare('SELECT count(*) FROM messages').pluck().get()}
-    server.closeAllConnections()
-    db.close()
-    return reply
-  },
+serveHttp(server, (cpuUs) => {
+  const stored = db.prepare('SELECT count(*) FROM messages').pluck().get()
+  db.close()
+  return {cpuUs, stored}
 })

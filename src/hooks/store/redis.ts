@@ -248,13 +248,9 @@ export class RedisStore implements HooksStore {
     for (let i = 0; i < 100; i++) {
       const ref = scriptResults.ref(await this.script('pop', [this.k.queue, this.k.inflight], [nowMs + leaseMs]))
       if (ref === null) return undefined
-      const locked = await this.lockAndRead(ref, leaseMs)
+      const locked = await this.lockUnfinished(ref, leaseMs)
       if (!locked) continue
       const {token, execution} = locked
-      if (!execution || execution.status === 'DONE') {
-        await this.redis.multi().zrem(this.k.inflight, ref).del(this.k.lock(ref)).exec()
-        continue
-      }
       const doing: Execution = {...execution, status: 'DOING', processing_timestamp: nowMs, due_at: undefined, claim: token, ...(owner ? {owner} : {})}
       if ((await this.write(ref, token, doing, 'doing', nowMs + leaseMs)) === 1) return execution.owner ? {...doing, previous_owner: execution.owner} : doing
     }
@@ -285,13 +281,9 @@ export class RedisStore implements HooksStore {
     let n = 0
     // Pushed to the front one by one: go newest first so the oldest ends up first.
     for (const ref of refs.reverse()) {
-      const locked = await this.lockAndRead(ref, leaseMs)
+      const locked = await this.lockUnfinished(ref, leaseMs)
       if (!locked) continue
       const {token, execution} = locked
-      if (!execution || execution.status === 'DONE') {
-        await this.redis.multi().zrem(this.k.inflight, ref).del(this.k.lock(ref)).exec()
-        continue
-      }
       if ((await this.write(ref, token, {...execution, status: 'ENQUEUED'}, 'requeue', 0)) === 1) n++
     }
     return n
@@ -392,6 +384,20 @@ export class RedisStore implements HooksStore {
    * Lock a ref and read its execution. A record that does not parse is taken out of the work queue
    * (kept, among the dead) so it does not come back at every lease; the error names it.
    */
+  /**
+   * lockAndRead for an execution still to run: a ref whose execution is gone or DONE (a duplicate
+   * already processed) leaves the in-flight set and its lock, and gives undefined like a ref locked
+   * elsewhere.
+   */
+  private async lockUnfinished(ref: string, leaseMs: number): Promise<{token: string; execution: Execution} | undefined> {
+    const locked = await this.lockAndRead(ref, leaseMs)
+    if (!locked) return undefined
+    const {token, execution} = locked
+    if (execution && execution.status !== 'DONE') return {token, execution}
+    await this.redis.multi().zrem(this.k.inflight, ref).del(this.k.lock(ref)).exec()
+    return undefined
+  }
+
   private async lockAndRead(ref: string, leaseMs: number): Promise<{token: string; execution?: Execution} | undefined> {
     const token = randomUUID()
     const ok = await this.redis.set(this.k.lock(ref), token, 'PX', leaseMs, 'NX')

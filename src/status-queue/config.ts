@@ -7,13 +7,20 @@ import {DEFAULT_GITHUB_API} from './github.js'
 import {gitHostForApi} from './repo.js'
 import {GITHUB_STATES, type StatusOptions, unknownPlaceholders} from './status.js'
 
+const PLACEHOLDERS = '{org}, {pipeline}, {number}, {state}, {status}, {branch}, {message}, {commit}, {short_sha}'
+
 const template = (what: string) =>
   z
     .string()
     .min(1)
-    .refine((value) => unknownPlaceholders(value).length === 0, {
-      error: `${what} may use only {org}, {pipeline}, {number}, {state}, {status}, {branch}, {message}, {commit}, {short_sha}`,
-    })
+    .refine((value) => unknownPlaceholders(value).length === 0, {error: `${what} may use only ${PLACEHOLDERS}`})
+
+/** --context is checked as the config file's `context:` is (issue 14: a typo there was accepted). */
+function contextFlag(value: string | undefined): string | undefined {
+  const unknown = value === undefined ? [] : unknownPlaceholders(value)
+  if (unknown.length > 0) throw new UsageError(`--context "${value}": unknown placeholder {${unknown.join('}, {')}}`, `use only ${PLACEHOLDERS}`)
+  return value
+}
 
 const httpUrl = z.string().refine((value) => /^https?:\/\/[^/]/.test(value) && URL.canParse(value), {error: 'expected an http(s) URL'})
 
@@ -154,7 +161,7 @@ export function resolveSettings({flags, env, file = {}}: ResolveInput): StatusQu
     hosts: anyHost ? 'any' : [gitHostForApi(githubUrl), ...(file.repoHosts ?? []).map((host) => host.toLowerCase())],
     status: {
       buildkiteUrl: flags['buildkite-url'] ?? file.buildkiteUrl,
-      contextTemplate: flags.context ?? file.context,
+      contextTemplate: contextFlag(flags.context) ?? file.context,
       descriptionTemplate: file.description,
       states: file.states,
     },

@@ -64,6 +64,12 @@ describe('resolveSettings', () => {
     expect(() => resolveSettings({flags: {}, env: {}})).toThrow(expect.objectContaining({exitCode: 2, message: 'GITHUB_ACCESS_TOKEN is not set'}))
   })
 
+  it('refuses a --context with a placeholder the templates do not know, as the config file does (issue 14; exit 2)', () => {
+    expect(() => resolveSettings({flags: {context: 'ci/{bogus}'}, env})).toThrow(
+      expect.objectContaining({exitCode: 2, message: '--context "ci/{bogus}": unknown placeholder {bogus}', fix: expect.stringContaining('{pipeline}')}),
+    )
+  })
+
   it('reads the token from --github-token-file', () => {
     const dir = tempDir()
     const file = join(dir, 'token')

@@ -11,6 +11,7 @@ import {stringify} from 'yaml'
 
 import {loadWorkerConfig} from '../../src/codepipeline/config.js'
 import {startWorker} from '../../src/codepipeline/worker.js'
+import {leakyJob, secretForms} from '../helpers/leaky-job.js'
 import {tempDir} from '../helpers/tmp.js'
 import {CREDS, captureLogger, fakeJob} from './fixtures.js'
 
@@ -27,24 +28,12 @@ const SECRETS = {
 const CONFIG_SECRET = 'cfg-api-token-cpleak-0010'
 
 /** Prints the environment, then each secret it is given (by a file it reads itself) in the forms a job could print it. */
-const LEAKY = `
-const fs = require('node:fs')
-for (const [k, v] of Object.entries(process.env)) console.log(k + '=' + v)
-const all = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
-for (const s of all) {
-  console.log('plain ' + s)
-  console.error('b64 ' + Buffer.from(s).toString('base64'))
-  console.log('url ' + encodeURIComponent(s))
-  console.log('basic ' + Buffer.from('bot:' + s).toString('base64'))
-}
-if (process.env.CP_CONFIG_MODE === 'pass') {
+const LEAKY = leakyJob(`if (process.env.CP_CONFIG_MODE === 'pass') {
   fs.writeFileSync(process.env.CP_RESULT_FILE, JSON.stringify({summary: 'done with ' + all.join(' '), externalExecutionId: all[0], outputVariables: {leak: all[1], cfg: process.env.CP_CONFIG_APITOKEN}, currentRevision: {revision: 'r1', changeIdentifier: 'c1', revisionSummary: all.join(',')}}))
   process.exit(0)
 }
-process.exit(3)
-`
+process.exit(3)`)
 
-const forms = (secret: string) => [secret, Buffer.from(secret).toString('base64').replace(/=+$/, ''), encodeURIComponent(secret)]
 
 const saved: Record<string, string | undefined> = {}
 beforeAll(() => {
@@ -105,7 +94,7 @@ describe('secrets never leave through a codepipeline job (issue 12)', () => {
       const results = [...cp.commandCalls(PutJobFailureResultCommand), ...cp.commandCalls(PutJobSuccessResultCommand)].map((call) => call.args[0].input)
       expect(results).toHaveLength(2)
       const seen = [JSON.stringify(results), log].join('\n')
-      for (const secret of known) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
+      for (const secret of known) for (const form of secretForms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
     } finally {
       cp.restore()
     }

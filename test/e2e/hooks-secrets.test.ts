@@ -13,6 +13,7 @@ import {stringify} from 'yaml'
 import {CLI, cistern} from '../helpers/cli.js'
 import {standIn} from '../helpers/http.js'
 import {type RedisServer, startRedis} from '../helpers/redis.js'
+import {leakyJob, secretForms} from '../helpers/leaky-job.js'
 import {tempDir} from '../helpers/tmp.js'
 
 const SECRETS = {
@@ -29,14 +30,8 @@ const JENKINS_AUTH = 'Basic amVua2luczpqZW5raW5zLWF1dGgtMDAwNw=='
 const SENDER = {authorization: 'Bearer sender-e2e-0008', 'x-hub-signature-256': 'sha256=e2ehookssignature0009', cookie: 'session=e2e-cookie-0010'}
 
 /** Prints its environment, then every secret it can find, in several encodings. */
-const LEAKY = `
-const fs = require('node:fs')
-for (const [k, v] of Object.entries(process.env)) console.log(k + '=' + v)
-for (const s of JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))) console.log('leak ' + s + ' ' + Buffer.from(s).toString('base64') + ' ' + encodeURIComponent(s))
-console.log('JENKINS_TOKEN is ' + (process.env.JENKINS_TOKEN ?? 'absent'))
-`
+const LEAKY = leakyJob("console.log('JENKINS_TOKEN is ' + (process.env.JENKINS_TOKEN ?? 'absent'))")
 
-const forms = (secret: string) => [secret, Buffer.from(secret).toString('base64').replace(/=+$/, ''), encodeURIComponent(secret)]
 /** What cistern knows (and a job could print): its own secrets, and the action's header value. */
 const CISTERN_KNOWS = [...Object.values(SECRETS), JENKINS_AUTH]
 /** What a sender sent: never stored, so no job can even print it. */
@@ -148,6 +143,6 @@ describe.each(['sqlite', 'redis'] as const)('hooks serve keeps secrets in (%s, b
     }
     const seen = [stderr, (await serve).stdout, kind === 'sqlite' ? sqliteFiles(dir) : await redisValues('hooks')].join('\n')
     expect(stderr).toMatch(/hooks service stopped/)
-    for (const secret of [...CISTERN_KNOWS, ...SENDER_SENT]) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
+    for (const secret of [...CISTERN_KNOWS, ...SENDER_SENT]) for (const form of secretForms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
   })
 })

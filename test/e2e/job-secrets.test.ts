@@ -9,6 +9,7 @@ import {stringify} from 'yaml'
 
 import {cistern} from '../helpers/cli.js'
 import {type Fauxqs, startFauxqs, useFauxqsEnv} from '../helpers/fauxqs.js'
+import {leakyJob, secretForms} from '../helpers/leaky-job.js'
 import {tempDir} from '../helpers/tmp.js'
 import {makeFixture} from '../sqs-listener/fixture.js'
 
@@ -26,20 +27,8 @@ const SECRETS = {
 }
 
 /** The job prints its environment, then each secret it is asked for (by name, from a file it reads itself). */
-const LEAKY = `
-const fs = require('node:fs')
-for (const [k, v] of Object.entries(process.env)) console.log(k + '=' + v)
-const all = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
-for (const s of all) {
-  console.log('plain ' + s)
-  console.error('b64 ' + Buffer.from(s).toString('base64'))
-  console.log('url ' + encodeURIComponent(s))
-  console.log('basic ' + Buffer.from('bot:' + s).toString('base64'))
-}
-process.exit(3)
-`
+const LEAKY = leakyJob()
 
-const forms = (secret: string) => [secret, Buffer.from(secret).toString('base64').replace(/=+$/, ''), encodeURIComponent(secret)]
 
 /** Every file under a directory, as latin1 text (SQLite pages keep strings as they are). */
 function everything(dir: string): string {
@@ -76,7 +65,7 @@ describe('secrets never leave through a job (sqs-listen, built CLI)', () => {
 
     const seen = [JSON.stringify(responses), String(run.stdout), String(run.stderr), everything(f.dataDir)].join('\n')
     expect(String(run.stderr)).toContain('[redacted]') // the debug log carried the lines, masked
-    for (const secret of known) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
+    for (const secret of known) for (const form of secretForms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
   })
 })
 
@@ -131,6 +120,6 @@ describe('secrets never leave through a job (sqs-listen on SQS through fauxqs, a
 
     const seen = [JSON.stringify(responses), String(run.stdout), String(run.stderr), everything(f.dataDir)].join('\n')
     expect(String(run.stderr)).toContain('[redacted]')
-    for (const secret of known) for (const form of forms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
+    for (const secret of known) for (const form of secretForms(secret)) expect(seen, `${secret} as ${form}`).not.toContain(form)
   })
 })

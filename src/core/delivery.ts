@@ -300,6 +300,12 @@ export class TargetGates {
     gate.successes++
   }
 
+  /** A target-down outcome (a handler's, a probe's, a verdict of the judge): close its target's gate. */
+  failedWith(down: TargetDown): void {
+    const retryAfterMs = down.retryAfterSeconds === undefined ? undefined : down.retryAfterSeconds * 1000
+    this.failed(down.target, down.reason, {credentials: down.credentials, retryAfterMs})
+  }
+
   /**
    * A target-down verdict: close the gate for the next back-off. Failures while it is already
    * closed (requests that were in flight together) do not lengthen it. Refused credentials in a

@@ -59,10 +59,7 @@ export class JenkinsForwarder {
     const key = jenkinsKey(route.target)
     this.heard.set(key, this.now())
     const verdict = this.judge.verdict(key, messageId, delivery.answer)
-    if (verdict.kind === 'target-down') {
-      const retryAfterMs = verdict.retryAfterSeconds === undefined ? undefined : verdict.retryAfterSeconds * 1000
-      this.gates.failed(key, verdict.reason, {credentials: verdict.credentials, retryAfterMs})
-    }
+    if (verdict.kind === 'target-down') this.gates.failedWith(verdict)
     return delivery
   }
 

@@ -138,7 +138,7 @@ export class CiServer {
       this.lastDown = undefined
       return undefined
     }
-    this.targets.gates.failed(this.key, verdict.reason, {credentials: verdict.credentials, retryAfterMs: (verdict.retryAfterSeconds ?? 0) * 1000})
+    this.targets.gates.failedWith(verdict)
     this.lastDown = new TargetDownError(this.key, `${this.what} ${verdict.credentials ? 'refused the credentials' : 'is down'}: ${verdict.reason}`, verdict.credentials)
     return this.lastDown
   }

@@ -241,8 +241,7 @@ export class Consumer {
         return false
       }
       case 'target-down': {
-        const retryAfterMs = outcome.retryAfterSeconds === undefined ? undefined : outcome.retryAfterSeconds * 1000
-        this.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials, retryAfterMs})
+        this.gates.failedWith(outcome)
         return true
       }
       case 'stop': {
@@ -305,12 +304,8 @@ export class Consumer {
     const {target} = this.settings
     if (target === undefined || messages.length === 0 || this.gates.isOpen(target)) return messages
     const delay = Math.ceil(this.gates.retryInMs(target) / 1000)
-    this.log.debug(`${target} went down while receiving: handing back ${messages.length} message(s)`)
     // Handed back like any other message waiting for its target: a one-shot run waits for them.
-    this.counters.released += messages.length
-    for (const message of messages) this.expectBack(message.id, delay, target)
-    await Promise.all(messages.map((message) => this.releaseToQueue(message, delay)))
-    if (this.settings.once) for (const message of messages) this.handedBack.released(message.id, delay)
+    await Promise.all(messages.map((message) => this.handBack(message, delay, `${target} went down while receiving`, target)))
     return []
   }
 
@@ -489,19 +484,18 @@ export class Consumer {
         return this.retryLater(flight, outcome)
       }
       case 'released': {
-        return this.handBack(flight, outcome.delaySeconds ?? 0, outcome.reason, outcome.target)
+        return this.handBack(message, outcome.delaySeconds ?? 0, outcome.reason, outcome.target)
       }
       case 'target-down': {
-        const retryAfterMs = outcome.retryAfterSeconds === undefined ? undefined : outcome.retryAfterSeconds * 1000
-        this.gates.failed(outcome.target, outcome.reason, {credentials: outcome.credentials, retryAfterMs})
+        this.gates.failedWith(outcome)
         // The one target is down: a long poll in flight would take messages that cannot be attempted.
         // (A short poll is left to answer: cutting it could strand what SQS already handed out.)
         if (outcome.target === this.settings.target && this.settings.waitSeconds > 0) this.polling?.abort()
-        return this.handBack(flight, Math.ceil(this.gates.retryInMs(outcome.target) / 1000), outcome.reason, outcome.target)
+        return this.handBack(message, Math.ceil(this.gates.retryInMs(outcome.target) / 1000), outcome.reason, outcome.target)
       }
       case 'stop': {
         this.stopWith(outcome.error, message.id)
-        return this.handBack(flight, 0, 'stopping', undefined, false)
+        return this.handBack(message, 0, 'stopping', undefined, false)
       }
     }
   }
@@ -522,15 +516,15 @@ export class Consumer {
   }
 
   /** Released, target down, stopping: back to the queue untouched, not an attempt. */
-  private async handBack(flight: Flight, delaySeconds: number, reason: string, target?: string, comesBack = true): Promise<void> {
-    const {message} = flight
+  private async handBack(message: QueueMessage, delaySeconds: number, reason: string, target?: string, comesBack = true): Promise<void> {
     const delay = clamp(Math.round(delaySeconds), 0, MAX_RETRY_SECONDS)
     this.holdBackGroup(message, delay)
     this.counters.released++
     if (comesBack) this.expectBack(message.id, delay, target)
     this.log.debug('released', {messageId: message.id, delaySeconds: delay, reason})
     await this.releaseToQueue(message, delay)
-    if (comesBack && this.settings.once) this.handedBack.released(message.id, delay)
+    // Only what is expected back is re-timed (nothing, when it is not).
+    this.handedBack.released(message.id, delay)
   }
 
   /**

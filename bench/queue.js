@@ -25,7 +25,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {openQueue} from '../dist/core/queue/index.js'
-import {startChild} from './baselines/child.js'
+import {drainOnce, startChild} from './baselines/child.js'
 import {fmt, load, ratio, table} from './lib.js'
 
 const PRAGMAS = ['busy_timeout = 10000', 'journal_mode = WAL', 'synchronous = FULL']
@@ -166,20 +166,6 @@ async function roundTrip(args) {
   }
 }
 
-/** Runs one drain child (already filled) to the end; its reply, plus what the sink counted. */
-async function drainOnce(name, env, sink) {
-  const child = startChild(name, env)
-  const ready = await child.next()
-  sink.send('count')
-  const before = (await sink.next()).count
-  child.send('go')
-  const done = await child.next()
-  sink.send('count')
-  const posted = (await sink.next()).count - before
-  child.send('stop')
-  await child.stop()
-  return {...ready, ...done, posted}
-}
 
 async function drainSection(options) {
   const count = Number(options.drainCount ?? 5000)

@@ -15,25 +15,16 @@ import {existsSync, mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {startChild} from './baselines/child.js'
+import {drainOnce, startChild} from './baselines/child.js'
 import {fmt, load, ratio, table} from './lib.js'
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
-/** One drain child, filled, run to the end; its reply plus what the sink counted. */
-async function drainOnce(name, env, sink) {
-  const child = startChild(name, env)
-  await child.next()
-  sink.send('count')
-  const before = (await sink.next()).count
-  child.send('go')
-  const done = await child.next()
-  sink.send('count')
-  const posted = (await sink.next()).count - before
-  child.send('stop')
-  await child.stop()
-  if (posted < Number(env.BENCH_COUNT)) throw new Error(`${name}: the sink got ${posted} of ${env.BENCH_COUNT}`)
-  return {...done, posted}
+/** One drain child run to the end; every message must have reached the sink. */
+async function drainAll(name, env, sink) {
+  const result = await drainOnce(name, env, sink)
+  if (result.posted < Number(env.BENCH_COUNT)) throw new Error(`${name}: the sink got ${result.posted} of ${env.BENCH_COUNT}`)
+  return result
 }
 
 export default async function run(argv = []) {
@@ -67,7 +58,7 @@ export default async function run(argv = []) {
     for (let round = 0; round < rounds; round++) {
       raw.push((await load(url, {connections: concurrency, seconds: 3, body})).rps)
       for (const [key, side] of Object.entries(sides)) {
-        runs[key].push(await drainOnce(side.name, {...base, BENCH_DB: join(dir, `${key}-${round}.db`), ...side.env}, sink))
+        runs[key].push(await drainAll(side.name, {...base, BENCH_DB: join(dir, `${key}-${round}.db`), ...side.env}, sink))
       }
     }
   } finally {

@@ -52,6 +52,24 @@ export function serve(handlers) {
 }
 
 /**
+ * Runs one drain child (bench/baselines/<name>.js, filling its queue when it starts) to the end
+ * against the counting sink child: its ready and done replies, plus how many POSTs the sink counted.
+ */
+export async function drainOnce(name, env, sink) {
+  const child = startChild(name, env)
+  const ready = await child.next()
+  sink.send('count')
+  const before = (await sink.next()).count
+  child.send('go')
+  const done = await child.next()
+  sink.send('count')
+  const posted = (await sink.next()).count - before
+  child.send('stop')
+  await child.stop()
+  return {...ready, ...done, posted}
+}
+
+/**
  * A server baseline's child side: listen on a free loopback port, tell the parent its URL, and
  * answer 'mark' (start counting CPU) and 'stop' (close every connection, then `finish(cpuUs)`'s
  * reply: what the server stored and anything else it reports).

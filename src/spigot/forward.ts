@@ -1,14 +1,9 @@
 import {TargetGates, TargetJudge} from '../core/delivery.js'
 import {type Logger, silentLogger} from '../core/log.js'
 import type {JenkinsTarget} from './config.js'
-import {type Delivery, JenkinsClient} from './jenkins.js'
+import {type Delivery, JenkinsClient, targetKey} from './jenkins.js'
 import type {Route} from './routes.js'
 import type {Webhook} from './webhook.js'
-
-/** A Jenkins target's key for its gate and in metrics (docs/delivery.md: targets are keys). */
-export function jenkinsKey(target: Pick<JenkinsTarget, 'name'>): string {
-  return `jenkins:${target.name}`
-}
 
 export interface ForwarderOptions {
   /** Per forward: GitHub gives up after 10 s, so the intake queues after a short wait. */
@@ -50,13 +45,13 @@ export class JenkinsForwarder {
 
   /** False while the target's gate is closed after a failure. */
   isOpen(target: JenkinsTarget): boolean {
-    return this.gates.isOpen(jenkinsKey(target))
+    return this.gates.isOpen(targetKey(target.name))
   }
 
   /** POSTs the webhook's raw bytes and GitHub headers; `messageId` tells the judge webhooks apart. */
   async forward(route: Route, webhook: Webhook, messageId: string): Promise<Delivery> {
     const delivery = await this.jenkins.deliver(route.target, route.path, webhook.raw, webhook.headers, {timeoutMs: this.options.timeoutMs})
-    const key = jenkinsKey(route.target)
+    const key = targetKey(route.target.name)
     this.heard.set(key, this.now())
     const verdict = this.judge.verdict(key, messageId, delivery.answer)
     if (verdict.kind === 'target-down') this.gates.failedWith(verdict)
@@ -68,7 +63,7 @@ export class JenkinsForwarder {
    * anything for a minute (the spigot OFF), a health check (GET /health/ …, 2 s).
    */
   async isUp(target: JenkinsTarget): Promise<boolean> {
-    const key = jenkinsKey(target)
+    const key = targetKey(target.name)
     if (this.now() - (this.heard.get(key) ?? Number.NEGATIVE_INFINITY) < FRESH_MS) return !this.gates.isDown(key)
     let check = this.checking.get(key)
     if (!check) {

@@ -8,8 +8,8 @@ import type {Queue} from '../core/queue/types.js'
 import type {SpigotMessage} from '../core/webhook-message.js'
 import {commenterFrom, openSpigotQueue, openStateFrom, type StateFlagValues} from './command-options.js'
 import {type SpigotConfig, type SpigotFlags, resolveSpigotConfig} from './config.js'
-import {jenkinsKey} from './forward.js'
 import {type Intake, type IntakeResult, type SpigotStateValue, createIntake} from './intake.js'
+import {targetKey} from './jenkins.js'
 import type {LargePayloadStore} from './large-payload.js'
 
 /** GitHub caps webhook payloads at 25 MB. */
@@ -215,7 +215,7 @@ export async function createSpigotServer(options: SpigotServerOptions): Promise<
 
 /** Each Jenkins target's health for `cistern_target_up`. */
 async function targetsUp(intake: Intake, config: Pick<SpigotConfig, 'targets'>): Promise<Array<{target: string; up: boolean}>> {
-  return Promise.all(config.targets.map(async (target) => ({target: jenkinsKey(target), up: await intake.forwarder.isUp(target)})))
+  return Promise.all(config.targets.map(async (target) => ({target: targetKey(target.name), up: await intake.forwarder.isUp(target)})))
 }
 
 export interface ServeFlags extends SpigotFlags, StateFlagValues {

@@ -1,6 +1,7 @@
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {JenkinsForwarder, jenkinsKey} from '../../src/spigot/forward.js'
+import {JenkinsForwarder} from '../../src/spigot/forward.js'
+import {targetKey} from '../../src/spigot/jenkins.js'
 import type {Webhook} from '../../src/spigot/webhook.js'
 import {jenkinsStandIn} from '../helpers/jenkins.js'
 
@@ -26,12 +27,12 @@ describe('JenkinsForwarder', () => {
     const {jenkins, forwarder, target, route, advance} = await setUp({kind: 'server-error', status: 503})
     expect(await forwarder.forward(route, webhook, 'w-1')).toMatchObject({kind: 'server-error', status: 503})
     expect(forwarder.isOpen(target)).toBe(false)
-    expect(forwarder.gates.isDown(jenkinsKey(target))).toBe(true)
-    advance(forwarder.gates.retryInMs(jenkinsKey(target)))
+    expect(forwarder.gates.isDown(targetKey(target.name))).toBe(true)
+    advance(forwarder.gates.retryInMs(targetKey(target.name)))
     expect(forwarder.isOpen(target)).toBe(true)
     await jenkins.setMode('accept')
     expect(await forwarder.forward(route, webhook, 'w-2')).toMatchObject({kind: 'accepted'})
-    expect(forwarder.gates.isDown(jenkinsKey(target))).toBe(false)
+    expect(forwarder.gates.isDown(targetKey(target.name))).toBe(false)
   })
 
   it('the same 4xx for three different webhooks in a row is the target\'s fault (a missing plugin), one is not', async () => {
